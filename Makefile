@@ -1,0 +1,34 @@
+# Two commands for a newcomer: `make demo` (set up, then run the main job) and `make test` (set up, then
+# run the test suite). Both create .venv on first use: torch 2.13.0 (CPU) first and on its own — an open
+# torch range in a fresh environment pulls the multi-GB CUDA build — then mllmcl with exact pins.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test bench pretrain clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/mllmcl demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/mllmcl bench engine
+
+pretrain: setup
+	$(BIN)/mllmcl pretrain
+
+clean:
+	rm -rf $(VENV) runs

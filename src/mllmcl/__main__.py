@@ -1,0 +1,3 @@
+from mllmcl.cli import main
+import sys
+sys.exit(main())

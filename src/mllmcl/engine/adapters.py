@@ -1,0 +1,175 @@
+"""Named LoRA adapters on a backbone: the recipe (what to adapt, how strongly), adding, saving and loading.
+
+Every adapter is a peft LoRA adapter with its own name; any number live side by side on one frozen base and
+can be mixed inside one batch (`adapter_names=`). The projector can be trained per adapter: its linear layers
+go to `modules_to_save`, so each adapter carries its own projector copy and mixed batches still work.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from mllmcl.errors import UserError
+from mllmcl.models.backbone import Backbone
+
+BASE = "__base__"  # peft's name for "no adapter" inside a mixed batch
+_LM_LINEAR = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+_VISION_LINEAR = r"(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class LoraRecipe:
+    """What a LoRA adapter adapts and how. The defaults are tuned for the tiny backbone (see docs/engine.md);
+    MR-LoRA's 7B recipe is `rank=128, alpha=256, dropout=0.05, vision=True` (ability tasks)."""
+
+    rank: int = 64                # LoRA rank r
+    alpha: float = 128.0          # scaling is alpha / rank
+    dropout: float = 0.0          # dropout on the LoRA input
+    language: bool = True         # every linear layer of the language model
+    vision: bool = False          # also the vision tower's attention and MLP linears
+    lm_head: bool = True          # also the output head (a tiny base needs it to emit new answers)
+    projector: bool = True        # a full per-adapter copy of the projector (modules_to_save)
+    extra_targets: str = ""       # an extra regex alternative over module names, e.g. r".*\.fc2"
+
+    def target_regex(self) -> str:
+        parts = []
+        if self.language:
+            parts.append(rf".*language_model.*\.{_LM_LINEAR}")
+        if self.vision:
+            parts.append(rf".*vision_tower.*\.{_VISION_LINEAR}")
+        if self.lm_head:
+            parts.append(r"lm_head")
+        if self.extra_targets:
+            parts.append(self.extra_targets)
+        if not parts:
+            raise ValueError("a LoRA recipe must target something")
+        return "|".join(f"(?:{p})" for p in parts)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "LoraRecipe":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise UserError(f"unknown LoRA recipe key(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def projector_linears(model: torch.nn.Module) -> list[str]:
+    """Names of the projector's linear layers (`modules_to_save` targets that keep mixed batching), found
+    the same way whether or not earlier adapters already wrapped them."""
+    names = []
+    for name, module in model.named_modules():
+        if "multi_modal_projector" not in name or not isinstance(module, torch.nn.Linear) or ".modules_to_save." in name:
+            continue
+        name = name.removesuffix(".original_module")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def peft_config(backbone: Backbone, recipe: LoraRecipe):
+    from peft import LoraConfig
+
+    modules_to_save = projector_linears(backbone.base_model) if recipe.projector else None
+    return LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
+                      target_modules=recipe.target_regex(), modules_to_save=modules_to_save, bias="none")
+
+
+def check_name(name: str) -> str:
+    if name == BASE or not _NAME.match(name):
+        raise UserError(f"invalid adapter name {name!r}: use letters, digits, '_', '-', '.'")
+    if name in "lora_":  # peft matches weight keys by substring; such a name would clash with "lora_A"
+        raise UserError(f"invalid adapter name {name!r}: it is part of peft's 'lora_' prefix")
+    return name
+
+
+def add_adapter(backbone: Backbone, name: str, recipe: LoraRecipe = LoraRecipe()) -> None:
+    """Attach a fresh LoRA adapter `name` (randomly initialised B=0, so it starts as the base model)."""
+    from peft import get_peft_model
+
+    check_name(name)
+    if name in backbone.adapter_names:
+        raise UserError(f"adapter {name!r} already exists on backbone {backbone.name}")
+    config = peft_config(backbone, recipe)
+    if backbone.adapter_names:
+        backbone.model.add_adapter(name, config)
+    else:
+        backbone.model = get_peft_model(backbone.model, config, adapter_name=name)
+    _recipes(backbone)[name] = recipe
+
+
+def _recipes(backbone: Backbone) -> dict[str, LoraRecipe]:
+    if not hasattr(backbone.model, "_mllmcl_recipes"):
+        backbone.model._mllmcl_recipes = {}
+    return backbone.model._mllmcl_recipes
+
+
+def delete_adapter(backbone: Backbone, name: str) -> None:
+    require(backbone, [name])
+    backbone.model.delete_adapter(name)
+    _recipes(backbone).pop(name, None)
+
+
+def require(backbone: Backbone, names) -> None:
+    """Fail clearly when a requested adapter is not attached."""
+    known = set(backbone.adapter_names)
+    for name in names:
+        if name != BASE and name not in known:
+            raise UserError(f"adapter {name!r} is not loaded on backbone {backbone.name}; "
+                            f"loaded: {sorted(known) or 'none'}")
+
+
+def save_adapter(backbone: Backbone, name: str, directory: str | Path) -> Path:
+    """Write adapter `name` to `directory/name/` (peft's adapter_model.safetensors + adapter_config.json,
+    plus mllmcl's recipe). Written to a temporary folder first, so a killed save leaves no half adapter."""
+    require(backbone, [name])
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / name
+    tmp = directory / f".{name}.tmp"
+    if tmp.exists():
+        _rmtree(tmp)
+    # the base embeddings and head are not the adapter's: never copy them into it (peft would, for lm_head LoRA)
+    backbone.model.save_pretrained(tmp, selected_adapters=[name], save_embedding_layers=False)
+    # peft writes a non-default adapter into a subfolder named after it
+    written = tmp / name if (tmp / name / "adapter_config.json").is_file() else tmp
+    recipe = _recipes(backbone).get(name)
+    if recipe is not None:
+        (written / "mllmcl_recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+    if final.exists():
+        _rmtree(final)
+    written.rename(final)
+    if tmp.exists():
+        _rmtree(tmp)
+    return final
+
+
+def load_adapter(backbone: Backbone, name: str, path: str | Path) -> None:
+    """Attach a saved adapter under `name` (frozen; train it again by passing its name to `train`)."""
+    from peft import PeftModel
+
+    check_name(name)
+    path = Path(path)
+    if not (path / "adapter_config.json").is_file():
+        raise UserError(f"{path}: no saved adapter here (adapter_config.json missing)")
+    if name in backbone.adapter_names:
+        raise UserError(f"adapter {name!r} already exists on backbone {backbone.name}")
+    if backbone.adapter_names:
+        backbone.model.load_adapter(str(path), adapter_name=name)
+    else:
+        backbone.model = PeftModel.from_pretrained(backbone.model, str(path), adapter_name=name)
+    recipe_file = path / "mllmcl_recipe.json"
+    if recipe_file.is_file():
+        _recipes(backbone)[name] = LoraRecipe.from_dict(json.loads(recipe_file.read_text()))
+    backbone.model.to(backbone.device)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)

@@ -1,0 +1,100 @@
+"""Batched inference with a per-sample choice of adapter: greedy generation and next-token scoring.
+
+`adapters` is one adapter name per sample (`"__base__"` or None = the base model) or None for the base model
+everywhere. Samples with different adapters share one batch through peft's `adapter_names`, so routing each
+sample to its own expert costs no extra passes.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+
+from mllmcl.engine.adapters import BASE, require
+from mllmcl.data.records import ImageLike
+from mllmcl.models.backbone import Backbone
+
+
+def _adapter_list(backbone: Backbone, adapters: Sequence[str | None] | None, n: int) -> list[str] | None:
+    if adapters is None:
+        return None
+    if len(adapters) != n:
+        raise ValueError(f"{len(adapters)} adapter names for {n} samples")
+    names = [a or BASE for a in adapters]
+    require(backbone, set(names))
+    return None if all(a == BASE for a in names) else names
+
+
+@contextmanager
+def _inference(backbone: Backbone, adapter_names: list[str] | None) -> Iterator[dict]:
+    """Eval mode, no grad; yields the extra forward kwargs. With no adapter requested the peft wrapper is
+    bypassed entirely (exactly the base model)."""
+    model = backbone.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            if adapter_names is None and backbone.adapter_names:
+                with model.disable_adapter():
+                    yield {}
+            elif adapter_names is None:
+                yield {}
+            else:
+                yield {"adapter_names": adapter_names}
+    finally:
+        model.train(was_training)
+
+
+def _batches(n: int, batch_size: int):
+    for start in range(0, n, batch_size):
+        yield slice(start, min(n, start + batch_size))
+
+
+def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
+             adapters: Sequence[str | None] | None = None, max_new_tokens: int = 32, batch_size: int = 32,
+             progress: bool = False) -> list[str]:
+    """Greedy answers, one string per sample (text after `ASSISTANT:`, stripped)."""
+    if len(images) != len(questions):
+        raise ValueError(f"{len(images)} images for {len(questions)} questions")
+    tokenizer = backbone.tokenizer
+    answers: list[str] = []
+    chunks = list(_batches(len(questions), batch_size))
+    bar = _bar(len(questions), progress)
+    for chunk in chunks:
+        names = _adapter_list(backbone, None if adapters is None else adapters[chunk], chunk.stop - chunk.start)
+        batch = backbone.encode_prompts(images[chunk], questions[chunk])
+        batch = {k: v.to(backbone.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with _inference(backbone, names) as extra:
+            out = backbone.model.generate(**batch, **extra, max_new_tokens=max_new_tokens, do_sample=False,
+                                          pad_token_id=tokenizer.pad_token_id)
+        new_tokens = out[:, batch["input_ids"].shape[1]:]
+        answers.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        if bar is not None:
+            bar.update(chunk.stop - chunk.start)
+    if bar is not None:
+        bar.close()
+    return answers
+
+
+def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
+                      adapters: Sequence[str | None] | None = None, batch_size: int = 32) -> torch.Tensor:
+    """Logits of the first answer token for each sample, shape (n, vocab), in float32 on the CPU: one forward
+    pass per batch. Used to score a closed set of candidate answers (e.g. a router's expert letters)."""
+    rows = []
+    for chunk in _batches(len(questions), batch_size):
+        names = _adapter_list(backbone, None if adapters is None else adapters[chunk], chunk.stop - chunk.start)
+        batch = backbone.encode_prompts(images[chunk], questions[chunk])
+        batch = {k: v.to(backbone.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with _inference(backbone, names) as extra:
+            logits = backbone.model(**batch, **extra, logits_to_keep=1).logits[:, -1, :]
+        rows.append(logits.float().cpu())
+    return torch.cat(rows) if rows else torch.empty(0)
+
+
+def _bar(total: int, progress: bool):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="generate", unit="sample", dynamic_ncols=True, leave=False)

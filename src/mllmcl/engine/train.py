@@ -1,0 +1,175 @@
+"""The one training loop of mllmcl, on `accelerate`.
+
+It trains either one named LoRA adapter (everything else frozen) or, with `adapter=None`, the whole model
+(full fine-tuning; used by `mllmcl pretrain`). Methods only hand it data, an adapter name and optionally a
+loss function; none writes its own loop. The same call runs unchanged in one process or under
+`torchrun` / `accelerate launch` (DDP, FSDP, DeepSpeed): `batch_size` is per process.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mllmcl.engine.adapters import require
+from mllmcl.data.records import VQAExample
+from mllmcl.models.backbone import Backbone
+
+LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. `epochs` may be fractional; `max_steps` (optimizer steps), when set, wins."""
+
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 32          # per process and per micro-step
+    grad_accum: int = 1           # micro-steps per optimizer step
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05    # share of steps with linear warm-up
+    min_lr_ratio: float = 0.0     # cosine decays to lr * min_lr_ratio
+    max_grad_norm: float = 1.0    # 0 disables clipping
+    bf16: bool = False            # bfloat16 autocast (CPU with AMX, or GPU)
+    seed: int = 0
+    progress: bool = True         # tqdm bar with loss and samples/s
+    desc: str = "train"
+
+
+@dataclass
+class TrainStats:
+    steps: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)  # one mean loss per optimizer step
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds else 0.0
+
+    @property
+    def final_loss(self) -> float:
+        tail = self.losses[-max(1, len(self.losses) // 10):]
+        return float(np.mean(tail)) if tail else float("nan")
+
+
+def causal_lm_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """Mean cross-entropy over the assistant's tokens (labels != -100)."""
+    return model(**batch).loss
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_accelerator():
+    """An Accelerator for this process: CPU (gloo under torchrun) when no GPU is present. Without `cpu=True`
+    a CPU torchrun would silently train each rank on its own."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def trainable_parameters(backbone: Backbone, adapter: str | None) -> list[torch.nn.Parameter]:
+    """Select what trains: only adapter `adapter`, or every parameter of the bare model."""
+    model = backbone.model
+    if adapter is None:
+        if backbone.adapter_names:
+            raise ValueError("full fine-tuning needs a backbone without adapters")
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        require(backbone, [adapter])
+        model.set_adapter(adapter)  # peft: only this adapter's weights require grad
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"nothing to train for adapter {adapter!r}")
+    return params
+
+
+def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | None, config: TrainConfig = TrainConfig(),
+          loss_fn: LossFn = causal_lm_loss) -> TrainStats:
+    """Train `adapter` (or the full model) on `examples` for `config`; returns loss history and throughput."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    if len(examples) == 0:
+        raise ValueError("no training examples")
+    seed_everything(config.seed)
+    accelerator = make_accelerator()
+    params = trainable_parameters(backbone, adapter)
+
+    def collate(items: list[VQAExample]) -> dict:
+        return backbone.encode_train([e.image for e in items], [e.question for e in items],
+                                     [e.answer for e in items])
+
+    loader = DataLoader(list(examples), batch_size=config.batch_size, shuffle=True, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(config.seed), drop_last=False)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    model, optimizer, loader = accelerator.prepare(backbone.model, optimizer, loader)
+
+    steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps), num_training_steps=total_steps,
+        min_lr_rate=config.min_lr_ratio)
+    def autocast():
+        return torch.autocast(accelerator.device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
+
+    stats = TrainStats()
+    bar = _progress(total_steps, config, accelerator.is_main_process)
+    model.train()
+    start = time.perf_counter()
+    micro, step_loss = 0, 0.0
+    while stats.steps < total_steps:
+        for batch in loader:
+            micro += 1
+            last_micro = micro % config.grad_accum == 0
+            sync = nullcontext() if last_micro else accelerator.no_sync(model)
+            with sync:
+                with autocast():
+                    loss = loss_fn(model, batch) / config.grad_accum
+                accelerator.backward(loss)
+            step_loss += loss.detach().float().item()
+            stats.samples += batch["input_ids"].shape[0] * accelerator.num_processes
+            if not last_micro:
+                continue
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            stats.steps += 1
+            stats.losses.append(step_loss)
+            step_loss = 0.0
+            if bar is not None:
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(loss=f"{stats.losses[-1]:.3f}", sps=f"{stats.samples / elapsed:.0f}", refresh=False)
+                bar.update(1)
+            if stats.steps >= total_steps:
+                break
+    stats.seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    accelerator.free_memory()
+    return stats
+
+
+def _progress(total: int, config: TrainConfig, main: bool):
+    if not (config.progress and main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=config.desc, unit="step", dynamic_ncols=True, leave=False)

@@ -1,0 +1,115 @@
+"""`Backbone`: a LLaVA-family model with its processor and chat template, and the two encodings every
+part of mllmcl uses — training batches with masked labels, and left-padded prompts for generation.
+
+The model is a transformers `*ForConditionalGeneration`; once an adapter is added it is wrapped in a
+`peft.PeftModel` holding any number of named LoRA adapters. The tiny embedded model and a LLaVA-1.5-7B
+checkpoint take exactly the same path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from mllmcl.data.records import ImageLike, load_image
+from mllmcl.models.template import ChatTemplate
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Backbone:
+    """A loaded multimodal model. `name` is how it was asked for (`tiny`, `hf:/path`)."""
+
+    name: str
+    model: torch.nn.Module
+    processor: object
+    template: ChatTemplate
+    max_length: int | None = None  # longer training sequences are an error, not silently cut
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def adapter_names(self) -> list[str]:
+        """Names of the LoRA adapters attached (empty for the bare base model)."""
+        return list(getattr(self.model, "peft_config", {}) or {})
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        """The transformers model under any peft wrapper."""
+        return self.model.get_base_model() if self.adapter_names else self.model
+
+    # ----------------------------------------------------------------- inference
+    def generate(self, images: Sequence[ImageLike], questions: Sequence[str], max_new_tokens: int = 32,
+                 adapters: Sequence[str | None] | None = None, batch_size: int = 32) -> list[str]:
+        """Greedy, batched, left-padded answers. `adapters`: one adapter name per sample (None or
+        "__base__" = base model), or None for the base model everywhere."""
+        from mllmcl.engine.generate import generate
+
+        return generate(self, images, questions, adapters=adapters, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size)
+
+    # ----------------------------------------------------------------- encodings
+    def _images(self, images: Sequence[ImageLike]) -> list[Image.Image]:
+        return [load_image(image) for image in images]
+
+    def _encode(self, images: Sequence[ImageLike], texts: list[str], padding_side: str) -> dict:
+        tokenizer = self.tokenizer
+        saved_side = tokenizer.padding_side
+        tokenizer.padding_side = padding_side
+        try:
+            batch = self.processor(images=self._images(images), text=texts, return_tensors="pt", padding=True)
+        finally:
+            tokenizer.padding_side = saved_side
+        return dict(batch)
+
+    def encode_prompts(self, images: Sequence[ImageLike], questions: Sequence[str]) -> dict:
+        """Left-padded prompts (`… ASSISTANT:`) ready for `generate` or a next-token forward pass."""
+        prompts = [self.template.prompt(q) for q in questions]
+        return self._encode(images, prompts, padding_side="left")
+
+    def encode_train(self, images: Sequence[ImageLike], questions: Sequence[str], answers: Sequence[str]) -> dict:
+        """Right-padded `prompt + answer</s>` with `labels` equal to the input ids on the assistant's tokens
+        (answer and end-of-sequence) and IGNORE_INDEX everywhere else (system, question, image, padding)."""
+        if not (len(images) == len(questions) == len(answers)):
+            raise ValueError("images, questions and answers differ in length")
+        prompts = [self.template.prompt(q) for q in questions]
+        eos = self.tokenizer.eos_token
+        texts = [p + self.template.target(a, eos) for p, a in zip(prompts, answers)]
+        batch = self._encode(images, texts, padding_side="right")
+        ids = batch["input_ids"]
+        if self.max_length is not None and ids.shape[1] > self.max_length:
+            raise ValueError(
+                f"a training sequence has {ids.shape[1]} tokens, more than the backbone's maximum {self.max_length}")
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        image_id = self.image_token_id
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        for row, (prompt, length) in enumerate(zip(prompts, lengths)):
+            start = self._prompt_length(prompt, ids[row], image_id)
+            labels[row, start:length] = ids[row, start:length]
+        batch["labels"] = labels
+        return batch
+
+    @property
+    def image_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.template.image_token)
+
+    def _prompt_length(self, prompt: str, full_ids: torch.Tensor, image_id: int) -> int:
+        """Length of the prompt inside the processed `prompt + target` ids: the prompt's own tokens with its
+        image placeholders expanded to as many image tokens as the processor put in the full sequence."""
+        prompt_ids = self.tokenizer(prompt).input_ids
+        expanded = len(prompt_ids) - prompt_ids.count(image_id) + int((full_ids == image_id).sum())
+        if expanded > len(full_ids) or int(full_ids[expanded - 1]) != prompt_ids[-1]:
+            raise ValueError(
+                "the tokenizer merges the end of the prompt with the answer; the label mask cannot be exact "
+                f"for prompt {prompt[-40:]!r}")
+        return expanded

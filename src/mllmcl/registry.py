@@ -1,0 +1,41 @@
+"""A named table of factories: the one lookup mechanism behind backbones, methods, benchmarks,
+scorers and routers. Keys are the user-facing names used in configs, the CLI and results."""
+from __future__ import annotations
+
+from typing import Callable, Generic, TypeVar
+
+from mllmcl.errors import UserError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps a user-facing name to a factory and a one-line description."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, tuple[Callable[..., T], str]] = {}
+
+    def register(self, name: str, description: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def decorate(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = (factory, description or (factory.__doc__ or "").strip().split("\n")[0])
+            return factory
+
+        return decorate
+
+    def get(self, name: str) -> Callable[..., T]:
+        try:
+            return self._entries[name][0]
+        except KeyError:
+            raise UserError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
+
+    def build(self, name: str, *args, **kwargs) -> T:
+        return self.get(name)(*args, **kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def describe(self) -> list[tuple[str, str]]:
+        return [(name, self._entries[name][1]) for name in self.names()]

@@ -1,0 +1,138 @@
+"""The engine: adapter isolation, save/load, mixed-adapter generation, learning, full fine-tuning."""
+import torch
+
+from conftest import colour_examples, random_images
+from mllmcl.engine import (LoraRecipe, TrainConfig, add_adapter, generate, load_adapter, next_token_logits,
+                           save_adapter, train)
+from mllmcl.errors import UserError
+
+FAST = TrainConfig(epochs=1, batch_size=8, lr=5e-3, progress=False)
+
+
+def _state(module: torch.nn.Module, keep) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if keep(k)}
+
+
+def test_training_adapter_a_leaves_base_and_adapter_b_bit_identical(micro):
+    add_adapter(micro, "t1")
+    add_adapter(micro, "t2")
+    # give b non-zero weights first, so "unchanged" is a real check and not B == 0 == 0
+    train(micro, colour_examples(16), "t2", FAST)
+    not_a = lambda k: ".t1." not in k and not k.endswith(".t1")  # noqa: E731
+    before = _state(micro.model, not_a)
+    a_before = _state(micro.model, lambda k: not not_a(k))
+    train(micro, colour_examples(32), "t1", FAST)
+    after = _state(micro.model, not_a)
+    assert before.keys() == after.keys() and len(before) > 0
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    assert any(k.endswith("lora_B.t1.weight") for k in a_before)
+    changed = [k for k, v in _state(micro.model, lambda k: not not_a(k)).items() if not torch.equal(v, a_before[k])]
+    assert changed, "training adapter a changed none of its weights"
+    assert any("multi_modal_projector" in k for k in changed)  # the per-adapter projector trains too
+
+
+def test_lora_learns_a_new_task(micro):
+    add_adapter(micro, "colour", LoraRecipe(rank=16, alpha=32))
+    data = colour_examples(256)
+    stats = train(micro, data, "colour", TrainConfig(epochs=6, batch_size=16, lr=3e-3, progress=False))
+    assert stats.losses[-1] < 0.25 * stats.losses[0]
+    test = colour_examples(32, seed=1)
+    answers = generate(micro, [e.image for e in test], [e.question for e in test], ["colour"] * 32,
+                       max_new_tokens=4)
+    accuracy = sum(a == e.answer for a, e in zip(answers, test)) / len(test)
+    assert accuracy >= 0.9, answers
+    # the base model, asked without an adapter, has not learned it
+    base = generate(micro, [e.image for e in test], [e.question for e in test], max_new_tokens=4)
+    assert sum(a == e.answer for a, e in zip(base, test)) / len(test) < 0.5
+
+
+def test_full_fine_tuning_trains_every_parameter(micro):
+    before = _state(micro.model, lambda k: True)
+    stats = train(micro, colour_examples(64), None, TrainConfig(epochs=4, batch_size=16, lr=3e-3, progress=False))
+    after = micro.model.state_dict()
+    changed = sum(not torch.equal(before[k], after[k]) for k in before)
+    assert changed >= 0.9 * len(before)
+    assert stats.losses[-1] < stats.losses[0]
+
+
+def test_save_then_load_gives_identical_outputs(micro, tmp_path):
+    from mllmcl.models.backbone import Backbone
+
+    base_state = _state(micro.model, lambda k: True)
+    for i, name in enumerate(("t1", "t2")):
+        add_adapter(micro, name)
+        train(micro, colour_examples(32, seed=i), name, FAST)
+        save_adapter(micro, name, tmp_path)
+    images, questions = random_images(6), ["What color is the image?"] * 6
+    mix = ["t1", "t2", None, "t1", "t2", "t2"]
+    expected = next_token_logits(micro, images, questions, mix)
+    expected_text = generate(micro, images, questions, mix, max_new_tokens=6)
+
+    from conftest import TEXTS
+    from mllmcl.models.tiny import TinyConfig, build_tiny
+    model, processor = build_tiny(TEXTS, TinyConfig.micro(), seed=1)
+    model.load_state_dict(base_state)
+    fresh = Backbone("fresh", model, processor, micro.template)
+    for name in ("t1", "t2"):
+        load_adapter(fresh, name, tmp_path / name)
+    assert torch.equal(next_token_logits(fresh, images, questions, mix), expected)
+    assert generate(fresh, images, questions, mix, max_new_tokens=6) == expected_text
+    assert (tmp_path / "t1" / "mllmcl_recipe.json").is_file()
+
+
+def test_mixed_adapter_batch_equals_a_loop_over_adapters(micro):
+    for i, name in enumerate(("t1", "t2", "t3")):
+        add_adapter(micro, name)
+        train(micro, colour_examples(32, seed=i), name, FAST)
+    images, questions = random_images(9, seed=3), ["What color is the image?"] * 9
+    mix = ["t1", "t2", "t3", None, "t3", "t2", "t1", "__base__", "t1"]
+    mixed = generate(micro, images, questions, mix, max_new_tokens=6)
+    mixed_logits = next_token_logits(micro, images, questions, mix)
+    for name in set(mix):
+        rows = [i for i, m in enumerate(mix) if m == name]
+        alone = generate(micro, [images[i] for i in rows], [questions[i] for i in rows],
+                         None if name in (None, "__base__") else [name] * len(rows), max_new_tokens=6)
+        assert alone == [mixed[i] for i in rows]
+        alone_logits = next_token_logits(micro, [images[i] for i in rows], [questions[i] for i in rows],
+                                         [name] * len(rows))
+        assert torch.allclose(alone_logits, mixed_logits[rows], atol=1e-5)
+
+
+def test_next_token_logits_agree_with_greedy_generation(micro):
+    add_adapter(micro, "t1")
+    train(micro, colour_examples(32), "t1", FAST)
+    images, questions = random_images(4), ["What color is the image?"] * 4
+    first = next_token_logits(micro, images, questions, ["t1"] * 4).argmax(dim=1)
+    batch = micro.encode_prompts(images, questions)
+    with torch.no_grad():
+        out = micro.model.generate(**batch, adapter_names=["t1"] * 4, max_new_tokens=1, do_sample=False)
+    assert torch.equal(out[:, -1], first)
+
+
+def test_unknown_adapter_is_a_clear_error(micro):
+    add_adapter(micro, "t1")
+    import pytest
+
+    with pytest.raises(UserError, match="'nope' is not loaded"):
+        generate(micro, random_images(1), ["q"], ["nope"])
+    with pytest.raises(UserError, match="already exists"):
+        add_adapter(micro, "t1")
+    with pytest.raises(UserError, match="no saved adapter"):
+        load_adapter(micro, "z", "/nonexistent")
+
+
+def test_training_is_deterministic_under_a_seed(micro):
+    state = _state(micro.model, lambda k: True)
+    torch.manual_seed(0)
+    add_adapter(micro, "t1")
+    first = train(micro, colour_examples(32), "t1", FAST).losses
+    from conftest import TEXTS
+    from mllmcl.models.backbone import Backbone
+    from mllmcl.models.tiny import TinyConfig, build_tiny
+    model, processor = build_tiny(TEXTS, TinyConfig.micro(), seed=0)
+    model.load_state_dict(state)
+    again = Backbone("again", model, processor, micro.template)
+    torch.manual_seed(0)
+    add_adapter(again, "t1")
+    assert train(again, colour_examples(32), "t1", FAST).losses == first
