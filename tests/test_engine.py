@@ -88,6 +88,7 @@ def test_mixed_adapter_batch_equals_a_loop_over_adapters(micro):
     images, questions = random_images(9, seed=3), ["What color is the image?"] * 9
     mix = ["t1", "t2", "t3", None, "t3", "t2", "t1", "__base__", "t1"]
     mixed = generate(micro, images, questions, mix, max_new_tokens=6)
+    assert generate(micro, images, questions, mix, max_new_tokens=6, group_by_adapter=False) == mixed
     mixed_logits = next_token_logits(micro, images, questions, mix)
     for name in set(mix):
         rows = [i for i, m in enumerate(mix) if m == name]
@@ -136,3 +137,21 @@ def test_training_is_deterministic_under_a_seed(micro):
     torch.manual_seed(0)
     add_adapter(again, "t1")
     assert train(again, colour_examples(32), "t1", FAST).losses == first
+
+
+def test_deleting_every_adapter_restores_the_bare_base_model(micro):
+    images, questions = random_images(3), ["What color is the image?"] * 3
+    before = next_token_logits(micro, images, questions)
+    weights = _state(micro.model, lambda k: True)
+    add_adapter(micro, "t1")
+    train(micro, colour_examples(16), "t1", FAST)
+    from mllmcl.engine import delete_adapter
+
+    delete_adapter(micro, "t1")
+    assert micro.adapter_names == [] and type(micro.model).__name__ == "LlavaForConditionalGeneration"
+    restored = micro.model.state_dict()
+    assert weights.keys() == restored.keys()
+    assert all(torch.equal(weights[k], restored[k]) for k in weights)
+    assert torch.allclose(next_token_logits(micro, images, questions), before, atol=1e-6)
+    add_adapter(micro, "t2")  # and adapters can be added again
+    assert micro.adapter_names == ["t2"]

@@ -46,7 +46,8 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "mllmcl", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_cli_errors_exit_non_zero_with_one_clear_line(saved_llava, tmp_path):
+def test_cli_errors_exit_non_zero_with_one_clear_line(saved_llava, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("inputs")
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image at all")
     cases = [

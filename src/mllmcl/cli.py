@@ -106,10 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-accuracy", type=float, default=70.0, help="pass mark for --check in percent (default: 70)")
     p.add_argument("--out", default=None, help="where to write the checkpoint (default: the package's shipped weights)")
     p.add_argument("--seed", type=int, default=0, help="seed of model init, data and order (default: 0)")
-    p.add_argument("--pool", type=int, default=32_000, help="number of distinct training examples (default: 32000)")
-    p.add_argument("--epochs", type=float, default=3.0, help="passes over the pool (default: 3)")
+    p.add_argument("--pool", type=int, default=40_000, help="number of distinct training examples (default: 40000)")
+    p.add_argument("--epochs", type=float, default=2.0, help="passes over the pool (default: 2)")
     p.add_argument("--batch-size", type=int, default=32, help="examples per step (default: 32)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine schedule (default: 2e-3)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, cosine schedule (default: 1e-3)")
     p.add_argument("--eval-examples", type=int, default=1000, help="held-out examples to evaluate (default: 1000)")
 
     p = command("ask", _ask, "answer one question about one or more image files")

@@ -74,7 +74,7 @@ def run_demo(seed: int = 0, out: str | Path = "runs/demo") -> int:
     zero_shot = _accuracy(generate(backbone, images, questions, max_new_tokens=4), test_set)
     print(f"\n2) a new domain, traffic signals: zero-shot accuracy {zero_shot}% (chance 33%)")
     add_adapter(backbone, "traffic", LoraRecipe())
-    stats = train(backbone, train_set, "traffic", TrainConfig(epochs=2, batch_size=32, lr=1e-3, seed=seed,
+    stats = train(backbone, train_set, "traffic", TrainConfig(epochs=2, batch_size=32, seed=seed,
                                                               desc="LoRA expert 'traffic'"))
     print(f"   trained a LoRA expert: {stats.steps} steps in {stats.seconds:.1f} s "
           f"({stats.samples_per_second:.0f} samples/s), final loss {stats.final_loss:.3f}")

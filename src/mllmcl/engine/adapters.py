@@ -31,7 +31,7 @@ class LoraRecipe:
     alpha: float = 128.0          # scaling is alpha / rank
     dropout: float = 0.0          # dropout on the LoRA input
     language: bool = True         # every linear layer of the language model
-    vision: bool = False          # also the vision tower's attention and MLP linears
+    vision: bool = True           # also the vision tower's attention and MLP linears
     lm_head: bool = True          # also the output head (a tiny base needs it to emit new answers)
     projector: bool = True        # a full per-adapter copy of the projector (modules_to_save)
     extra_targets: str = ""       # an extra regex alternative over module names, e.g. r".*\.fc2"
@@ -110,9 +110,13 @@ def _recipes(backbone: Backbone) -> dict[str, LoraRecipe]:
 
 
 def delete_adapter(backbone: Backbone, name: str) -> None:
+    """Remove adapter `name`; removing the last one gives back the bare transformers model."""
     require(backbone, [name])
+    recipes = _recipes(backbone)
+    recipes.pop(name, None)
     backbone.model.delete_adapter(name)
-    _recipes(backbone).pop(name, None)
+    if not backbone.adapter_names:
+        backbone.model = backbone.model.unload()  # restores the original projector layers too
 
 
 def require(backbone: Backbone, names) -> None:

@@ -53,25 +53,36 @@ def _batches(n: int, batch_size: int):
 
 def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
              adapters: Sequence[str | None] | None = None, max_new_tokens: int = 32, batch_size: int = 32,
-             progress: bool = False) -> list[str]:
-    """Greedy answers, one string per sample (text after `ASSISTANT:`, stripped)."""
+             progress: bool = False, group_by_adapter: bool = True) -> list[str]:
+    """Greedy answers, one string per sample (text after `ASSISTANT:`, stripped), in input order.
+
+    With `group_by_adapter` the samples are batched in adapter order (a stable sort), so a routed test set
+    mostly forms single-adapter batches; a batch that still spans several adapters runs as one mixed batch.
+    The answers do not depend on the grouping (tested)."""
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images for {len(questions)} questions")
+    n = len(questions)
+    if adapters is not None and len(adapters) != n:
+        raise ValueError(f"{len(adapters)} adapter names for {n} samples")
+    order = list(range(n))
+    if adapters is not None and group_by_adapter:
+        order.sort(key=lambda i: adapters[i] or BASE)
     tokenizer = backbone.tokenizer
-    answers: list[str] = []
-    chunks = list(_batches(len(questions), batch_size))
-    bar = _bar(len(questions), progress)
-    for chunk in chunks:
-        names = _adapter_list(backbone, None if adapters is None else adapters[chunk], chunk.stop - chunk.start)
-        batch = backbone.encode_prompts(images[chunk], questions[chunk])
+    answers: list[str] = [""] * n
+    bar = _bar(n, progress)
+    for chunk in _batches(n, batch_size):
+        rows = order[chunk]
+        names = _adapter_list(backbone, None if adapters is None else [adapters[i] for i in rows], len(rows))
+        batch = backbone.encode_prompts([images[i] for i in rows], [questions[i] for i in rows])
         batch = {k: v.to(backbone.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with _inference(backbone, names) as extra:
             out = backbone.model.generate(**batch, **extra, max_new_tokens=max_new_tokens, do_sample=False,
                                           pad_token_id=tokenizer.pad_token_id)
         new_tokens = out[:, batch["input_ids"].shape[1]:]
-        answers.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+            answers[i] = text.strip()
         if bar is not None:
-            bar.update(chunk.stop - chunk.start)
+            bar.update(len(rows))
     if bar is not None:
         bar.close()
     return answers

@@ -33,7 +33,7 @@ class TrainConfig:
     max_steps: int | None = None
     batch_size: int = 32          # per process and per micro-step
     grad_accum: int = 1           # micro-steps per optimizer step
-    lr: float = 1e-3
+    lr: float = 2e-3              # tuned for LoRA experts on the tiny backbone; LLaVA-7B LoRA uses ~2e-4
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05    # share of steps with linear warm-up
     min_lr_ratio: float = 0.0     # cosine decays to lr * min_lr_ratio

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from mllmcl.data.records import ImageLike, load_image
+from mllmcl.errors import UserError
 from mllmcl.models.template import ChatTemplate
 
 IGNORE_INDEX = -100
@@ -88,8 +89,10 @@ class Backbone:
         batch = self._encode(images, texts, padding_side="right")
         ids = batch["input_ids"]
         if self.max_length is not None and ids.shape[1] > self.max_length:
-            raise ValueError(
-                f"a training sequence has {ids.shape[1]} tokens, more than the backbone's maximum {self.max_length}")
+            longest = int(batch["attention_mask"].sum(dim=1).argmax())
+            raise UserError(
+                f"a training sequence has {ids.shape[1]} tokens, more than backbone {self.name}'s maximum "
+                f"{self.max_length}: question {questions[longest][:60]!r}")
         labels = torch.full_like(ids, IGNORE_INDEX)
         image_id = self.image_token_id
         lengths = batch["attention_mask"].sum(dim=1).tolist()

@@ -22,8 +22,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights" / "tiny"
 class TinyConfig:
     """Sizes of the tiny LLaVA. The defaults are the shipped model; tests use `TinyConfig.micro()`."""
 
-    image_size: int = 64
-    patch_size: int = 16
+    image_size: int = 48
+    patch_size: int = 8
     vision_hidden: int = 128
     vision_layers: int = 2
     vision_heads: int = 4

@@ -44,7 +44,7 @@ BACKGROUNDS: dict[str, RGB] = {
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "diamond", "cross", "hexagon")
 PLURALS: dict[str, str] = {s: ("crosses" if s == "cross" else s + "s") for s in SHAPES}
 #: Object extent (fraction of the image side) for each size word.
-SIZES: dict[str, float] = {"small": 0.18, "large": 0.38}
+SIZES: dict[str, float] = {"small": 0.24, "large": 0.44}
 LETTERS = "ABCDEFGHIJ"
 FAMILIES: tuple[str, ...] = (
     "color", "shape", "count", "position", "size", "exists", "caption", "choice", "background", "copy",
@@ -337,7 +337,8 @@ def _q_exists(rnd: random.Random, scene: Scene) -> QA:
     names = {o.name for o in scene.objects}
     near = [f"{c} {s}" for c in COLORS for s in SHAPES if f"{c} {s}" not in names
             and any(o.color == c or o.shape == s for o in scene.objects)]
-    name = rnd.choice(near or [f"{c} {s}" for c in COLORS for s in SHAPES if f"{c} {s}" not in names])
+    absent = [f"{c} {s}" for c in COLORS for s in SHAPES if f"{c} {s}" not in names]
+    name = rnd.choice(near if near and rnd.random() < 0.5 else absent)
     return rnd.choice(EXISTS_Q).format(ad=_article(name)), "no"
 
 
@@ -378,7 +379,7 @@ def _q_choice(rnd: random.Random, scene: Scene) -> QA:
 
 def _q_copy(rnd: random.Random, scene: Scene) -> QA:
     pool = VOCABULARY + NUMERALS
-    if rnd.random() < 0.6:
+    if rnd.random() < 0.75:
         w = rnd.choice(pool)
         return rnd.choice(COPY1_Q).format(w=w), w
     w1, w2 = rnd.choice(pool), rnd.choice(pool)
@@ -393,7 +394,13 @@ _BUILDERS: dict[str, Callable[[random.Random, Scene], QA]] = {
 
 
 def _scene_for(family: str, rnd: random.Random) -> Scene:
-    n = rnd.randint(1, 3) if family == "caption" else rnd.randint(1, 5)
+    # Mostly one or two objects: a from-scratch 3M model learns colour, shape, size and position words on
+    # such scenes within minutes, and stays near chance for thousands of steps on crowded ones (measured:
+    # with 1-5 objects it was at chance on shape, size and position after 2500 steps).
+    if family == "count":
+        n = rnd.randint(1, 3)
+    else:
+        n = rnd.choice((1, 1, 1, 2, 2))
     shapes: Sequence[str] = SHAPES
     if family == "count" or (family == "choice" and rnd.random() < 0.4):  # repeated shapes -> counts > 1
         shapes = rnd.sample(SHAPES, rnd.randint(1, 3))

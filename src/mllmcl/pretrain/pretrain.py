@@ -29,10 +29,10 @@ class PretrainConfig:
     """What `mllmcl pretrain` does. The defaults reproduce the shipped weights (about 15 minutes on 2 cores)."""
 
     seed: int = 0
-    pool: int = 32_000          # distinct training examples, drawn once
-    epochs: float = 3.0
+    pool: int = 40_000          # distinct training examples, drawn once
+    epochs: float = 2.0
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3
     warmup_ratio: float = 0.03
     min_lr_ratio: float = 0.05
     eval_examples: int = 1_000
