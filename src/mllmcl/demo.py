@@ -69,7 +69,7 @@ def run_demo(seed: int = 0, out: str | Path = "runs/demo") -> int:
         print(f"   [{mark}] {s['question'].splitlines()[0][:60]:<60} -> {s['prediction']!r} (truth {s['answer']!r})")
     print(f"   accuracy on 300 held-out general questions: {general['accuracy']}%")
 
-    train_set, test_set = traffic_signals(1200, seed, size), traffic_signals(200, seed + 1, size)
+    train_set, test_set = traffic_signals(2000, seed, size), traffic_signals(200, seed + 1, size)
     images, questions = [e.image for e in test_set], [e.question for e in test_set]
     zero_shot = _accuracy(generate(backbone, images, questions, max_new_tokens=4), test_set)
     print(f"\n2) a new domain, traffic signals: zero-shot accuracy {zero_shot}% (chance 33%)")
