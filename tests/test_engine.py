@@ -85,7 +85,11 @@ def test_mixed_adapter_batch_equals_a_loop_over_adapters(micro):
     for i, name in enumerate(("t1", "t2", "t3")):
         add_adapter(micro, name)
         train(micro, colour_examples(32, seed=i), name, FAST)
-    images, questions = random_images(9, seed=3), ["What color is the image?"] * 9
+    images = random_images(9, seed=3)
+    # different lengths, so left padding differs between the mixed batch and each adapter's own batch
+    questions = ["What color is the image?", "Color?", "What is the main color of this whole image, please?",
+                 "What color?", "Name the color.", "Which color is it?", "Color of the image?",
+                 "Say the color of the picture you see here.", "What color is shown?"]
     mix = ["t1", "t2", "t3", None, "t3", "t2", "t1", "__base__", "t1"]
     mixed = generate(micro, images, questions, mix, max_new_tokens=6)
     assert generate(micro, images, questions, mix, max_new_tokens=6, group_by_adapter=False) == mixed
@@ -155,3 +159,58 @@ def test_deleting_every_adapter_restores_the_bare_base_model(micro):
     assert torch.allclose(next_token_logits(micro, images, questions), before, atol=1e-6)
     add_adapter(micro, "t2")  # and adapters can be added again
     assert micro.adapter_names == ["t2"]
+
+
+def test_vision_lora_skips_layers_llava_does_not_read():
+    """LLaVA-1.5 reads the second-to-last vision layer: LoRA there would get no gradient and break DDP."""
+    import dataclasses
+
+    from conftest import TEXTS
+    from mllmcl.models.backbone import Backbone
+    from mllmcl.models.template import ChatTemplate
+    from mllmcl.models.tiny import TinyConfig, build_tiny
+
+    model, processor = build_tiny(TEXTS, dataclasses.replace(TinyConfig.micro(), vision_layers=3))
+    micro = Backbone("micro3", model, processor, ChatTemplate())
+    micro.model.config.vision_feature_layer = -2
+    add_adapter(micro, "t1", LoraRecipe(vision=True))
+    names = [n for n, _ in micro.model.named_parameters() if "lora_" in n and "vision_tower" in n]
+    last = micro.model.config.vision_config.num_hidden_layers - 1
+    assert names and not any(f"layers.{last}." in n for n in names)
+    micro.model.set_adapter("t1")
+    micro.model.train()
+    batch = micro.encode_train(random_images(2), ["q", "q"], ["red", "blue"])
+    micro.model(**batch).loss.backward()
+    unused = [n for n, p in micro.model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
+
+
+def test_saving_over_an_adapter_replaces_it_whole(micro, tmp_path):
+    add_adapter(micro, "t1")
+    save_adapter(micro, "t1", tmp_path)
+    train(micro, colour_examples(16), "t1", FAST)
+    save_adapter(micro, "t1", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t1"]  # no temporary or old folders left
+    expected = next_token_logits(micro, random_images(2), ["q", "q"], ["t1", "t1"])
+    from mllmcl.engine import delete_adapter
+
+    delete_adapter(micro, "t1")
+    load_adapter(micro, "t1", tmp_path / "t1")
+    assert torch.equal(next_token_logits(micro, random_images(2), ["q", "q"], ["t1", "t1"]), expected)
+
+
+def test_an_adapter_of_another_base_is_a_clear_error(micro, tmp_path):
+    from conftest import TEXTS
+    from mllmcl.models.backbone import Backbone
+    from mllmcl.models.tiny import TinyConfig, build_tiny
+
+    add_adapter(micro, "t1")
+    save_adapter(micro, "t1", tmp_path)
+    import dataclasses
+    wider = dataclasses.replace(TinyConfig.micro(), text_hidden=96)
+    model, processor = build_tiny(TEXTS, wider)
+    other = Backbone("wider", model, processor, micro.template)
+    import pytest
+
+    with pytest.raises(UserError, match="cannot load this adapter onto backbone wider"):
+        load_adapter(other, "t1", tmp_path / "t1")

@@ -88,6 +88,20 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mllmcl", description="Continual learning of multimodal LLMs (MLLM-CL, MR-LoRA and baselines).")
@@ -108,18 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pass mark for --check in percent (default: 30; the shipped weights measure 36.8)")
     p.add_argument("--out", default=None, help="where to write the checkpoint (default: the package's shipped weights)")
     p.add_argument("--seed", type=int, default=0, help="seed of model init, data and order (default: 0)")
-    p.add_argument("--pool", type=int, default=40_000, help="number of distinct training examples (default: 40000)")
-    p.add_argument("--epochs", type=float, default=2.0, help="passes over the pool (default: 2)")
-    p.add_argument("--batch-size", type=int, default=32, help="examples per step (default: 32)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, cosine schedule (default: 1e-3)")
-    p.add_argument("--eval-examples", type=int, default=1000, help="held-out examples to evaluate (default: 1000)")
+    p.add_argument("--pool", type=_positive_int, default=40_000, help="number of distinct training examples (default: 40000)")
+    p.add_argument("--epochs", type=_positive_float, default=2.0, help="passes over the pool (default: 2)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="examples per step (default: 32)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate, cosine schedule (default: 1e-3)")
+    p.add_argument("--eval-examples", type=_positive_int, default=1000, help="held-out examples to evaluate (default: 1000)")
 
     p = command("ask", _ask, "answer one question about one or more image files")
     p.add_argument("question", help="the question, e.g. 'What color is the circle?'")
     p.add_argument("--image", nargs="+", required=True, help="image file(s)")
     p.add_argument("--backbone", default="tiny", help="tiny or hf:<path> (default: tiny)")
     p.add_argument("--adapter", default=None, help="a saved LoRA adapter folder to answer with (default: base model)")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit in tokens (default: 32)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=32, help="answer length limit in tokens (default: 32)")
 
     p = command("demo", _demo, "the tiny backbone answers general questions, then learns a new task with a LoRA expert")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
@@ -127,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("bench", _bench, "benchmarks; `mllmcl bench engine`: engine vs bare PyTorch loop, generation speed")
     p.add_argument("which", choices=["engine"], help="what to benchmark")
-    p.add_argument("--steps", type=int, default=20, help="timed training steps per loop (default: 20)")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
+    p.add_argument("--steps", type=_positive_int, default=20, help="timed training steps per loop (default: 20)")
+    p.add_argument("--batch-size", type=_positive_int, default=32,
+                   help="training batch size (default: 32; generation always uses 32)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
 
     parser.set_defaults(_commands=commands)

@@ -25,7 +25,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 @dataclass(frozen=True)
 class LoraRecipe:
     """What a LoRA adapter adapts and how. The defaults are tuned for the tiny backbone (see docs/engine.md);
-    MR-LoRA's 7B recipe is `rank=128, alpha=256, dropout=0.05, vision=True` (ability tasks)."""
+    MR-LoRA's 7B recipe is `rank=128, alpha=256, dropout=0.05, lm_head=False` (+ `vision=True` for ability
+    tasks, `vision=False` for domain tasks)."""
 
     rank: int = 64                # LoRA rank r
     alpha: float = 128.0          # scaling is alpha / rank
@@ -36,12 +37,15 @@ class LoraRecipe:
     projector: bool = True        # a full per-adapter copy of the projector (modules_to_save)
     extra_targets: str = ""       # an extra regex alternative over module names, e.g. r".*\.fc2"
 
-    def target_regex(self) -> str:
+    def target_regex(self, vision_layers: int | None = None) -> str:
+        """The peft target regex. `vision_layers`: how many vision encoder layers feed the projector; LoRA
+        on later layers would get no gradient (LLaVA-1.5 reads the second-to-last layer), which DDP rejects."""
         parts = []
         if self.language:
             parts.append(rf".*language_model.*\.{_LM_LINEAR}")
         if self.vision:
-            parts.append(rf".*vision_tower.*\.{_VISION_LINEAR}")
+            layers = r"\d+" if vision_layers is None else "(?:" + "|".join(map(str, range(vision_layers))) + ")"
+            parts.append(rf".*vision_tower.*\.layers\.{layers}\..*\.{_VISION_LINEAR}")
         if self.lm_head:
             parts.append(r"lm_head")
         if self.extra_targets:
@@ -72,19 +76,32 @@ def projector_linears(model: torch.nn.Module) -> list[str]:
     return names
 
 
+def used_vision_layers(model: torch.nn.Module) -> int | None:
+    """Number of vision encoder layers whose output reaches the projector (None if unknown)."""
+    config = model.config
+    layer = getattr(config, "vision_feature_layer", None)
+    total = getattr(getattr(config, "vision_config", None), "num_hidden_layers", None)
+    if not isinstance(layer, int) or total is None:
+        return None
+    return layer + 1 if layer >= 0 else total + 1 + layer
+
+
 def peft_config(backbone: Backbone, recipe: LoraRecipe):
     from peft import LoraConfig
 
     modules_to_save = projector_linears(backbone.base_model) if recipe.projector else None
+    target = recipe.target_regex(used_vision_layers(backbone.base_model))
     return LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
-                      target_modules=recipe.target_regex(), modules_to_save=modules_to_save, bias="none")
+                      target_modules=target, modules_to_save=modules_to_save, bias="none")
 
 
 def check_name(name: str) -> str:
     if name == BASE or not _NAME.match(name):
         raise UserError(f"invalid adapter name {name!r}: use letters, digits, '_', '-', '.'")
-    if name in "lora_":  # peft matches weight keys by substring; such a name would clash with "lora_A"
+    if name in "lora_":  # peft warns that such a name can clash with its "lora_" weight prefix
         raise UserError(f"invalid adapter name {name!r}: it is part of peft's 'lora_' prefix")
+    if hasattr(torch.nn.Module, name):  # peft stores adapters as submodules named after them
+        raise UserError(f"invalid adapter name {name!r}: it is a torch.nn.Module attribute")
     return name
 
 
@@ -132,12 +149,15 @@ def save_adapter(backbone: Backbone, name: str, directory: str | Path) -> Path:
     """Write adapter `name` to `directory/name/` (peft's adapter_model.safetensors + adapter_config.json,
     plus mllmcl's recipe). Written to a temporary folder first, so a killed save leaves no half adapter."""
     require(backbone, [name])
+    import tempfile
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{directory}: cannot create the adapter folder ({err})") from None
     final = directory / name
-    tmp = directory / f".{name}.tmp"
-    if tmp.exists():
-        _rmtree(tmp)
+    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}."))
     # the base embeddings and head are not the adapter's: never copy them into it (peft would, for lm_head LoRA)
     backbone.model.save_pretrained(tmp, selected_adapters=[name], save_embedding_layers=False)
     # peft writes a non-default adapter into a subfolder named after it
@@ -145,11 +165,14 @@ def save_adapter(backbone: Backbone, name: str, directory: str | Path) -> Path:
     recipe = _recipes(backbone).get(name)
     if recipe is not None:
         (written / "mllmcl_recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
-    if final.exists():
-        _rmtree(final)
+    old = None
+    if final.exists():  # keep the previous adapter until the new one is in place
+        old = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}.old."))
+        final.rename(old / name)
     written.rename(final)
-    if tmp.exists():
-        _rmtree(tmp)
+    for leftover in (tmp, old):
+        if leftover is not None and leftover.exists():
+            _rmtree(leftover)
     return final
 
 
@@ -163,13 +186,18 @@ def load_adapter(backbone: Backbone, name: str, path: str | Path) -> None:
         raise UserError(f"{path}: no saved adapter here (adapter_config.json missing)")
     if name in backbone.adapter_names:
         raise UserError(f"adapter {name!r} already exists on backbone {backbone.name}")
-    if backbone.adapter_names:
-        backbone.model.load_adapter(str(path), adapter_name=name)
-    else:
-        backbone.model = PeftModel.from_pretrained(backbone.model, str(path), adapter_name=name)
-    recipe_file = path / "mllmcl_recipe.json"
-    if recipe_file.is_file():
-        _recipes(backbone)[name] = LoraRecipe.from_dict(json.loads(recipe_file.read_text()))
+    try:
+        recipe_file = path / "mllmcl_recipe.json"
+        recipe = LoraRecipe.from_dict(json.loads(recipe_file.read_text())) if recipe_file.is_file() else None
+        if backbone.adapter_names:
+            backbone.model.load_adapter(str(path), adapter_name=name)
+        else:
+            backbone.model = PeftModel.from_pretrained(backbone.model, str(path), adapter_name=name)
+    except (RuntimeError, ValueError, KeyError, OSError) as err:  # e.g. an adapter of another base model
+        raise UserError(f"{path}: cannot load this adapter onto backbone {backbone.name} "
+                        f"({str(err).splitlines()[0][:300]})") from None
+    if recipe is not None:
+        _recipes(backbone)[name] = recipe
     backbone.model.to(backbone.device)
 
 

@@ -64,6 +64,8 @@ def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequenc
     n = len(questions)
     if adapters is not None and len(adapters) != n:
         raise ValueError(f"{len(adapters)} adapter names for {n} samples")
+    if adapters is not None:
+        require(backbone, {a or BASE for a in adapters})  # fail before any work, not at the last batch
     order = list(range(n))
     if adapters is not None and group_by_adapter:
         order.sort(key=lambda i: adapters[i] or BASE)

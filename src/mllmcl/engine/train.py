@@ -122,13 +122,30 @@ def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | Non
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps), num_training_steps=total_steps,
         min_lr_rate=config.min_lr_ratio)
-    def autocast():
-        return torch.autocast(accelerator.device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
-
     stats = TrainStats()
     bar = _progress(total_steps, config, accelerator.is_main_process)
     model.train()
     start = time.perf_counter()
+    try:
+        _loop(model, loader, optimizer, scheduler, accelerator, params, loss_fn, config, total_steps, stats, bar,
+              start)
+    finally:  # an error or Ctrl-C must not leave the model in training mode with trainable weights
+        stats.seconds = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+        model.eval()
+        for p in params:
+            p.requires_grad_(False)
+        accelerator.free_memory()
+    return stats
+
+
+def _loop(model, loader, optimizer, scheduler, accelerator, params, loss_fn: LossFn, config: TrainConfig,
+          total_steps: int, stats: TrainStats, bar, start: float) -> None:
+    """Optimizer steps until `total_steps`, re-iterating the (reshuffled) loader as often as needed."""
+    def autocast():
+        return torch.autocast(accelerator.device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
+
     micro, step_loss = 0, 0.0
     while stats.steps < total_steps:
         for batch in loader:
@@ -156,15 +173,7 @@ def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | Non
                 bar.set_postfix(loss=f"{stats.losses[-1]:.3f}", sps=f"{stats.samples / elapsed:.0f}", refresh=False)
                 bar.update(1)
             if stats.steps >= total_steps:
-                break
-    stats.seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
-    model.eval()
-    for p in params:
-        p.requires_grad_(False)
-    accelerator.free_memory()
-    return stats
+                return
 
 
 def _progress(total: int, config: TrainConfig, main: bool):

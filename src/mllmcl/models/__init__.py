@@ -12,7 +12,7 @@ from mllmcl.errors import UserError
 from mllmcl.models.backbone import Backbone
 from mllmcl.models.hf import load_checkpoint
 from mllmcl.models.template import VICUNA_SYSTEM, ChatTemplate
-from mllmcl.models.tiny import WEIGHTS_DIR
+from mllmcl.models.tiny import WEIGHTS_DIR, TinyConfig
 from mllmcl.registry import Registry
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
@@ -22,10 +22,12 @@ BACKBONES: Registry[Backbone] = Registry("backbone")
 def _tiny(device=None, dtype=None) -> Backbone:
     if not (WEIGHTS_DIR / "model.safetensors").is_file():
         raise UserError(f"{WEIGHTS_DIR}: the shipped tiny weights are missing; run `mllmcl pretrain` to rebuild them")
-    return load_checkpoint(WEIGHTS_DIR, "tiny", ChatTemplate(system=""), device=device, dtype=dtype or torch.float32)
+    # the PIL image processor it was pretrained with, even where torchvision is installed
+    return load_checkpoint(WEIGHTS_DIR, "tiny", ChatTemplate(system=""), device=device, dtype=dtype or torch.float32,
+                           max_length=TinyConfig().max_length, processor_kwargs={"backend": "pil"})
 
 
-@BACKBONES.register("hf", "hf:<local path>: any LLaVA-family checkpoint saved by transformers")
+@BACKBONES.register("hf", "hf:<local path>: a LLaVA checkpoint saved by transformers (e.g. llava-1.5-7b-hf)")
 def _hf(path: str, device=None, dtype=None) -> Backbone:
     return load_checkpoint(path, f"hf:{path}", ChatTemplate(system=VICUNA_SYSTEM), device=device, dtype=dtype)
 

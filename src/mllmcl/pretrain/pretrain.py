@@ -54,7 +54,7 @@ def evaluate_general(backbone: Backbone, n: int, seed: int, batch_size: int = 64
         hits[family].append(normalise(answer) == normalise(example.answer))
     per_family = {f: round(100 * sum(h) / len(h), 2) for f, h in sorted(hits.items())}
     overall = round(100 * sum(sum(h) for h in hits.values()) / len(labelled), 2)
-    return {"accuracy": overall, "per_family": per_family, "examples": n,
+    return {"accuracy": overall, "per_family": per_family, "examples": n, "predictions": answers,
             "samples": [{"question": e.question, "answer": e.answer, "prediction": a}
                         for e, a in zip(examples[:12], answers[:12])]}
 
@@ -84,7 +84,7 @@ def pretrain(out: str | Path = WEIGHTS_DIR, config: PretrainConfig = PretrainCon
         "steps": stats.steps, "train_samples_per_second": round(stats.samples_per_second, 1),
         "final_loss": round(stats.final_loss, 4), "data_seconds": round(data_seconds, 1),
         "train_seconds": round(stats.seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
-        "heldout": evaluation,
+        "heldout": {k: v for k, v in evaluation.items() if k != "predictions"},
     }
     _save_atomically(backbone, report, out)
     return report
