@@ -19,7 +19,7 @@ from mllmcl.models.backbone import Backbone
 BASE = "__base__"  # peft's name for "no adapter" inside a mixed batch
 _LM_LINEAR = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 _VISION_LINEAR = r"(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no '.': peft keeps adapters in a ModuleDict
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def peft_config(backbone: Backbone, recipe: LoraRecipe):
 
 def check_name(name: str) -> str:
     if name == BASE or not _NAME.match(name):
-        raise UserError(f"invalid adapter name {name!r}: use letters, digits, '_', '-', '.'")
+        raise UserError(f"invalid adapter name {name!r}: use letters, digits, '_' and '-'")
     if name in "lora_":  # peft warns that such a name can clash with its "lora_" weight prefix
         raise UserError(f"invalid adapter name {name!r}: it is part of peft's 'lora_' prefix")
     if hasattr(torch.nn.Module, name):  # peft stores adapters as submodules named after them
