@@ -46,6 +46,12 @@ def _inference(backbone: Backbone, adapter_names: list[str] | None) -> Iterator[
         model.train(was_training)
 
 
+def _prompts(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str]) -> dict:
+    """Left-padded prompts on the model's device."""
+    batch = backbone.encode_prompts(images, questions)
+    return {k: v.to(backbone.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def _batches(n: int, batch_size: int):
     for start in range(0, n, batch_size):
         yield slice(start, min(n, start + batch_size))
@@ -75,8 +81,7 @@ def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequenc
     for chunk in _batches(n, batch_size):
         rows = order[chunk]
         names = _adapter_list(backbone, None if adapters is None else [adapters[i] for i in rows], len(rows))
-        batch = backbone.encode_prompts([images[i] for i in rows], [questions[i] for i in rows])
-        batch = {k: v.to(backbone.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
         with _inference(backbone, names) as extra:
             out = backbone.model.generate(**batch, **extra, max_new_tokens=max_new_tokens, do_sample=False,
                                           pad_token_id=tokenizer.pad_token_id)
@@ -97,8 +102,7 @@ def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions
     rows = []
     for chunk in _batches(len(questions), batch_size):
         names = _adapter_list(backbone, None if adapters is None else adapters[chunk], chunk.stop - chunk.start)
-        batch = backbone.encode_prompts(images[chunk], questions[chunk])
-        batch = {k: v.to(backbone.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        batch = _prompts(backbone, images[chunk], questions[chunk])
         with _inference(backbone, names) as extra:
             logits = backbone.model(**batch, **extra, logits_to_keep=1).logits[:, -1, :]
         rows.append(logits.float().cpu())
