@@ -17,13 +17,22 @@ from mllmcl.models.backbone import Backbone
 
 
 def _adapter_list(backbone: Backbone, adapters: Sequence[str | None] | None, n: int) -> list[str] | None:
+    """Validate the whole request once, before any work: one known adapter name (or BASE) per sample."""
     if adapters is None:
         return None
     if len(adapters) != n:
         raise ValueError(f"{len(adapters)} adapter names for {n} samples")
     names = [a or BASE for a in adapters]
     require(backbone, set(names))
-    return None if all(a == BASE for a in names) else names
+    return names
+
+
+def _batch_names(names: list[str] | None, rows) -> list[str] | None:
+    """The adapter names of one batch; None when it is the base model throughout."""
+    if names is None:
+        return None
+    chosen = [names[i] for i in rows]
+    return None if all(a == BASE for a in chosen) else chosen
 
 
 @contextmanager
@@ -68,19 +77,16 @@ def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequenc
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images for {len(questions)} questions")
     n = len(questions)
-    if adapters is not None and len(adapters) != n:
-        raise ValueError(f"{len(adapters)} adapter names for {n} samples")
-    if adapters is not None:
-        require(backbone, {a or BASE for a in adapters})  # fail before any work, not at the last batch
+    all_names = _adapter_list(backbone, adapters, n)
     order = list(range(n))
-    if adapters is not None and group_by_adapter:
-        order.sort(key=lambda i: adapters[i] or BASE)
+    if all_names is not None and group_by_adapter:
+        order.sort(key=lambda i: all_names[i])
     tokenizer = backbone.tokenizer
     answers: list[str] = [""] * n
     bar = _bar(n, progress)
     for chunk in _batches(n, batch_size):
         rows = order[chunk]
-        names = _adapter_list(backbone, None if adapters is None else [adapters[i] for i in rows], len(rows))
+        names = _batch_names(all_names, rows)
         batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
         with _inference(backbone, names) as extra:
             out = backbone.model.generate(**batch, **extra, max_new_tokens=max_new_tokens, do_sample=False,
@@ -99,9 +105,10 @@ def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions
                       adapters: Sequence[str | None] | None = None, batch_size: int = 32) -> torch.Tensor:
     """Logits of the first answer token for each sample, shape (n, vocab), in float32 on the CPU: one forward
     pass per batch. Used to score a closed set of candidate answers (e.g. a router's expert letters)."""
+    all_names = _adapter_list(backbone, adapters, len(questions))
     rows = []
     for chunk in _batches(len(questions), batch_size):
-        names = _adapter_list(backbone, None if adapters is None else adapters[chunk], chunk.stop - chunk.start)
+        names = _batch_names(all_names, range(chunk.start, chunk.stop))
         batch = _prompts(backbone, images[chunk], questions[chunk])
         with _inference(backbone, names) as extra:
             logits = backbone.model(**batch, **extra, logits_to_keep=1).logits[:, -1, :]
