@@ -27,6 +27,25 @@ def test_labels_cover_exactly_the_assistant_tokens(micro):
         assert not kept[ids == micro.image_token_id].any()
 
 
+def test_multi_turn_labels_cover_every_assistant_turn_and_nothing_else(micro):
+    conversations = [[("What color is the circle?", "red"), ("How many squares are there?", "3")],
+                     [("Is there a star?", "yes")]]
+    batch = micro.encode_conversations(random_images(2), conversations)
+    tok = micro.tokenizer
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    kept = torch.cat([(labels != IGNORE_INDEX).int(), torch.zeros(1, dtype=torch.int)])  # a run may end the row
+    # two separate supervised runs, decoding to the two answers in order
+    starts = ((kept[1:] == 1) & (kept[:-1] == 0)).nonzero().flatten() + 1
+    ends = ((kept[1:] == 0) & (kept[:-1] == 1)).nonzero().flatten() + 1
+    runs = [tok.decode(ids[s:e]) for s, e in zip(starts.tolist(), ends.tolist())]
+    assert runs == [" red</s>", " 3</s>"]
+    text = tok.decode(ids[kept[:-1] == 0])
+    assert "USER: How many squares are there? ASSISTANT:" in text and "red" not in text
+    single = micro.encode_train(random_images(1), ["Is there a star?"], ["yes"])
+    assert tok.decode(batch["labels"][1][batch["labels"][1] != IGNORE_INDEX]) == " yes</s>"
+    assert tok.decode(single["labels"][0][single["labels"][0] != IGNORE_INDEX]) == " yes</s>"
+
+
 def test_training_batches_are_right_padded_and_prompts_left_padded(micro):
     images = random_images(2)
     train = micro.encode_train(images, ["a", "a much longer question than the other one"], ["x", "y"])

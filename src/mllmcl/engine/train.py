@@ -66,6 +66,11 @@ def causal_lm_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     return model(**batch).loss
 
 
+def conversation(example: VQAExample) -> tuple[tuple[str, str], ...]:
+    """The turns to train on: a multi-turn record's `turns` (LLaVA rows), else its one question and answer."""
+    return tuple(getattr(example, "turns", ()) or ((example.question, example.answer),))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -109,8 +114,7 @@ def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | Non
     params = trainable_parameters(backbone, adapter)
 
     def collate(items: list[VQAExample]) -> dict:
-        return backbone.encode_train([e.image for e in items], [e.question for e in items],
-                                     [e.answer for e in items])
+        return backbone.encode_conversations([e.image for e in items], [conversation(e) for e in items])
 
     loader = DataLoader(list(examples), batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(config.seed), drop_last=False)

@@ -83,22 +83,35 @@ class Backbone:
         (answer and end-of-sequence) and IGNORE_INDEX everywhere else (system, question, image, padding)."""
         if not (len(images) == len(questions) == len(answers)):
             raise ValueError("images, questions and answers differ in length")
-        prompts = [self.template.prompt(q) for q in questions]
+        return self.encode_conversations(images, [[(q, a)] for q, a in zip(questions, answers)])
+
+    def encode_conversations(self, images: Sequence[ImageLike], conversations: Sequence[Sequence[tuple[str, str]]]) -> dict:
+        """Like `encode_train` for multi-turn conversations `[(question, answer), …]` about one image each
+        (LLaVA training rows): labels cover every assistant turn, nothing else."""
+        if len(images) != len(conversations):
+            raise ValueError("images and conversations differ in length")
+        if any(len(turns) == 0 for turns in conversations):
+            raise ValueError("a conversation has no turns")
         eos = self.tokenizer.eos_token
-        texts = [p + self.template.target(a, eos) for p, a in zip(prompts, answers)]
+        pieces = [self.template.pieces(turns, eos) for turns in conversations]
+        texts = ["".join(text for text, _ in row) for row in pieces]
         batch = self._encode(images, texts, padding_side="right")
         ids = batch["input_ids"]
         if self.max_length is not None and ids.shape[1] > self.max_length:
             longest = int(batch["attention_mask"].sum(dim=1).argmax())
             raise UserError(
                 f"a training sequence has {ids.shape[1]} tokens, more than backbone {self.name}'s maximum "
-                f"{self.max_length}: question {questions[longest][:60]!r}")
+                f"{self.max_length}: question {conversations[longest][0][0][:60]!r}")
         labels = torch.full_like(ids, IGNORE_INDEX)
         image_id = self.image_token_id
-        lengths = batch["attention_mask"].sum(dim=1).tolist()
-        for row, (prompt, length) in enumerate(zip(prompts, lengths)):
-            start = self._prompt_length(prompt, ids[row], image_id)
-            labels[row, start:length] = ids[row, start:length]
+        for row, row_pieces in enumerate(pieces):
+            prefix = ""
+            for text, is_target in row_pieces:
+                start = self._prefix_length(prefix, ids[row], image_id) if prefix else 0
+                prefix += text
+                if is_target:
+                    end = self._prefix_length(prefix, ids[row], image_id)
+                    labels[row, start:end] = ids[row, start:end]
         batch["labels"] = labels
         return batch
 
@@ -106,13 +119,13 @@ class Backbone:
     def image_token_id(self) -> int:
         return self.tokenizer.convert_tokens_to_ids(self.template.image_token)
 
-    def _prompt_length(self, prompt: str, full_ids: torch.Tensor, image_id: int) -> int:
-        """Length of the prompt inside the processed `prompt + target` ids: the prompt's own tokens with its
-        image placeholders expanded to as many image tokens as the processor put in the full sequence."""
-        prompt_ids = self.tokenizer(prompt).input_ids
-        expanded = len(prompt_ids) - prompt_ids.count(image_id) + int((full_ids == image_id).sum())
-        if expanded > len(full_ids) or int(full_ids[expanded - 1]) != prompt_ids[-1]:
+    def _prefix_length(self, prefix: str, full_ids: torch.Tensor, image_id: int) -> int:
+        """Length of a text prefix inside the processed full conversation ids: the prefix's own tokens with
+        its image placeholder expanded to as many image tokens as the processor put in the full sequence."""
+        prefix_ids = self.tokenizer(prefix).input_ids
+        expanded = len(prefix_ids) - prefix_ids.count(image_id) + int((full_ids == image_id).sum())
+        if expanded > len(full_ids) or int(full_ids[expanded - 1]) != prefix_ids[-1]:
             raise ValueError(
-                "the tokenizer merges the end of the prompt with the answer; the label mask cannot be exact "
-                f"for prompt {prompt[-40:]!r}")
+                "the tokenizer merges a turn boundary; the label mask cannot be exact "
+                f"after {prefix[-40:]!r}")
         return expanded

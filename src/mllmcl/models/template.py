@@ -1,7 +1,8 @@
-"""The LLaVA-1.5 conversation template (vicuna_v1): `{system} USER: <image>\n{question} ASSISTANT: {answer}</s>`.
+"""The LLaVA-1.5 conversation template (vicuna_v1): `{system} USER: <image>\n{question} ASSISTANT: {answer}</s>`,
+with further turns appended as `USER: {question} ASSISTANT: {answer}</s>`.
 
-Training text is `prompt + target`; the loss covers the target tokens only. Generation feeds the prompt
-and decodes what follows `ASSISTANT:`.
+Training text is prompt, target, prompt, target, …; the loss covers the target tokens only. Generation
+feeds the prompt and decodes what follows `ASSISTANT:`.
 """
 from __future__ import annotations
 
@@ -29,6 +30,19 @@ class ChatTemplate:
             question = f"{self.image_token}\n{question}"
         head = f"{self.system} " if self.system else ""
         return f"{head}USER: {question} ASSISTANT:"
+
+    def follow_up(self, question: str) -> str:
+        """A later user turn of a multi-turn conversation (no image token, no system prompt)."""
+        return f"USER: {question.strip()} ASSISTANT:"
+
+    def pieces(self, turns, eos_token: str) -> list[tuple[str, bool]]:
+        """The training text of a conversation `[(question, answer), …]` as consecutive pieces
+        `(text, is_target)`: prompt, target, follow-up prompt, target, …"""
+        out: list[tuple[str, bool]] = []
+        for i, (question, answer) in enumerate(turns):
+            out.append((self.prompt(question) if i == 0 else self.follow_up(question), False))
+            out.append((self.target(answer, eos_token), True))
+        return out
 
     def target(self, answer: str, eos_token: str) -> str:
         """The assistant's turn as trained: a space, the answer, then the end-of-sequence token."""
