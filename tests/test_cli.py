@@ -10,7 +10,7 @@ def test_ls_lists_backbones(capsys):
     assert "tiny" in out and "hf" in out
 
 
-@pytest.mark.parametrize("command", ["ls", "pretrain", "ask", "demo", "bench"])
+@pytest.mark.parametrize("command", ["ls", "pretrain", "ask", "demo", "bench", "data", "score"])
 def test_every_command_has_help_for_every_option(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])

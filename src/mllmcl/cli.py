@@ -19,9 +19,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def _ls(args: argparse.Namespace) -> int:
     """List the registered components (backbones for now; methods, benchmarks, scorers and routers join them)."""
+    from mllmcl.eval import SCORERS
     from mllmcl.models import BACKBONES
 
-    for kind, registry in {"backbones": BACKBONES}.items():
+    for kind, registry in {"backbones": BACKBONES, "scorers": SCORERS}.items():
         print(f"{kind}:")
         for name, description in registry.describe():
             print(f"  {name:<10} {description}")
@@ -88,6 +89,46 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    """`mllmcl data <DATA_COMMAND>`: hand over to the sub-command's handler (set by its parser)."""
+    return args.data_handler(args)
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from mllmcl.data.check import check_benchmark
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    folders = {}
+    for item in args.folder:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise UserError(f"--folder takes TASK=FOLDER, got {item!r}")
+        folders[name] = folder
+    report = check_benchmark(args.root, args.setting, tasks, folders=folders or None, decode=args.decode,
+                             workers=args.workers, progress=not args.no_progress)
+    print(report.format(limit=args.limit))
+    return 0 if report.ok else 1
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from mllmcl.data.synth.write import SynthSpec, write_synth
+
+    spec = SynthSpec(setting=args.setting, train=args.train, test=args.test, seed=args.seed,
+                     image_size=args.image_size, router_k=args.router_k, replay_k=args.replay_k)
+    out = write_synth(args.out, spec, progress=not args.no_progress)
+    print(f"synthetic {args.setting} data in {out} (check it with: mllmcl data check --root {out})")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from mllmcl.eval.files import score_files
+
+    summary = score_files(args.task, args.questions, args.predictions, submission=args.submission,
+                          judge_url=args.judge_url, judge_model=args.judge_model, judge_key_env=args.judge_key_env)
+    print(json.dumps(summary))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -112,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands[name] = handler
         return sub.add_parser(name, help=help, description=help)
 
-    command("ls", _ls, "list registered backbones (and, later, methods, benchmarks, scorers, routers)")
+    command("ls", _ls, "list registered backbones and scorers (and, later, methods, benchmarks, routers)")
 
     p = command("pretrain", _pretrain, "rebuild the embedded tiny backbone from a seed, or --check the shipped one")
     p.add_argument("--check", action="store_true",
@@ -145,6 +186,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=32,
                    help="training batch size (default: 32; generation always uses 32)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+
+    p = command("score", _score, "score a predictions .jsonl with a task's official MLLM-CL rule; prints one JSON "
+                "object (see docs/scoring.md)")
+    p.add_argument("--task", required=True, help="task name: rs, med, ad, sci, fin, ocr, math, vp or app (`mllmcl ls`)")
+    p.add_argument("--questions", required=True, help="the official test.json (a JSON list with question_id, answer, …)")
+    p.add_argument("--predictions", required=True,
+                   help="one JSON object per line with question_id and text (like the official merge.jsonl)")
+    p.add_argument("--submission", default=None,
+                   help="app only: also write the MMT-Bench submission TSV (index, question_id, prediction, opt) here")
+    p.add_argument("--judge-url", default=None,
+                   help="math only: OpenAI-compatible base URL of an LLM answer extractor (default: rules, offline)")
+    p.add_argument("--judge-model", default="gpt-4o-mini", help="model name sent to --judge-url (default: gpt-4o-mini)")
+    p.add_argument("--judge-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the --judge-url API key (default: OPENAI_API_KEY)")
+
+    p = command("data", _data, "data roots: `mllmcl data check` validates an MLLM-CL layout (docs/data.md); "
+                "`mllmcl data synth` writes the synthetic benchmark (docs/benchmark.md)")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND",
+                                help="check or synth")
+
+    def data_command(name: str, handler, help: str) -> argparse.ArgumentParser:
+        q = data_sub.add_parser(name, help=help, description=help)
+        q.set_defaults(data_handler=handler)
+        return q
+
+    q = data_command("check", _data_check, "check every row and image of an MLLM-CL data root; "
+                     "exit 0 if all is well, 1 if problems were found")
+    q.add_argument("--root", required=True, help="the data root (e.g. Domain_data/ or Ability_data/)")
+    q.add_argument("--setting", choices=["dcl", "acl"], default=None,
+                   help="dcl (domain) or acl (ability); may be omitted when the root's mllmcl.json names it")
+    q.add_argument("--tasks", default=None, help="comma-separated subset of tasks, e.g. RS,Med (default: all)")
+    q.add_argument("--folder", action="append", default=[], metavar="TASK=FOLDER",
+                   help="read TASK from FOLDER (relative to the root); repeatable, e.g. --folder RS=MyRS")
+    q.add_argument("--decode", action="store_true",
+                   help="fully decode every image (default: PIL verify(), which does not decode the pixels)")
+    q.add_argument("--workers", type=_positive_int, default=None, help="threads checking images (default: up to 8)")
+    q.add_argument("--limit", type=_positive_int, default=20, help="problems to print (default: 20; all are counted)")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    q = data_command("synth", _data_synth, "write the synthetic MLLM-CL benchmark (offline stand-in) in the official "
+                     "layout; deterministic by seed (see docs/benchmark.md)")
+    q.add_argument("--setting", choices=["dcl", "acl"], required=True,
+                   help="dcl: five domains RS, Med, AD, Sci, Fin (IID); acl: four abilities OCR, Math, VP, APP "
+                        "(shifted test)")
+    q.add_argument("--out", required=True, help="folder to create; an existing copy of the same dataset is reused")
+    q.add_argument("--train", type=_positive_int, default=2000, help="training items per task (default: 2000)")
+    q.add_argument("--test", type=_positive_int, default=300, help="test items per task (default: 300)")
+    q.add_argument("--seed", type=int, default=0, help="seed of every drawn item (default: 0)")
+    q.add_argument("--image-size", type=_positive_int, default=48,
+                   help="image side in pixels (default: 48, the tiny backbone's input)")
+    q.add_argument("--router-k", type=int, default=20, help="router-training samples per task (default: 20)")
+    q.add_argument("--replay-k", type=int, default=20, help="replay samples per task (default: 20)")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     parser.set_defaults(_commands=commands)
     return parser

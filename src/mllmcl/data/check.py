@@ -1,0 +1,163 @@
+"""`mllmcl data check`: validate every row and every image of an MLLM-CL data root and report all problems.
+
+Rows are validated by the same parser the loader uses. Each distinct image is checked once: by default it
+must exist and pass PIL's `verify()`, which reads the header and the file's structure (for PNG also the
+chunk checksums) but does not decode the pixels, so a truncated JPEG body can pass; `decode=True` opens and
+fully decodes every image instead (several times slower).
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from PIL import Image
+from tqdm import tqdm
+
+from mllmcl.data.mllm_cl import Parsed, Problem, load_layout, read_extra, read_task, select
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """One file: its path, how many rows parsed and how many distinct images they name."""
+
+    path: Path
+    rows: int
+    images: int
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    name: str
+    train: FileReport | None
+    test: FileReport | None
+
+
+@dataclass
+class CheckReport:
+    """The outcome of `check_benchmark`: counts per file and every problem found (empty when all is well)."""
+
+    root: Path
+    setting: str
+    manifest: Path | None
+    tasks: list[TaskReport]
+    router: FileReport | None
+    replay: FileReport | None
+    images_checked: int
+    decode: bool
+    looked_for: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def format(self, limit: int = 20) -> str:
+        """A plain-text report: a table of counts, then the first `limit` problems and how many more."""
+        def rel(path: Path | None) -> str:
+            if path is None:
+                return "-"
+            return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+
+        lines = [f"data root {self.root}  setting {self.setting}  "
+                 f"manifest {rel(self.manifest) if self.manifest else '(none: built-in definitions)'}"]
+        header = f"{'task':<8}{'train rows':>11}{'images':>9}{'test rows':>11}{'images':>9}  files"
+        lines += [header, "-" * len(header)]
+        for t in self.tasks:
+            tr, te = t.train, t.test
+            lines.append(f"{t.name:<8}{tr.rows if tr else '-':>11}{tr.images if tr else '-':>9}"
+                         f"{te.rows if te else '-':>11}{te.images if te else '-':>9}  "
+                         f"{rel(tr.path if tr else None)}, {rel(te.path if te else None)}")
+        for name, extra in (("router", self.router), ("replay", self.replay)):
+            looked = ", ".join(self.looked_for.get(name, [])) or "nothing"
+            lines.append(f"{name}: {rel(extra.path)}: {extra.rows} rows, {extra.images} images" if extra
+                         else f"{name}: none found (looked for {looked})")
+        how = "opened and fully decoded" if self.decode else "exist and pass PIL verify(), pixels not decoded"
+        lines.append(f"{self.images_checked} distinct images checked ({how})")
+        lines += [f"note: {n}" for n in self.notes]
+        if self.ok:
+            lines.append("OK")
+        else:
+            shown = self.problems[:limit]
+            lines.append(f"FAILED: {len(self.problems)} problem(s)" +
+                         (f", first {len(shown)} shown:" if len(shown) < len(self.problems) else ":"))
+            lines += [f"  {p}" for p in shown]
+            if len(self.problems) > len(shown):
+                lines.append(f"  … and {len(self.problems) - len(shown)} more")
+        return "\n".join(lines)
+
+
+def _file_report(path: Path | None, parsed: Parsed) -> FileReport | None:
+    return None if path is None else FileReport(path, len(parsed), len({s.image for _, s in parsed}))
+
+
+def check_image(path: Path, decode: bool = False) -> str | None:
+    """None if the image is fine, else what is wrong with it."""
+    if not path.is_file():
+        return "image not found"
+    try:
+        with Image.open(path) as image:
+            if decode:
+                image.load()
+            else:
+                image.verify()
+    except Exception as err:  # PIL raises many types for corrupt files; all mean "cannot decode"
+        return f"cannot decode image ({type(err).__name__}: {err})"
+    return None
+
+
+def _check_images(refs: dict[Path, tuple[Path, int, str, int]], decode: bool, workers: int,
+                  progress: bool) -> list[Problem]:
+    paths = list(refs)
+    problems = []
+    chunk = 4096  # bounded number of pending futures, even for a million images
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+            tqdm(total=len(paths), desc="images", unit="img", disable=not progress or not paths) as bar:
+        for start in range(0, len(paths), chunk):
+            part = paths[start:start + chunk]
+            for path, error in zip(part, pool.map(lambda p: check_image(p, decode), part)):
+                bar.update()
+                if error:
+                    file, row, sid, count = refs[path]
+                    more = f" (and {count - 1} more rows)" if count > 1 else ""
+                    problems.append(Problem(file, row, f"{error}: {path}{more}", sid))
+    return problems
+
+
+def check_benchmark(root: str | Path, setting: str | None = None, tasks: Sequence[str] | None = None, *,
+                    decode: bool = False, workers: int | None = None, progress: bool = True,
+                    **overrides: Any) -> CheckReport:
+    """Check the data at `root` like `load_benchmark` reads it (same arguments and overrides), but collect
+    every problem instead of stopping: missing files, malformed rows, repeated test ids, missing and
+    undecodable images. Raises UserError only when the root or its manifest cannot be read at all."""
+    path, layout = load_layout(root, setting, **overrides)
+    problems: list[Problem] = []
+    found = [read_task(path, spec, problems) for spec in select(layout.specs, tasks)]
+    router_file, router_rows = read_extra(path, layout.router, layout.specs, problems)
+    replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems)
+
+    sources: list[tuple[Path | None, Parsed]] = [(d.train_file, d.train) for d in found]
+    sources += [(d.test_file, d.test) for d in found] + [(router_file, router_rows), (replay_file, replay_rows)]
+    refs: dict[Path, tuple[Path, int, str, int]] = {}  # image → first (file, row, id) naming it, row count
+    renamed = 0
+    for file, parsed in sources:
+        for index, sample in parsed:
+            renamed += sample.id != str(sample.row.get("question_id", sample.row.get("id")))
+            first = refs.get(sample.image)
+            refs[sample.image] = (file, index, sample.id, 1) if first is None else (*first[:3], first[3] + 1)
+    problems += _check_images(refs, decode, workers or min(8, os.cpu_count() or 1), progress)
+
+    notes = []
+    if renamed:
+        notes.append(f"{renamed} training row(s) repeat an earlier id in their file; they are loaded as "
+                     "<id>#<row> (ids label training rows only)")
+    return CheckReport(path, layout.setting, layout.manifest,
+                       [TaskReport(d.spec.name, _file_report(d.train_file, d.train), _file_report(d.test_file, d.test))
+                        for d in found],
+                       _file_report(router_file, router_rows), _file_report(replay_file, replay_rows),
+                       len(refs), decode, {"router": [e.file for e in layout.router],
+                                           "replay": [e.file for e in layout.replay]}, problems, notes)
+
