@@ -1,0 +1,141 @@
+"""`mllmcl data synth`: write the synthetic benchmark in the official MLLM-CL layout.
+
+    OUT/mllmcl.json                 manifest: setting, task folders, router/replay files
+    OUT/synth.json                  how it was drawn (the SynthSpec), so a cached copy is reused only if equal
+    OUT/RS/images/*.png             DCL: one folder per task with train.json and test.json
+    OUT/RS/train.json, test.json
+    OUT/OCR/images, train.json      ACL: training folder …
+    OUT/OCR_test/images, test.json  … and a separate test folder, as in the release
+    OUT/router/train.json           k training samples per task for the MLLM router (paths from OUT)
+    OUT/replay/train.json           k training samples per task for replay methods (paths from OUT)
+
+Training questions are written as the official evaluation will ask them at test time (the task's prompt
+rule applied, e.g. Fin's answer-format suffix), so what an expert learns is what it is asked.
+
+The folder is written under a temporary name and renamed into place when complete, so an interrupted
+run leaves no half-written dataset; asking again for the same dataset returns the existing one.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from mllmcl.data.synth import MODULES, item_rng, synth_task
+from mllmcl.data.synth.rows import image_name, test_row, train_row
+from mllmcl.data.tasks import builtin_spec, write_manifest
+from mllmcl.errors import UserError
+
+#: Bumped whenever a drawer changes what it draws, so a cached dataset from older code is not reused.
+SYNTH_VERSION = 1
+SPEC_FILE = "synth.json"
+ROUTER_FILE, REPLAY_FILE = "router/train.json", "replay/train.json"
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """Everything that determines a synthetic dataset; stored in its manifest."""
+
+    setting: str = "dcl"
+    train: int = 2000       # training items per task
+    test: int = 300         # test items per task
+    seed: int = 0
+    image_size: int = 48    # px; the tiny backbone's input size
+    router_k: int = 20      # router-training samples per task
+    replay_k: int = 20      # replay samples per task
+    version: int = SYNTH_VERSION
+
+    def __post_init__(self):
+        if self.setting not in MODULES:
+            raise UserError(f"unknown setting {self.setting!r}; known: {', '.join(MODULES)}")
+        for key in ("train", "test", "image_size"):
+            if getattr(self, key) < 1:
+                raise UserError(f"synth {key} must be positive, got {getattr(self, key)}")
+        for key in ("router_k", "replay_k"):
+            if not 0 <= getattr(self, key) <= self.train:
+                raise UserError(f"synth {key} must be between 0 and train={self.train}, got {getattr(self, key)}")
+
+
+def task_folders(setting: str, task: str) -> tuple[str, str]:
+    """(train folder, test folder) of `task` in the README layout."""
+    return (task, task) if setting == "dcl" else (task, f"{task}_test")
+
+
+def write_synth(out: str | Path, spec: SynthSpec = SynthSpec(), progress: bool = True) -> Path:
+    """Write the dataset `spec` to `out` (or return `out` if it already holds exactly that dataset)."""
+    out = Path(out)
+    if (out / SPEC_FILE).exists():
+        existing = json.loads((out / SPEC_FILE).read_text())
+        if existing == asdict(spec):
+            return out
+        raise UserError(f"{out} already holds another synthetic dataset ({out / SPEC_FILE}: {existing}); "
+                        "choose another --out or delete it")
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} exists and is not a synthetic dataset; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        _write_into(tmp, spec, progress)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    tasks = list(MODULES[spec.setting])
+    bar = tqdm(total=len(tasks) * (spec.train + spec.test), desc=f"synth {spec.setting}", unit="image",
+               disable=not progress, dynamic_ncols=True)
+    router, replay, specs = [], [], []
+    for name in tasks:
+        task = synth_task(name)
+        train_dir, test_dir = task_folders(spec.setting, name)
+        task_spec = replace(builtin_spec(name), folders=(train_dir,), test_folders=(test_dir,))
+
+        def as_asked(item, task_name, index, image):
+            return train_row(replace(item, question=task_spec.prompt(item.question, item.answer)), task_name,
+                             index, image)
+
+        train_rows = _write_split(root / train_dir, task, name, "train", spec, as_asked, bar)
+        test_rows = _write_split(root / test_dir, task, name, "test", spec, test_row, bar)
+        _dump(root / train_dir / "train.json", train_rows)
+        _dump(root / test_dir / "test.json", test_rows)
+        rng = random.Random(f"mllmcl-synth/{spec.seed}/{name}/buffers")
+        router += [_from_root(train_rows[i], train_dir, name) for i in sorted(rng.sample(range(spec.train), spec.router_k))]
+        replay += [_from_root(train_rows[i], train_dir, name) for i in sorted(rng.sample(range(spec.train), spec.replay_k))]
+        specs.append(task_spec)
+    bar.close()
+    for path, rows in ((ROUTER_FILE, router), (REPLAY_FILE, replay)):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        _dump(root / path, rows)
+    write_manifest(root, spec.setting, specs, router=ROUTER_FILE, replay=REPLAY_FILE)
+    (root / SPEC_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")
+
+
+def _write_split(folder: Path, task, name: str, split: str, spec: SynthSpec, make_row, bar) -> list[dict]:
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in range(spec.train if split == "train" else spec.test):
+        item = task.draw(item_rng(spec.seed, name, split, index), split, spec.image_size)
+        image = image_name(item, split, index)
+        item.image.save(folder / image)
+        rows.append(make_row(item, name, index, image))
+        bar.update(1)
+    return rows
+
+
+def _from_root(row: dict, folder: str, task: str) -> dict:
+    """A training row re-rooted at the data root (router and replay files), tagged with its task."""
+    return {**row, "image": f"{folder}/{row['image']}", "task": task}
+
+
+def _dump(path: Path, rows) -> None:
+    path.write_text(json.dumps(rows, indent=1) + "\n")
