@@ -1,83 +1,76 @@
-"""Calibrate the difficulty of synthetic tasks on the shipped tiny backbone.
+"""Measure the difficulty of the synthetic tasks on the shipped tiny backbone, through the real data path.
 
-For each task: draw train/test items (in memory, as `mllmcl data synth` would), answer the test zero-shot,
-train a fresh LoRA expert at the default budget, answer again, and score both with the task's official
-scorer. Prints one line per task plus the accuracy per question opening (a proxy for question family).
+Writes the synthetic benchmark (or reuses it) with `mllmcl data synth`'s writer, reads it back with the
+release loader, and for each task: answers the test set zero-shot, trains a fresh LoRA expert on the task
+alone at the default budget (2 epochs of the training set, batch 32, the default LoRA recipe), answers
+again, and scores both with the task's official scorer (per-item credit; for OCR that is the hit rate,
+not OCRBench's hits/10). Prints a line per task, accuracy per question family, and a few wrong answers.
 
-    python bench/calibrate.py --tasks RS,Med --train 2000 --test 300
+    python bench/calibrate.py --setting dcl                  # RS, Med, AD, Sci, Fin
+    python bench/calibrate.py --setting acl --tasks OCR,VP
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import fcntl
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from mllmcl.data.records import Example
-from mllmcl.data.synth import item_rng, synth_task
-from mllmcl.data.synth.rows import image_name, test_row
-from mllmcl.data.tasks import builtin_spec
+from mllmcl.data import load_benchmark
+from mllmcl.data.synth.write import SynthSpec, write_synth
 from mllmcl.engine import add_adapter, delete_adapter
 from mllmcl.engine.generate import generate
 from mllmcl.engine.train import TrainConfig, train
+from mllmcl.eval import get_scorer
 from mllmcl.models import load_backbone
 
 
-def credits(task: str, rows: list[dict], answers: list[str]) -> list[float]:
-    """Per-item credit from the task's official scorer."""
-    from mllmcl.eval.scorers import SCORERS
-
-    scorer = SCORERS.build(task.lower())
-    return [scorer.judge(row, answer) for row, answer in zip(rows, answers)]
-
-
-def opening(question: str, words: int = 4) -> str:
-    """The first words of the question proper (after a MathVista-style `Question:` marker, if any)."""
-    return " ".join(question.split("Question:", 1)[-1].split()[:words])
+def family(sample) -> str:
+    """The question family: the row's `question_type` / `task` / `answer_type` when it has one, else the
+    first words of the question proper."""
+    for key in ("question_type", "task", "answer_type"):
+        if isinstance(sample.row.get(key), str):
+            return sample.row[key]
+    return " ".join(sample.question.split("Question:", 1)[-1].split()[:4])
 
 
-def calibrate(name: str, backbone, n_train: int, n_test: int, seed: int, size: int, epochs: float, lr: float,
-              show: int) -> dict:
-    task = synth_task(name)
-    ask = builtin_spec(name).prompt  # the official prompt rule (Fin's answer-format suffix), as the writer applies it
-    t0 = time.perf_counter()
-    train_items = [task.draw(item_rng(seed, name, "train", i), "train", size) for i in range(n_train)]
-    test_items = [task.draw(item_rng(seed, name, "test", i), "test", size) for i in range(n_test)]
-    draw_s = time.perf_counter() - t0
-    rows = [test_row(it, name, i, image_name(it, "test", i)) for i, it in enumerate(test_items)]
-    images = [it.image for it in test_items]
-    questions = [ask(it.question, it.answer) for it in test_items]
-    zero = generate(backbone, images, questions, max_new_tokens=24, batch_size=64)
+def calibrate(task, backbone, epochs: float, lr: float, seed: int, max_new_tokens: int, show: int) -> dict:
+    scorer = get_scorer(task.spec.scorer)
+    test = task.test
+    images, questions = [s.image for s in test], [s.question for s in test]
+    tokens = min(task.spec.max_new_tokens, max_new_tokens)
+    zero = generate(backbone, images, questions, max_new_tokens=tokens, batch_size=64)
     add_adapter(backbone, "expert")
-    stats = train(backbone, [Example(it.image, ask(it.question, it.answer), it.answer) for it in train_items], "expert",
-                  TrainConfig(epochs=epochs, batch_size=32, lr=lr, seed=seed, desc=name))
-    expert = generate(backbone, images, questions, adapters=["expert"] * n_test, max_new_tokens=24, batch_size=64)
+    stats = train(backbone, task.train, "expert", TrainConfig(epochs=epochs, batch_size=32, lr=lr, seed=seed,
+                                                              desc=task.name))
+    expert = generate(backbone, images, questions, adapters=["expert"] * len(test), max_new_tokens=tokens,
+                      batch_size=64)
     delete_adapter(backbone, "expert")
-    zc, ec = credits(name, rows, zero), credits(name, rows, expert)
+    zc = [scorer.judge(s.row, a) for s, a in zip(test, zero)]
+    ec = [scorer.judge(s.row, a) for s, a in zip(test, expert)]
+    result = {"task": task.name, "zero_shot": 100 * sum(zc) / len(test), "expert": 100 * sum(ec) / len(test),
+              "train_seconds": stats.seconds, "steps": stats.steps}
+    print(f"\n== {task.name}: zero-shot {result['zero_shot']:.2f}%  expert {result['expert']:.2f}%  "
+          f"({stats.steps} steps, {stats.seconds:.1f} s train, final loss {stats.final_loss:.3f})")
     by_family = collections.defaultdict(list)
-    for q, z, e in zip(questions, zc, ec):
-        by_family[opening(q)].append((z, e))
-    print(f"\n== {name}: zero-shot {100 * sum(zc) / n_test:.2f}%  expert {100 * sum(ec) / n_test:.2f}%  "
-          f"({stats.steps} steps, {stats.seconds:.1f} s train, {draw_s:.1f} s drawing, final loss {stats.final_loss:.3f})")
-    for family, pairs in sorted(by_family.items(), key=lambda kv: -len(kv[1])):
-        z = 100 * sum(p[0] for p in pairs) / len(pairs)
-        e = 100 * sum(p[1] for p in pairs) / len(pairs)
-        print(f"   {family:<40} n={len(pairs):<4} zero {z:6.1f}  expert {e:6.1f}")
-    wrong = [(q, r["answer"], a) for q, r, a, c in zip(questions, rows, expert, ec) if c < 1][:show]
-    for q, gt, a in wrong:
-        print(f"   WRONG  q={q[-70:]!r}  gt={gt!r}  pred={a!r}")
-    return {"task": name, "zero_shot": 100 * sum(zc) / n_test, "expert": 100 * sum(ec) / n_test,
-            "train_seconds": stats.seconds, "steps": stats.steps}
+    for s, z, e in zip(test, zc, ec):
+        by_family[family(s)].append((z, e))
+    for name, pairs in sorted(by_family.items(), key=lambda kv: -len(kv[1])):
+        print(f"   {name:<40} n={len(pairs):<4} zero {100 * sum(p[0] for p in pairs) / len(pairs):6.1f}  "
+              f"expert {100 * sum(p[1] for p in pairs) / len(pairs):6.1f}")
+    for s, a, c in [(s, a, c) for s, a, c in zip(test, expert, ec) if c < 1][:show]:
+        print(f"   WRONG  q={s.question[-70:]!r}  gt={s.answer!r}  pred={a!r}")
+    return result
 
 
 def exclusive(path: str = "/tmp/mllmcl-calibrate.lock"):
-    """Hold a machine-wide lock: two calibrations on 2 cores thrash each other's threads (measured: ~8x
-    slower each), so they queue instead and every printed figure is measured alone."""
-    import fcntl
-
+    """Hold a machine-wide lock: two calibrations sharing 2 cores slow each other down many times over, so
+    they queue instead and every printed time is measured alone."""
     handle = open(path, "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -89,22 +82,29 @@ def exclusive(path: str = "/tmp/mllmcl-calibrate.lock"):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", required=True, help="comma-separated task names, e.g. RS,Med")
-    parser.add_argument("--train", type=int, default=2000, help="training items (default 2000)")
-    parser.add_argument("--test", type=int, default=300, help="test items (default 300)")
+    parser.add_argument("--setting", choices=["dcl", "acl"], required=True, help="which synthetic benchmark")
+    parser.add_argument("--tasks", default=None, help="comma-separated subset, e.g. RS,Med (default: all)")
+    parser.add_argument("--train", type=int, default=SynthSpec.train, help="training items per task")
+    parser.add_argument("--test", type=int, default=SynthSpec.test, help="test items per task")
+    parser.add_argument("--seed", type=int, default=0, help="data and training seed (default 0)")
     parser.add_argument("--epochs", type=float, default=2.0, help="expert epochs (default 2)")
     parser.add_argument("--lr", type=float, default=2e-3, help="expert learning rate (default 2e-3)")
-    parser.add_argument("--seed", type=int, default=0, help="data and training seed (default 0)")
-    parser.add_argument("--size", type=int, default=48, help="image side in px (default 48)")
-    parser.add_argument("--show", type=int, default=8, help="wrong expert answers to print per task")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="answer length cap (default 32)")
+    parser.add_argument("--data", default="runs/calibrate", help="where the synthetic data is cached")
+    parser.add_argument("--show", type=int, default=6, help="wrong expert answers to print per task")
     args = parser.parse_args()
     lock = exclusive()  # noqa: F841 (held until exit)
+    spec = SynthSpec(setting=args.setting, train=args.train, test=args.test, seed=args.seed)
+    t0 = time.perf_counter()
+    root = write_synth(Path(args.data) / f"{args.setting}-{args.train}-{args.test}-s{args.seed}", spec)
+    bench = load_benchmark(root, tasks=args.tasks.split(",") if args.tasks else None)
+    print(f"data: {root} ({time.perf_counter() - t0:.1f} s)")
     backbone = load_backbone("tiny")
-    results = [calibrate(t, backbone, args.train, args.test, args.seed, args.size, args.epochs, args.lr, args.show)
-               for t in args.tasks.split(",")]
-    print("\ntask   zero-shot  expert  train_s")
+    results = [calibrate(task, backbone, args.epochs, args.lr, args.seed, args.max_new_tokens, args.show)
+               for task in bench.tasks]
+    print("\ntask   zero-shot  expert  train_s  steps")
     for r in results:
-        print(f"{r['task']:<6} {r['zero_shot']:8.2f}  {r['expert']:6.2f}  {r['train_seconds']:7.1f}")
+        print(f"{r['task']:<6} {r['zero_shot']:8.2f}  {r['expert']:6.2f}  {r['train_seconds']:7.1f}  {r['steps']}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ def image_name(item: SynthItem, split: str, index: int) -> str:
     return f"images/{prefix}{split}_{index:05d}.png"
 
 
-def train_row(item: SynthItem, task: str, index: int, image: str) -> dict:
+def conversation_row(item: SynthItem, task: str, index: int, image: str) -> dict:
     """A training row in LLaVA format: one human turn with the `<image>` placeholder, one answer."""
     return {
         "id": f"{task}_train_{index:05d}",
@@ -23,7 +23,7 @@ def train_row(item: SynthItem, task: str, index: int, image: str) -> dict:
     }
 
 
-def test_row(item: SynthItem, task: str, index: int, image: str) -> dict:
+def question_row(item: SynthItem, task: str, index: int, image: str) -> dict:
     """A test row: `question_id`, `image`, `text` (the prompt, fed as is), `answer`, plus the task's own
     fields (`answer_type`, `choices`, `type`, …) from `item.extra`; `extra` may override `answer` (OCR's
     list of accepted strings)."""

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mllmcl.data.synth import MODULES, item_rng, synth_task
-from mllmcl.data.synth.rows import image_name, test_row, train_row
+from mllmcl.data.synth.rows import image_name, question_row, conversation_row
 from mllmcl.data.tasks import builtin_spec, write_manifest
 from mllmcl.errors import UserError
 
@@ -101,11 +101,11 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
         task_spec = replace(builtin_spec(name), folders=(train_dir,), test_folders=(test_dir,))
 
         def as_asked(item, task_name, index, image):
-            return train_row(replace(item, question=task_spec.prompt(item.question, item.answer)), task_name,
+            return conversation_row(replace(item, question=task_spec.prompt(item.question, item.answer)), task_name,
                              index, image)
 
         train_rows = _write_split(root / train_dir, task, name, "train", spec, as_asked, bar)
-        test_rows = _write_split(root / test_dir, task, name, "test", spec, test_row, bar)
+        test_rows = _write_split(root / test_dir, task, name, "test", spec, question_row, bar)
         _dump(root / train_dir / "train.json", train_rows)
         _dump(root / test_dir / "test.json", test_rows)
         rng = random.Random(f"mllmcl-synth/{spec.seed}/{name}/buffers")

@@ -1,0 +1,129 @@
+"""AD — synthetic autonomous driving, imitating DriveLM (nuScenes key frames with perception,
+prediction and planning questions about the ego car; scored by the "ai2d rule", so a multi-word
+reference must appear verbatim in the prediction: answers are exact sentences from small sets).
+
+DriveLM tiles the six camera views into one image; at 48 px a sixth of the image would be 16×24 px, too
+small for anything but colour blobs, so the stand-in draws the single front view (documented deviation).
+The view is a perspective road: sky (day blue, overcast grey, night navy) over a horizon,
+roadside ground (grass, dirt, pavement), a grey road narrowing towards a vanishing point with lane
+markings, distant traffic in the neighbouring lanes, and what the question is about: a vehicle close
+ahead in the ego lane and/or a traffic light hanging over the road, glowing in the haze and reflected on
+the asphalt.
+
+Question families (`extra["question_type"]`, balanced closed answers):
+  object      "Is there a vehicle ahead of the ego car?"        -> Yes / No
+  signal      "What is the state of the traffic light?"         -> red / yellow / green
+  planning    "What should the ego vehicle do?"                  -> "The ego vehicle should stop." (red light) /
+              "The ego vehicle should slow down." (a vehicle close ahead) /
+              "The ego vehicle should keep going straight." (green light, clear road)
+
+Learnability (measured with bench/calibrate.py): within the 126-step expert budget the tiny model learns
+cues that fill a good part of the view: with a 5 px lamp the light's state reached only ~55 %, and a car
+a tenth of the width across or the side of a pedestrian stayed at chance (a pedestrian "position" family
+was dropped). So the car ahead is close
+(half the image wide), the signal head is near with a large lit lamp and a glow, and car colours avoid
+the signal colours so that colour alone never answers the wrong family.
+"""
+from __future__ import annotations
+
+import random
+
+from mllmcl.data.synth.base import SynthItem, jitter, register
+from mllmcl.data.synth.draw import NO, YES, Canvas, mix, shade
+
+SKIES = ((110, 165, 225), (150, 190, 230), (170, 175, 185), (40, 50, 90), (200, 200, 205), (60, 70, 100))
+GROUNDS = ((90, 140, 70), (140, 120, 90), (160, 160, 155), (110, 120, 80), (190, 180, 150))
+ROADS = ((95, 95, 100), (120, 120, 118), (75, 75, 80), (140, 135, 130))
+CAR_COLOURS = ((235, 235, 235), (35, 35, 40), (40, 70, 150), (30, 40, 90), (215, 205, 180), (20, 90, 110))
+LAMPS = {"red": (245, 40, 30), "yellow": (250, 200, 20), "green": (40, 220, 90)}
+ACTIONS = {"stop": "The ego vehicle should stop.", "slow": "The ego vehicle should slow down.",
+           "go": "The ego vehicle should keep going straight."}
+
+OBJECT_Q = ("Is there a vehicle ahead of the ego car?", "Is there a car in front of the ego vehicle?")
+SIGNAL_Q = ("What is the state of the traffic light?", "What color is the traffic signal ahead?")
+PLAN_Q = ("What should the ego vehicle do?", "What is the safe action for the ego vehicle?")
+FAMILIES = ("object", "signal", "planning")
+HORIZON = (0.36, 0.46)
+
+
+class Street:
+    """The front view: sky, ground and a road converging to a vanishing point near the horizon."""
+
+    def __init__(self, rng: random.Random, size: int):
+        self.rng = rng
+        self.sky = jitter(rng, rng.choice(SKIES), 14)
+        self.horizon = rng.uniform(*HORIZON)
+        self.vx = rng.uniform(0.4, 0.6)  # vanishing point, x
+        self.canvas = c = Canvas(size, self.sky)
+        h = self.horizon
+        c.rect(0, h * 0.55, 1, h, fill=mix(self.sky, (255, 255, 255), rng.uniform(0.1, 0.3)))  # haze
+        ground = jitter(rng, rng.choice(GROUNDS), 15)
+        c.rect(0, h, 1, 1, fill=ground)
+        self.road = road = jitter(rng, rng.choice(ROADS), 10)
+        half = rng.uniform(0.5, 0.65)  # road half-width at the bottom edge
+        c.polygon([(self.vx - 0.02, h), (self.vx + 0.02, h), (0.5 + half, 1.0), (0.5 - half, 1.0)], fill=road)
+        paint = (235, 235, 225) if rng.random() < 0.7 else (240, 200, 60)
+        for side in (-1, 1):  # lane lines between the ego lane and its neighbours
+            x_bottom = 0.5 + side * half * 0.38
+            for k in range(4):
+                t0, t1 = 0.15 + k * 0.22, 0.15 + k * 0.22 + 0.12
+                c.line([(self.vx + (x_bottom - self.vx) * t0, h + (1 - h) * t0),
+                        (self.vx + (x_bottom - self.vx) * t1, h + (1 - h) * t1)], paint, 0.012 + 0.012 * t1)
+
+    def vehicle(self, near: bool, lane: int = 0) -> None:
+        """A vehicle from behind, in the ego lane (lane 0) or a neighbouring one, close or far away."""
+        rng, c = self.rng, self.canvas
+        t = rng.uniform(0.85, 0.95) if near else rng.uniform(0.12, 0.2)  # depth along the road (1 = at the camera)
+        y = self.horizon + (1 - self.horizon) * t
+        x = self.vx + (0.5 + lane * 0.75 - self.vx) * t
+        w = (0.7 if near else 0.55) * t
+        body = jitter(rng, rng.choice(CAR_COLOURS), 12)
+        c.rect(x - w / 2, y - w * 0.75, x + w / 2, y, fill=body)
+        c.rect(x - w * 0.38, y - w * 0.7, x + w * 0.38, y - w * 0.42, fill=shade(body, 0.45))  # rear window
+        for side in (-1, 1):
+            c.rect(x + side * w * 0.42 - w * 0.07, y - w * 0.3, x + side * w * 0.42 + w * 0.07, y - w * 0.2,
+                   fill=(200, 30, 30))  # tail lights
+        c.rect(x - w / 2, y, x + w / 2, y + w * 0.08, fill=(25, 25, 25))  # tyres / shadow
+
+    def traffic_light(self, state: str) -> None:
+        """A signal head hanging over the road, its `state` lamp lit with a wide glow in the haze and a
+        coloured reflection on the asphalt; the other lamps dark. Drawn before any vehicle."""
+        rng, c = self.rng, self.canvas
+        x, top = rng.uniform(0.3, 0.7), rng.uniform(0.03, 0.06)
+        lamp = jitter(rng, LAMPS[state], 10)
+        k_lit = list(LAMPS).index(state)
+        c.polygon([(x - 0.12, self.horizon), (x + 0.12, self.horizon), (x + 0.3, 1.0), (x - 0.3, 1.0)],
+                  fill=mix(self.road, lamp, 0.4))  # reflection
+        c.ellipse(x, top + 0.1 + k_lit * 0.16, 0.34, fill=mix(self.sky, lamp, 0.65))  # glow
+        c.line([(-0.05, top + 0.02), (1.05, top + 0.02)], (55, 55, 55), 0.02)  # gantry wire
+        c.rect(x - 0.1, top, x + 0.1, top + 0.48, fill=(30, 30, 30))
+        for k, name in enumerate(LAMPS):
+            c.ellipse(x, top + 0.08 + k * 0.16, 0.09 if k == k_lit else 0.06, fill=lamp if k == k_lit else (70, 70, 70))
+
+
+@register("AD", "dcl")
+def draw(rng: random.Random, split: str, size: int = 48) -> SynthItem:
+    """A forward camera view with DriveLM-style perception and planning questions."""
+    family = rng.choice(FAMILIES)
+    street = Street(rng, size)
+    if family == "object":
+        answer = rng.choice((YES, NO))
+        if rng.random() < 0.4:
+            street.traffic_light(rng.choice(list(LAMPS)))
+        if answer == YES:
+            street.vehicle(near=True)
+        question = rng.choice(OBJECT_Q)
+    elif family == "signal":
+        answer = rng.choice(list(LAMPS))
+        street.traffic_light(answer)
+        question = rng.choice(SIGNAL_Q)
+    else:
+        action = rng.choice(list(ACTIONS))
+        if action == "slow":
+            street.vehicle(near=True)
+        else:
+            street.traffic_light("red" if action == "stop" else "green")
+        answer, question = ACTIONS[action], rng.choice(PLAN_Q)
+    if rng.random() < 0.4:  # distant traffic in a neighbouring lane is never the answer
+        street.vehicle(near=False, lane=rng.choice((-1, 1)))
+    return SynthItem(street.canvas.finish(), question, answer, {"question_type": family})

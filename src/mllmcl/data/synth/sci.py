@@ -1,0 +1,163 @@
+"""Sci — synthetic science diagrams, imitating the Sci task of MLLM-CL (AI2D and TQA textbook diagrams
+answered with an option letter, MapQA choropleth maps answered with state names or yes/no).
+
+Scoring follows the image-name prefix (`source`): `ai2d` / `tqa` items are exact-match on the option
+letter; `mapqa` "Which states…" items get partial credit over the comma-separated names, other `mapqa`
+items are substring matches. Multiple-choice items carry `extra["choices"]` and end with the real
+instruction "Answer with the option's letter from the given choices directly.".
+
+Diagrams are flat clip-art on light paper (white, cream, pale blue, green or grey, jittered) or, for
+astronomy, on a dark sky.
+
+Question families (`extra["question_type"]`, balanced closed answers):
+  plant_part   (AI2D)   "Which part of a plant does the diagram show?" A. flower B. leaf C. root D. fruit
+  moon_phase   (TQA)    "Which phase of the moon is shown?"  A. new moon B. waxing crescent C. first quarter
+                        D. full moon
+  map_majority (MapQA)  "Are most states in the highest value range?" -> Yes / No
+  map_highest  (MapQA)  "Which states have the highest value?"  -> "North" / "East, West" (darkest states of
+                        a four-state choropleth: North, South, East, West); drawn less often (10 %)
+
+Learnability (measured with bench/calibrate.py): the pretrained base is at chance on matching a drawn
+property against shuffled option texts, and within the 126-step expert budget it does not learn to, so
+options are listed in their natural order (as many textbook items are) and the letter follows from what
+is drawn. It also learns what fills the picture far better than where a small thing is: a highlight box
+around one part of a whole plant, quarter moons lit on the left vs. right and "is North higher than
+South?" stayed at chance, so the plant item is a close-up of one part and the phases differ in how much
+of the disc is lit. "Which states have the highest value?" needs a state's position and reached only
+44-67 %; it is kept, less often, because it is the MapQA form the partial-credit rule exists for, next
+to a map question answered by the overall shade of the map.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+from mllmcl.data.synth.base import SynthItem, jitter, letters, register
+from mllmcl.data.synth.draw import NO, YES, Canvas, mix, shade
+
+PAPER = ((250, 250, 248), (245, 240, 225), (225, 235, 245), (230, 240, 225), (225, 225, 228), (200, 210, 225))
+NIGHT = ((20, 25, 45), (35, 35, 40), (15, 15, 20), (45, 50, 75))
+PETALS = ((250, 250, 250), (160, 90, 220), (90, 120, 230), (200, 150, 240))
+FRUIT = ((215, 40, 35), (240, 120, 20), (200, 30, 70), (250, 150, 40))
+LEAF = ((60, 150, 60), (90, 170, 60), (40, 120, 70))
+SOIL = ((120, 85, 55), (100, 75, 50), (140, 100, 65))
+RAMPS = (((235, 243, 255), (8, 48, 107)), ((240, 250, 235), (0, 90, 40)), ((255, 240, 225), (150, 50, 5)),
+         ((245, 240, 250), (75, 20, 120)), ((255, 235, 235), (140, 10, 20)))
+PARTS = ("flower", "leaf", "root", "fruit")
+PHASES = ("new moon", "waxing crescent", "first quarter", "full moon")
+STATES = ("North", "South", "East", "West")
+INSTRUCTION = "Answer with the option's letter from the given choices directly."
+
+PLANT_Q = ("Which part of a plant does the diagram show?", "What plant part is shown in the picture?")
+MOON_Q = ("Which phase of the moon is shown?", "What moon phase does the diagram show?")
+HIGHEST_Q = ("Which states have the highest value?", "Which states have the highest value in the map?")
+MAJORITY_Q = ("Are most states in the highest value range?", "Do most states have a high value?")
+FAMILIES = ("plant_part", "moon_phase", "map_majority", "map_highest")
+WEIGHTS = (0.3, 0.3, 0.3, 0.1)
+
+
+def _choice_item(image, stem: str, options: tuple[str, ...], correct: str, family: str, source: str) -> SynthItem:
+    """A multiple-choice item: options in their natural order, the letter of `correct` as answer."""
+    marks = letters(len(options))
+    lines = [f"{m}. {o}" for m, o in zip(marks, options)]
+    question = "\n".join([stem, *lines, INSTRUCTION])
+    answer = marks[options.index(correct)]
+    return SynthItem(image, question, answer, {"question_type": family, "choices": list(options)}, source)
+
+
+def _plant(rng: random.Random, size: int, part: str):
+    """A textbook close-up of one plant part, filling most of the picture."""
+    c = Canvas(size, jitter(rng, rng.choice(PAPER), 8))
+    cx, cy = rng.uniform(0.45, 0.55), rng.uniform(0.45, 0.55)
+    green = jitter(rng, rng.choice(LEAF), 15)
+    if part == "flower":
+        petal, n = jitter(rng, rng.choice(PETALS), 15), rng.randint(5, 7)
+        c.line([(cx, cy), (cx + rng.uniform(-0.05, 0.05), 1.0)], green, 0.04)
+        for k in range(n):
+            a = 2 * math.pi * k / n + rng.uniform(0, 0.3)
+            c.ellipse(cx + 0.24 * math.cos(a), cy + 0.24 * math.sin(a), 0.2, fill=petal, outline=shade(petal, 0.7),
+                      width=0.01)
+        c.ellipse(cx, cy, 0.12, fill=jitter(rng, (240, 180, 40), 15))
+    elif part == "leaf":
+        tilt = rng.uniform(-0.1, 0.1)
+        c.polygon([(0.04, 0.96), (cx - 0.42, cy - 0.3 + tilt), (0.96, 0.04), (cx + 0.42, cy + 0.3 - tilt)], fill=green)
+        c.line([(0.04, 0.96), (0.96, 0.04)], shade(green, 1.35), 0.025)  # midrib and veins
+        for t in (0.3, 0.45, 0.6, 0.75):
+            x, y = 0.04 + 0.92 * t, 0.96 - 0.92 * t
+            c.line([(x, y), (x - 0.16, y - 0.12)], shade(green, 1.3), 0.014)
+            c.line([(x, y), (x + 0.12, y + 0.16)], shade(green, 1.3), 0.014)
+    elif part == "root":  # a soil cross-section: the roots spread through brown earth under a thin stem
+        soil, brown = jitter(rng, rng.choice(SOIL), 12), jitter(rng, (235, 215, 170), 12)
+        c.rect(0, 0.12, 1, 1, fill=soil)
+        c.line([(cx, 0.0), (cx, 0.14)], green, 0.05)
+        for k in range(rng.randint(6, 8)):  # taproot with branching side roots
+            x = cx + rng.uniform(-0.4, 0.4)
+            c.line([(cx, 0.14), (x, rng.uniform(0.55, 0.95))], brown, rng.uniform(0.03, 0.045))
+            c.line([(x * 0.5 + cx * 0.5, 0.5), (x * 0.5 + cx * 0.5 + rng.uniform(-0.2, 0.2), 0.75)], brown, 0.02)
+        c.line([(cx, 0.14), (cx, 0.95)], brown, 0.06)
+    else:
+        skin, r = jitter(rng, rng.choice(FRUIT), 15), rng.uniform(0.38, 0.42)
+        c.ellipse(cx, cy + 0.05, r, r * rng.uniform(0.9, 1.0), fill=skin)
+        c.ellipse(cx - r * 0.4, cy - r * 0.3, r * 0.2, fill=mix(skin, (255, 255, 255), 0.5))  # highlight
+        c.line([(cx, cy - r + 0.05), (cx + 0.03, cy - r - 0.06)], (100, 70, 40), 0.025)
+        c.ellipse(cx + 0.1, cy - r - 0.02, 0.08, 0.04, fill=green)
+    return c.finish()
+
+
+def _moon(rng: random.Random, size: int, phase: str):
+    """A moon disc on a dark sky, lit on the right as the phase waxes, with a few stars."""
+    c = Canvas(size, jitter(rng, rng.choice(NIGHT), 8))
+    for _ in range(rng.randint(3, 8)):
+        c.ellipse(rng.uniform(0.03, 0.97), rng.uniform(0.03, 0.97), 0.008, fill=(220, 220, 200))
+    cx, cy, r = rng.uniform(0.46, 0.54), rng.uniform(0.46, 0.54), rng.uniform(0.4, 0.44)
+    lit, dark = jitter(rng, (235, 230, 200), 12), jitter(rng, (70, 70, 80), 8)
+    box = (cx - r, cy - r, cx + r, cy + r)
+    c.ellipse(cx, cy, r, fill=lit if phase == "full moon" else dark)
+    if phase == "first quarter":
+        c.draw.pieslice([v * c.side for v in box], -90, 90, fill=lit)
+    elif phase == "waxing crescent":  # the lit disc minus a dark disc shifted to the right
+        c.ellipse(cx, cy, r, fill=lit)
+        c.ellipse(cx - r * 0.3, cy, r, fill=dark)
+    return c.finish()
+
+
+def _map(rng: random.Random, size: int, levels: dict[str, int]):
+    """A country split into four states (North, South, East, West) shaded by `levels` (0 light … 3 dark)
+    on one sequential ramp, with a legend strip in the corner."""
+    c = Canvas(size, jitter(rng, rng.choice(PAPER), 8))
+    light, dark = rng.choice(RAMPS)
+    fills = [mix(light, dark, 0.08 + 0.3 * k) for k in range(4)]
+    cx, cy = rng.uniform(0.46, 0.54), rng.uniform(0.44, 0.5)
+    rx, ry = rng.uniform(0.36, 0.42), rng.uniform(0.33, 0.38)
+    corners = [(cx - rx, cy - ry), (cx + rx, cy - ry), (cx + rx, cy + ry), (cx - rx, cy + ry)]
+    centre = (cx + rng.uniform(-0.04, 0.04), cy + rng.uniform(-0.04, 0.04))
+    for state, (a, b) in zip(STATES, ((0, 1), (2, 3), (1, 2), (3, 0))):
+        c.polygon([corners[a], corners[b], centre], fill=fills[levels[state]], outline=(255, 255, 255))
+    for k in range(4):  # legend
+        c.rect(0.6 + 0.08 * k, 0.88, 0.68 + 0.08 * k, 0.94, fill=fills[k])
+    return c.finish()
+
+
+@register("Sci", "dcl")
+def draw(rng: random.Random, split: str, size: int = 48) -> SynthItem:
+    """Science diagrams: AI2D plant parts, TQA moon phases, MapQA choropleth questions."""
+    family = rng.choices(FAMILIES, WEIGHTS)[0]
+    if family == "plant_part":
+        part = rng.choice(PARTS)
+        return _choice_item(_plant(rng, size, part), rng.choice(PLANT_Q), PARTS, part, family, "AI2D")
+    if family == "moon_phase":
+        phase = rng.choice(PHASES)
+        return _choice_item(_moon(rng, size, phase), rng.choice(MOON_Q), PHASES, phase, family, "TQA")
+    if family == "map_majority":  # three or four states dark, or three or four light
+        answer = rng.choice((YES, NO))
+        many = rng.sample(STATES, rng.randint(3, 4))
+        high = answer == YES
+        levels = {s: (3 if high else 0) if s in many else (rng.randint(0, 1) if high else rng.randint(2, 3))
+                  for s in STATES}
+        question = rng.choice(MAJORITY_Q)
+    else:
+        top = rng.sample(STATES, 1 if rng.random() < 0.75 else 2)
+        levels = {s: 3 if s in top else rng.randint(0, 1) for s in STATES}
+        answer = ", ".join(s for s in STATES if s in top)
+        question = rng.choice(HIGHEST_Q)
+    return SynthItem(_map(rng, size, levels), question, answer, {"question_type": family}, "MapQA")
