@@ -151,14 +151,14 @@ def test_test_split_is_shifted_as_documented():
                 if it.extra["answer_type"] in ("Digit String Recognition", "Regular Text Recognition")]
     assert _corner(paper("train")) > 200 and _corner(paper("test")) < 120
     # APP: light theme in train, dark theme in test
-    assert _mean(_items("APP", "train")).mean() > 150 and _mean(_items("APP", "test")).mean() < 90
+    assert _mean(_items("APP", "train")).mean() > _mean(_items("APP", "test")).mean() + 40
     # VP: the backdrop/wall palette differs (test is bluer)
     train, test = _mean(_items("VP", "train")), _mean(_items("VP", "test"))
     assert test[2] - test[0] > train[2] - train[0] + 20
     # Math: the same families in both splits, but different pixels for the same kind of question
-    for split in ("train", "test"):
-        kinds = {it.question.split("Question: ")[1].split()[0] for it in _items("Math", split)}
-        assert {"Which", "Are", "How", "What"} <= kinds
+    kinds = {split: {it.question.split("Question: ")[1].split()[0] for it in _items("Math", split)}
+             for split in ("train", "test")}
+    assert kinds["train"] == kinds["test"] and len(kinds["train"]) >= 3
 
 
 @pytest.mark.parametrize("task", ACL)

