@@ -1,25 +1,19 @@
-"""Synthetic GUI agent: phone screens asked which element to tap, MMT-Bench style.
+"""Synthetic GUI agent: phone screens asked which element is in a given state, MMT-Bench style.
 
 Imitates: the GUI-agent ability task of MLLM-CL, tested on the GUI-navigation subset of MMT-Bench
 (multiple choice over screen elements, answered with the option letter; the scorer compares
-`prediction.strip().upper()` with the letter). A screen has a status bar, a title bar and four
-elements; the question asks for the element in a given *state* — the app with an unread badge, the
-setting that is switched on, the selected tab — so the answer is read off the screen, as a GUI agent must.
-The options name positions in a fixed order, so the letter is decided by where the element is (drawn
-uniformly: each letter is the answer ~25% of the time).
+`prediction.strip().upper()` with the letter). The answer is read off the screen, as a GUI agent must;
+the options list the elements by name in one fixed order, so a letter always names the same element.
 
-Question families (a third each):
-* badge  — a 2×2 grid of app icons, one with a red notification badge: "Which app should be tapped to
-  read the new notification?", options "A. the top-left app" … "D. the bottom-right app";
-* toggle — a settings list of four rows with switches, exactly one on: "Which setting is currently turned
-  on?", options "A. the first row" … "D. the fourth row";
-* tab    — a bottom navigation bar of four tabs, one selected (accent-coloured, underlined): "Which tab is
-  currently selected?", options "A. the first tab" … "D. the fourth tab".
+Question families (half each; the truth is drawn uniformly over A-D):
+* settings     — a quick-settings panel of four tiles (Wi-Fi, Bluetooth, Flashlight, Airplane mode) in a
+  shuffled order, only the switched-on tile in its colour: "Which setting is currently turned on?";
+* notification — a lock screen with one notification card carrying the sending app's icon colour
+  (Messages, Mail, Calendar, Music): "Which app should be opened to read the new notification?".
 
-Train→test shift (`SHIFT`): train screens use a light theme (white/light-grey background, light status bar,
-blue or teal title bar) with rounded-square icons; test screens use a dark theme (near-black background,
-black status bar, dark-grey title bar, dark list separators and switch tracks) with circular icons, and
-another accent colour for the selected tab (orange instead of blue). Element positions are shared.
+Train→test shift (`SHIFT`): train screens are a light panel with rounded-square tiles and lock screens with
+a blue or teal wallpaper and a rectangular card; test screens use circular tiles, a purple wallpaper and a
+pill-shaped card, and half of them a dark theme (dark-grey panel, dark idle tiles, near-black wallpaper).
 """
 from __future__ import annotations
 
@@ -28,9 +22,9 @@ import random
 from mllmcl.data.synth.base import SynthItem, Split, jitter, register
 from mllmcl.data.synth.glyphs import Canvas
 
-SHIFT = ("test: quick-settings panel in a dark theme (dark-grey panel, dark inactive tiles) with circular tiles instead "
-         "of a light panel with rounded-square tiles; lock screens with a purple/orange wallpaper instead of a blue/teal "
-         "one, a pill-shaped instead of rectangular notification card, and the clock at the bottom instead of the top")
+SHIFT = ("test: circular instead of rounded-square quick-settings tiles, a purple instead of blue/teal lock-screen "
+         "wallpaper, a pill-shaped instead of rectangular notification card, and half of the screens in a dark theme "
+         "(dark-grey panel, dark idle tiles, near-black wallpaper)")
 #: setting → colour of its tile when switched on; app → brand colour of its icon. Options list them in this
 #: order, so a letter always names the same element (see module doc).
 SETTINGS = {"Wi-Fi": (40, 100, 230), "Bluetooth": (140, 60, 190), "Flashlight": (245, 205, 30),
