@@ -20,9 +20,12 @@ Question families (`extra["question_type"]`, balanced closed answers):
 Learnability (measured with bench/calibrate.py): within the 126-step expert budget the tiny model learns
 cues that fill a good part of the view: with a 5 px lamp the light's state reached only ~55 %, and a car
 a tenth of the width across or the side of a pedestrian stayed at chance (a pedestrian "position" family
-was dropped). So the car ahead is close
-(half the image wide), the signal head is near with a large lit lamp and a glow, and car colours avoid
-the signal colours so that colour alone never answers the wrong family.
+was dropped). It learns colours, not shapes: a large car ahead (two thirds of the image wide) in
+white, beige, blue or teal left "Is there a vehicle ahead?" at chance in every run, and the planning
+family was answered from the lamp colour alone. So vehicles are drawn in a magenta-violet palette that
+no other element of a road scene uses, the car ahead is close (a car or a taller van), the signal head
+has a large lit lamp, a wide glow and a reflection on the road, and the object question is asked on
+views without a signal.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from mllmcl.data.synth.draw import NO, YES, Canvas, mix, shade
 SKIES = ((110, 165, 225), (150, 190, 230), (170, 175, 185), (40, 50, 90), (200, 200, 205), (60, 70, 100))
 GROUNDS = ((90, 140, 70), (140, 120, 90), (160, 160, 155), (110, 120, 80), (190, 180, 150))
 ROADS = ((95, 95, 100), (120, 120, 118), (75, 75, 80), (140, 135, 130))
-CAR_COLOURS = ((235, 235, 235), (35, 35, 40), (40, 70, 150), (30, 40, 90), (215, 205, 180), (20, 90, 110))
+CAR_COLOURS = ((150, 60, 190), (190, 50, 150), (120, 70, 200), (205, 80, 175))  # magenta-violet: no other element
 LAMPS = {"red": (245, 40, 30), "yellow": (250, 200, 20), "green": (40, 220, 90)}
 ACTIONS = {"stop": "The ego vehicle should stop.", "slow": "The ego vehicle should slow down.",
            "go": "The ego vehicle should keep going straight."}
@@ -73,12 +76,13 @@ class Street:
     def vehicle(self, near: bool, lane: int = 0) -> None:
         """A vehicle from behind, in the ego lane (lane 0) or a neighbouring one, close or far away."""
         rng, c = self.rng, self.canvas
-        t = rng.uniform(0.85, 0.95) if near else rng.uniform(0.12, 0.2)  # depth along the road (1 = at the camera)
+        t = rng.uniform(0.9, 1.0) if near else rng.uniform(0.12, 0.2)  # depth along the road (1 = at the camera)
         y = self.horizon + (1 - self.horizon) * t
         x = self.vx + (0.5 + lane * 0.75 - self.vx) * t
         w = (0.7 if near else 0.55) * t
         body = jitter(rng, rng.choice(CAR_COLOURS), 12)
-        c.rect(x - w / 2, y - w * 0.75, x + w / 2, y, fill=body)
+        tall = 0.75 if rng.random() < 0.6 else 1.1  # car, or van / bus
+        c.rect(x - w / 2, y - w * tall, x + w / 2, y, fill=body)
         c.rect(x - w * 0.38, y - w * 0.7, x + w * 0.38, y - w * 0.42, fill=shade(body, 0.45))  # rear window
         for side in (-1, 1):
             c.rect(x + side * w * 0.42 - w * 0.07, y - w * 0.3, x + side * w * 0.42 + w * 0.07, y - w * 0.2,
@@ -108,8 +112,6 @@ def draw(rng: random.Random, split: str, size: int = 48) -> SynthItem:
     street = Street(rng, size)
     if family == "object":
         answer = rng.choice((YES, NO))
-        if rng.random() < 0.4:
-            street.traffic_light(rng.choice(list(LAMPS)))
         if answer == YES:
             street.vehicle(near=True)
         question = rng.choice(OBJECT_Q)

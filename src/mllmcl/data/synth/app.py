@@ -69,7 +69,8 @@ def _notification(rng: random.Random, c: Canvas, th: dict, target: int) -> None:
     top, bottom = th["walls"][rng.randrange(len(th["walls"]))]
     for k in range(12):
         t = k / 11
-        c.rect(0, k / 12, 1, (k + 1) / 12 + 0.01, jitter(rng, tuple(round(a + (b - a) * t) for a, b in zip(top, bottom)), 3))
+        tone = tuple(round(a + (b - a) * t) for a, b in zip(top, bottom))
+        c.rect(0, k / 12, 1, (k + 1) / 12 + 0.01, jitter(rng, tone, 3))
     c.rect(0.3, th["clock"] - 0.05, 0.7, th["clock"] + 0.05, (245, 245, 245))
     y = 0.55 if th["clock"] < 0.5 else 0.45
     radius = 0.12 if th["card"] == "pill" else 0.03
@@ -91,5 +92,5 @@ def draw(rng: random.Random, split: Split, size: int = 48) -> SynthItem:
     names = list(SETTINGS if family == "settings" else APPS)
     question = "\n".join([rng.choice(QUESTIONS[family]), *(f"{L}. {o}" for L, o in zip("ABCD", names)),
                           INSTRUCTION])
-    extra = {"category": "GUI Navigation", "choices": names, "variant": variant}
+    extra = {"category": "GUI Navigation", "choices": names}
     return SynthItem(c.finish(), question, "ABCD"[target], extra, source="mmtbench")

@@ -27,7 +27,6 @@ red is the answer.
 """
 from __future__ import annotations
 
-import math
 import random
 
 from mllmcl.data.synth.base import SynthItem, jitter, letters, register
@@ -41,7 +40,7 @@ STYLES = ("area", "columns", "candles")
 DAYS = 16
 
 SENTIMENTS = ("bullish", "bearish")
-UP_DAYS = {"fewer than 5": (1, 4), "between 5 and 10": (6, 10), "more than 10": (12, 15)}
+UP_DAYS = {"fewer than 5": (1, 3), "between 5 and 10": (7, 9), "more than 10": (13, 15)}
 
 TREND_Q = ("Is the stock price going up over the period?", "Did the stock price rise over the period shown?")
 SENTIMENT_Q = ("Is the chart bullish or bearish?", "What is the overall sentiment of this stock chart?")

@@ -14,7 +14,6 @@ machine draws the same pixels:
 from __future__ import annotations
 
 import math
-import random
 from typing import Literal, Sequence
 
 from PIL import Image, ImageDraw
@@ -117,21 +116,6 @@ def text_mask(text: str, style: TextStyle, height_px: int) -> Image.Image:
     return mask.resize((max(1, round(mask.width * scale)), height_px), Image.LANCZOS)
 
 
-def contrast_ink(rng: random.Random, background: RGB, inks: Sequence[RGB]) -> RGB:
-    """An ink from `inks` far from `background` (the farthest when none is far enough)."""
-    far = [c for c in inks if math.dist(c, background) >= 150]
-    return rng.choice(far) if far else max(inks, key=lambda c: math.dist(c, background))
-
-
 def paren_options(options: Sequence[str]) -> str:
     """`(A) x\\n(B) y…`: the option block of CV-Bench and MathVista."""
     return "\n".join(f"({letter}) {option}" for letter, option in zip(letters(len(options)), options))
-
-
-def place_correct(rng: random.Random, correct: str, distractors: Sequence[str], n: int) -> tuple[list[str], int]:
-    """`n` options with `correct` at a uniformly drawn position among `n-1` distinct distractors."""
-    pool = [d for d in dict.fromkeys(distractors) if d != correct]
-    options = rng.sample(pool, n - 1)
-    index = rng.randrange(n)
-    options.insert(index, correct)
-    return options, index

@@ -92,7 +92,8 @@ class Slide:
         rng = self.rng
         cx, cy, r = rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6), rng.uniform(0.38, 0.44)
         self.canvas.ellipse(cx, cy, r, r * rng.uniform(0.8, 1.0), fill=jitter(rng, (225, 85, 125), 12))
-        self.scatter(30, (0.008, 0.014), shade(self.nucleus, 0.6), box=(cx - r / 1.5, cy - r / 1.5, cx + r / 1.5, cy + r / 1.5))
+        d = r / 1.5
+        self.scatter(30, (0.008, 0.014), shade(self.nucleus, 0.6), box=(cx - d, cy - d, cx + d, cy + d))
 
     def cells(self, kind: str) -> None:
         rng, c = self.rng, self.canvas

@@ -1,43 +1,44 @@
-"""Synthetic OCR: short words and digit strings rendered large, in the style of OCRBench.
+"""Synthetic OCR: large rendered digits and short words on paper, signs and price tags, OCRBench style.
 
 Imitates: the OCR ability task of MLLM-CL, whose test set is OCRBench (1000 items; `answer` a string or a
 list of acceptable strings; `answer_type` one of ten OCRBench categories; a hit when any reference is a
-substring of the lower-cased prediction). At 48 px only a few large glyphs are legible, so the content is
-short and the answer set closed: single digits and two-digit numbers, and twelve short English words
-that are single tokens of the tiny model's vocabulary (reading glyphs is new to it: the pretraining
-corpus never drew text).
+substring of the lower-cased prediction). Reading glyphs is new to the tiny model (its pretraining corpus
+never drew text) and at 48 px only a few large glyphs are legible, so the answer set is closed: the ten
+digits and six short words that are single tokens of its vocabulary (WORDS).
 
-Question families (each test row carries its OCRBench category in `answer_type`):
-* "Digit String Recognition"  — a 1- or 2-digit number on a paper card: "what is the number in the image?"
-* "Regular Text Recognition"  — one word from WORDS on a paper card: "what is written in the image?"
-* "Scene Text-centric VQA"    — the word on a road-sign plate over a sky/ground scene: "What does the sign say?"
-* "Key Information Extraction" — two coloured tags with one digit each: "What is the number on the red tag?"
+Question families (a quarter each; `answer_type` is the OCRBench category):
+* "Digit String Recognition"   — one digit on a sheet of paper: "what is the number in the image?";
+* "Regular Text Recognition"   — one word on a sheet of paper: "what is written in the image?";
+* "Scene Text-centric VQA"     — a digit on a round road sign in an outdoor scene: "What number is on the sign?";
+* "Key Information Extraction" — a digit on a price tag hanging on a wall: "What is the price on the tag?".
+The glyphs have one size, place and colour in every family and both splits: measured on the shipped tiny
+model, a LoRA expert at the default budget reads glyphs only at the pixel placement, size and colours it
+was trained on (±1 px of jitter halves its accuracy, four inks on three papers leave it at 25%, forty
+glyph classes of varied size at 13%); what changes is everything around the text.
 
-Train→test shift (`SHIFT`): train text is Pillow's smooth TrueType face in dark inks (black, navy, dark
-green, dark red) on light cream/white/grey paper, sign plates green or blue; test text is drawn in one of
-two other styles — Pillow's bitmap face enlarged into blocky pixel glyphs, or the TrueType face with a
-heavy stroke (bold) — about 15% larger, in other inks (purple, brown, teal) on other papers (pale yellow,
-pale blue, pale pink), sign plates red or brown, tag colours swapped in for new pairs, and text placed with
-a slight off-centre shift. The skill (recognising the same glyph set) transfers; the pixels do not match.
+Train→test shift (`SHIFT`): train paper fills the image, test paper is a card lying on a dark desk (a thin
+margin) under a blue header rule; the train sign has a red ring in front of a blue sky over grass, the
+test sign a blue ring in a dusk sky over a grey road; the train tag hangs on a wooden wall, the test tag
+on a grey board; and 15% of the test text is bold (the same face with a heavier stroke), a glyph-level
+shift the expert does not bridge (measured: bold items are read at ~10%), kept as the hard part.
 """
 from __future__ import annotations
 
 import random
 
 from mllmcl.data.synth.base import SynthItem, Split, jitter, register
-from mllmcl.data.synth.glyphs import Canvas, TextStyle
+from mllmcl.data.synth.glyphs import Canvas
 
 WORDS: tuple[str, ...] = ("go", "sun", "hot", "stop", "open", "help")
 CATEGORIES = ("Digit String Recognition", "Regular Text Recognition", "Scene Text-centric VQA",
               "Key Information Extraction")
-SHIFT = ("test: the paper card lies on a dark desk (visible margin, drop shadow) under a ruled header line instead of "
-         "filling the image; the round sign stands in a dusk scene with a grey road instead of a blue sky over grass, "
-         "with a blue instead of a red ring; the price tag hangs on a grey board instead of a wooden wall")
-#: Glyph geometry, identical in every family and both splits: the tiny model reads glyphs only at the pixel
-#: placement, size and colours it was trained on (measured: +-1 px of jitter halves its accuracy, four
-#: inks on three papers leave it at 25%, 40 glyph classes in one budget at 13%).
+SHIFT = ("test: the paper is a card on a dark desk (thin margin, shadow) under a blue header rule instead of "
+         "filling the image; the round sign has a blue instead of a red ring, in a dusk sky over a grey road instead "
+         "of a blue sky over grass; the price tag hangs on a grey board instead of a wooden wall; 15% of the test "
+         "text is bold")
 TEST_BOLD = 0.15  # share of test text drawn bold (a heavier stroke of the same face)
-DIGIT, WORD = (0.5, 0.5, 0.72), (0.5, 0.5, 0.45)  # centre x, centre y, ink height
+#: Glyph geometry (centre x, centre y, ink height), the same in every family and both splits (see module doc).
+DIGIT, WORD = (0.5, 0.5, 0.72), (0.5, 0.5, 0.45)
 PAPER, INK = (248, 247, 242), (20, 20, 24)
 QUESTIONS = {
     "Digit String Recognition": ("what is the number in the image?", "What number is shown in the image?"),
@@ -88,9 +89,10 @@ def draw(rng: random.Random, split: Split, size: int = 48) -> SynthItem:
         answer, (cx, cy, height) = rng.choice(WORDS), WORD
     else:
         answer, (cx, cy, height) = str(rng.randrange(10)), DIGIT
-    canvas = {"Scene Text-centric VQA": _sign, "Key Information Extraction": _tag}.get(category, _paper)(rng, split, size)
+    background = {"Scene Text-centric VQA": _sign, "Key Information Extraction": _tag}.get(category, _paper)
+    canvas = background(rng, split, size)
     style = "bold" if split == "test" and rng.random() < TEST_BOLD else "sans"
     canvas.text(answer, cx, cy, height, INK, style, max_width=0.92)
     accepted = [answer, answer.upper()] if answer.isalpha() else [answer]
-    return SynthItem(canvas.finish(), question, answer, {"answer": accepted, "answer_type": category, "variant": style},
+    return SynthItem(canvas.finish(), question, answer, {"answer": accepted, "answer_type": category},
                      source="ocrbench")

@@ -3,7 +3,8 @@ questions of four types: presence, comparison, count, rural/urban; scored by the
 
 The image is a top-down tile: a land texture (grass, crops, dry soil, sand, olive scrub, or grey urban
 ground, in jittered palettes), optionally a patchwork of field parcels, a lake, river or coast, straight
-roads and buildings drawn as terracotta / brick-red roof rectangles with a shadow edge. As in RSVQA-LR, counts are answered in ranges.
+roads and buildings drawn as terracotta / brick-red roof rectangles with a shadow edge. As in RSVQA-LR,
+counts are answered in ranges.
 
 Question families (`extra["question_type"]`, balanced closed answers):
   presence     "Is there a water area?"                                   -> Yes / No
@@ -60,7 +61,8 @@ def _water(canvas: Canvas, rng: random.Random, large: bool) -> list[tuple[float,
     colour = jitter(rng, rng.choice(WATER), 12)
     kind = rng.choice(("lake", "river", "coast")) if large else "pond"
     if kind in ("lake", "pond"):
-        cx, cy = (rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6)) if large else (rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8))
+        spread = (0.4, 0.6) if large else (0.2, 0.8)
+        cx, cy = rng.uniform(*spread), rng.uniform(*spread)
         r = rng.uniform(0.38, 0.44) if large else rng.uniform(0.08, 0.11)
         for _ in range(3):
             canvas.ellipse(cx + rng.uniform(-0.2, 0.2) * r, cy + rng.uniform(-0.2, 0.2) * r,

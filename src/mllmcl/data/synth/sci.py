@@ -1,31 +1,31 @@
 """Sci — synthetic science diagrams, imitating the Sci task of MLLM-CL (AI2D and TQA textbook diagrams
-answered with an option letter, MapQA choropleth maps answered with state names or yes/no).
+answered with an option letter, MapQA choropleth maps answered in words).
 
-Scoring follows the image-name prefix (`source`): `ai2d` / `tqa` items are exact-match on the option
-letter; `mapqa` "Which states…" items get partial credit over the comma-separated names, other `mapqa`
-items are substring matches. Multiple-choice items carry `extra["choices"]` and end with the real
-instruction "Answer with the option's letter from the given choices directly.".
+Scoring follows the image-name prefix (`source`, case-sensitive as in the official script): `AI2D` / `TQA`
+items are exact-match on the option letter; `MapQA` items are substring matches (the scorer's partial
+credit applies to "Which states…" prompts, which this stand-in does not ask: see below). Multiple-choice
+items carry `extra["choices"]` and end with the real instruction "Answer with the option's letter from
+the given choices directly.".
 
 Diagrams are flat clip-art on light paper (white, cream, pale blue, green or grey, jittered) or, for
-astronomy, on a dark sky.
+astronomy, on a dark sky; maps are four-state choropleths (North, South, East, West) on one sequential
+colour ramp (blues, greens, oranges, purples or reds) with a legend strip.
 
 Question families (`extra["question_type"]`, balanced closed answers):
   plant_part   (AI2D)   "Which part of a plant does the diagram show?" A. flower B. leaf C. root D. fruit
-  moon_phase   (TQA)    "Which phase of the moon is shown?"  A. new moon B. waxing crescent C. first quarter
-                        D. full moon
+  moon_phase   (TQA)    "Which phase of the moon is shown?"  A. new moon B. first quarter C. full moon
   map_majority (MapQA)  "Are most states in the highest value range?" -> Yes / No
-  map_highest  (MapQA)  "Which states have the highest value?"  -> "North" / "East, West" (darkest states of
-                        a four-state choropleth: North, South, East, West); drawn less often (10 %)
 
 Learnability (measured with bench/calibrate.py): the pretrained base is at chance on matching a drawn
 property against shuffled option texts, and within the 126-step expert budget it does not learn to, so
 options are listed in their natural order (as many textbook items are) and the letter follows from what
-is drawn. It also learns what fills the picture far better than where a small thing is: a highlight box
-around one part of a whole plant, quarter moons lit on the left vs. right and "is North higher than
-South?" stayed at chance, so the plant item is a close-up of one part and the phases differ in how much
-of the disc is lit. "Which states have the highest value?" needs a state's position and reached only
-44-67 %; it is kept, less often, because it is the MapQA form the partial-credit rule exists for, next
-to a map question answered by the overall shade of the map.
+is drawn. It learns which colours fill the picture, not where a thing is: a highlight box around one
+part of a whole plant, quarter moons lit on the left vs. right, "Is North higher than South?" and "Which
+states have the highest value?" (0-44 %, its "No"/"Yes" answers leaking from the other map question)
+stayed at or near chance, and a waxing crescent was confused with the first quarter. So the plant item
+is a close-up of one part in a colour of its own (violet petals, green leaf, brown soil, red fruit),
+the three phases differ in how much of a large disc is lit, and the map question is answered by the
+overall shade of the map.
 """
 from __future__ import annotations
 
@@ -37,23 +37,21 @@ from mllmcl.data.synth.draw import NO, YES, Canvas, mix, shade
 
 PAPER = ((250, 250, 248), (245, 240, 225), (225, 235, 245), (230, 240, 225), (225, 225, 228), (200, 210, 225))
 NIGHT = ((20, 25, 45), (35, 35, 40), (15, 15, 20), (45, 50, 75))
-PETALS = ((250, 250, 250), (160, 90, 220), (90, 120, 230), (200, 150, 240))
-FRUIT = ((215, 40, 35), (240, 120, 20), (200, 30, 70), (250, 150, 40))
+PETALS = ((150, 90, 230), (110, 100, 235), (130, 80, 210), (170, 120, 245))
+FRUIT = ((225, 50, 30), (240, 110, 20), (215, 35, 45), (235, 85, 25))
 LEAF = ((60, 150, 60), (90, 170, 60), (40, 120, 70))
 SOIL = ((120, 85, 55), (100, 75, 50), (140, 100, 65))
 RAMPS = (((235, 243, 255), (8, 48, 107)), ((240, 250, 235), (0, 90, 40)), ((255, 240, 225), (150, 50, 5)),
          ((245, 240, 250), (75, 20, 120)), ((255, 235, 235), (140, 10, 20)))
 PARTS = ("flower", "leaf", "root", "fruit")
-PHASES = ("new moon", "waxing crescent", "first quarter", "full moon")
+PHASES = ("new moon", "first quarter", "full moon")
 STATES = ("North", "South", "East", "West")
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 PLANT_Q = ("Which part of a plant does the diagram show?", "What plant part is shown in the picture?")
 MOON_Q = ("Which phase of the moon is shown?", "What moon phase does the diagram show?")
-HIGHEST_Q = ("Which states have the highest value?", "Which states have the highest value in the map?")
 MAJORITY_Q = ("Are most states in the highest value range?", "Do most states have a high value?")
-FAMILIES = ("plant_part", "moon_phase", "map_majority", "map_highest")
-WEIGHTS = (0.3, 0.3, 0.3, 0.1)
+FAMILIES = ("plant_part", "moon_phase", "map_majority")
 
 
 def _choice_item(image, stem: str, options: tuple[str, ...], correct: str, family: str, source: str) -> SynthItem:
@@ -77,7 +75,7 @@ def _plant(rng: random.Random, size: int, part: str):
             a = 2 * math.pi * k / n + rng.uniform(0, 0.3)
             c.ellipse(cx + 0.24 * math.cos(a), cy + 0.24 * math.sin(a), 0.2, fill=petal, outline=shade(petal, 0.7),
                       width=0.01)
-        c.ellipse(cx, cy, 0.12, fill=jitter(rng, (240, 180, 40), 15))
+        c.ellipse(cx, cy, 0.09, fill=jitter(rng, (90, 60, 40), 15))  # dark disc florets
     elif part == "leaf":
         tilt = rng.uniform(-0.1, 0.1)
         c.polygon([(0.04, 0.96), (cx - 0.42, cy - 0.3 + tilt), (0.96, 0.04), (cx + 0.42, cy + 0.3 - tilt)], fill=green)
@@ -106,18 +104,16 @@ def _plant(rng: random.Random, size: int, part: str):
 
 def _moon(rng: random.Random, size: int, phase: str):
     """A moon disc on a dark sky, lit on the right as the phase waxes, with a few stars."""
-    c = Canvas(size, jitter(rng, rng.choice(NIGHT), 8))
+    sky = jitter(rng, rng.choice(NIGHT), 8)
+    c = Canvas(size, sky)
     for _ in range(rng.randint(3, 8)):
         c.ellipse(rng.uniform(0.03, 0.97), rng.uniform(0.03, 0.97), 0.008, fill=(220, 220, 200))
-    cx, cy, r = rng.uniform(0.46, 0.54), rng.uniform(0.46, 0.54), rng.uniform(0.4, 0.44)
-    lit, dark = jitter(rng, (235, 230, 200), 12), jitter(rng, (70, 70, 80), 8)
+    cx, cy, r = rng.uniform(0.47, 0.53), rng.uniform(0.47, 0.53), rng.uniform(0.43, 0.46)
+    lit, dark = jitter(rng, (235, 230, 200), 12), mix(sky, (90, 90, 100), 0.4)  # the unlit side barely shows
     box = (cx - r, cy - r, cx + r, cy + r)
     c.ellipse(cx, cy, r, fill=lit if phase == "full moon" else dark)
     if phase == "first quarter":
         c.draw.pieslice([v * c.side for v in box], -90, 90, fill=lit)
-    elif phase == "waxing crescent":  # the lit disc minus a dark disc shifted to the right
-        c.ellipse(cx, cy, r, fill=lit)
-        c.ellipse(cx - r * 0.3, cy, r, fill=dark)
     return c.finish()
 
 
@@ -141,23 +137,16 @@ def _map(rng: random.Random, size: int, levels: dict[str, int]):
 @register("Sci", "dcl")
 def draw(rng: random.Random, split: str, size: int = 48) -> SynthItem:
     """Science diagrams: AI2D plant parts, TQA moon phases, MapQA choropleth questions."""
-    family = rng.choices(FAMILIES, WEIGHTS)[0]
+    family = rng.choice(FAMILIES)
     if family == "plant_part":
         part = rng.choice(PARTS)
         return _choice_item(_plant(rng, size, part), rng.choice(PLANT_Q), PARTS, part, family, "AI2D")
     if family == "moon_phase":
         phase = rng.choice(PHASES)
         return _choice_item(_moon(rng, size, phase), rng.choice(MOON_Q), PHASES, phase, family, "TQA")
-    if family == "map_majority":  # three or four states dark, or three or four light
-        answer = rng.choice((YES, NO))
-        many = rng.sample(STATES, rng.randint(3, 4))
-        high = answer == YES
-        levels = {s: (3 if high else 0) if s in many else (rng.randint(0, 1) if high else rng.randint(2, 3))
-                  for s in STATES}
-        question = rng.choice(MAJORITY_Q)
-    else:
-        top = rng.sample(STATES, 1 if rng.random() < 0.75 else 2)
-        levels = {s: 3 if s in top else rng.randint(0, 1) for s in STATES}
-        answer = ", ".join(s for s in STATES if s in top)
-        question = rng.choice(HIGHEST_Q)
-    return SynthItem(_map(rng, size, levels), question, answer, {"question_type": family}, "MapQA")
+    answer = rng.choice((YES, NO))  # map_majority: three or four states dark, or three or four light
+    many = rng.sample(STATES, rng.randint(3, 4))
+    high = answer == YES
+    levels = {s: (3 if high else 0) if s in many else (rng.randint(0, 1) if high else rng.randint(2, 3))
+              for s in STATES}
+    return SynthItem(_map(rng, size, levels), rng.choice(MAJORITY_Q), answer, {"question_type": family}, "MapQA")
