@@ -18,11 +18,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _ls(args: argparse.Namespace) -> int:
-    """List the registered components (backbones for now; methods, benchmarks, scorers and routers join them)."""
+    """List the registered components: backbones, methods, routers, scorers."""
     from mllmcl.eval import SCORERS
+    from mllmcl.methods import METHODS
     from mllmcl.models import BACKBONES
+    from mllmcl.routing import ROUTERS
 
-    for kind, registry in {"backbones": BACKBONES, "scorers": SCORERS}.items():
+    for kind, registry in {"backbones": BACKBONES, "methods": METHODS, "routers": ROUTERS,
+                           "scorers": SCORERS}.items():
         print(f"{kind}:")
         for name, description in registry.describe():
             print(f"  {name:<10} {description}")
@@ -83,6 +86,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.which == "routing":
+        from mllmcl.bench.routing import run_routing_bench
+
+        run_routing_bench(args.run, method=args.method, repeats=args.repeats)
+        return 0
     from mllmcl.bench.engine import run_engine_bench
 
     run_engine_bench(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
@@ -129,6 +137,42 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from mllmcl.config import load_config, parse_overrides
+    from mllmcl.report import render_report
+    from mllmcl.report.tables import summary_table
+    from mllmcl.runner import run
+
+    overrides = parse_overrides(args.overrides)
+    if args.setting:
+        overrides["setting"] = args.setting
+    if args.methods:
+        overrides["methods"] = args.methods
+    config = load_config(args.config, overrides)
+    out = args.out or f"runs/{config.setting}"
+    results = run(config, out, progress=not args.no_progress)
+    print()
+    print(summary_table(results))
+    report = render_report([out])
+    print(f"\nresults: {out}/results.json · report: {report} · seconds this session: "
+          f"{results['run']['seconds_this_session']}")
+    return 0
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    from mllmcl.eval.cl_metrics import metrics_from_file
+
+    print(json.dumps(metrics_from_file(args.file), indent=2))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from mllmcl.report import render_report
+
+    print(render_report(args.dirs, args.out))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -153,7 +197,33 @@ def build_parser() -> argparse.ArgumentParser:
         commands[name] = handler
         return sub.add_parser(name, help=help, description=help)
 
-    command("ls", _ls, "list registered backbones and scorers (and, later, methods, benchmarks, routers)")
+    command("ls", _ls, "list registered backbones, methods, routers and scorers")
+
+    p = command("run", _run, "run continual learning: every method learns the tasks in order and is evaluated on "
+                "every task after each; prints the paper's table and writes results, predictions, report and "
+                "heatmaps to --out (see docs/results.md). Re-running with the same --out resumes.")
+    p.add_argument("--config", default=None, help="a YAML config file (keys as in `config.yaml` of any run folder)")
+    p.add_argument("--setting", default=None,
+                   help="dcl: domains RS, Med, AD, Sci, Fin; acl: abilities OCR, Math, VP, APP (default: dcl); "
+                        "a data root with its own manifest may name another")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated, in order (default: zero-shot,seq-lora,mr-lora,oracle); also replay, joint, "
+                        "mr-lora[prototype] (mr-lora with another router); see `mllmcl ls`")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<setting>); an existing one is resumed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per step still prints)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides, e.g. train.epochs=1 data.tasks=RS,Med router.kind=prototype seed=1 "
+                        "data.benchmark=/data/Domain_data (an MLLM-CL root instead of the synthetic one)")
+
+    p = command("metrics", _metrics, "print MFT, MFN, MAA, BWT, Forgetting and FWT as JSON for an accuracy matrix "
+                "given as {\"matrix\": [[...]], \"zero_shot\": [...]} (zero_shot optional, needed for FWT)")
+    p.add_argument("file", help="the JSON file")
+
+    p = command("report", _report, "render report.md and accuracy-matrix heatmaps from run folders' results.json "
+                "(several folders: compared side by side)")
+    p.add_argument("dirs", nargs="+", help="run folders (or results.json files)")
+    p.add_argument("--out", default=None, help="where to write the report (required with several folders; "
+                   "default for one: that folder)")
 
     p = command("pretrain", _pretrain, "rebuild the embedded tiny backbone from a seed, or --check the shipped one")
     p.add_argument("--check", action="store_true",
@@ -180,8 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--out", default="runs/demo", help="folder for the demo's adapter and results (default: runs/demo)")
 
-    p = command("bench", _bench, "benchmarks; `mllmcl bench engine`: engine vs bare PyTorch loop, generation speed")
-    p.add_argument("which", choices=["engine"], help="what to benchmark")
+    p = command("bench", _bench, "benchmarks; `mllmcl bench engine`: engine vs bare PyTorch loop, generation speed; "
+                "`mllmcl bench routing --run DIR`: MR-LoRA's two-stage inference vs the oracle and vs answer lookup")
+    p.add_argument("which", choices=["engine", "routing"], help="what to benchmark")
+    p.add_argument("--run", default="runs/dcl", help="routing: a finished run folder (default: runs/dcl)")
+    p.add_argument("--method", default="mr-lora", help="routing: which routed method of the run (default: mr-lora)")
+    p.add_argument("--repeats", type=_positive_int, default=2, help="routing: timed repeats, best kept (default: 2)")
     p.add_argument("--steps", type=_positive_int, default=20, help="timed training steps per loop (default: 20)")
     p.add_argument("--batch-size", type=_positive_int, default=32,
                    help="training batch size (default: 32; generation always uses 32)")
@@ -248,7 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     # deprecation chatter from transformers/peft internals is not the user's concern
     warnings.filterwarnings("ignore", category=FutureWarning)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `run`'s KEY=VALUE overrides may come before, between or after its options
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) != "run" or any(a.startswith("-") or "=" not in a for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
     try:
         return args._commands[args.command](args)
     except UserError as err:

@@ -116,6 +116,20 @@ def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions
     return torch.cat(rows) if rows else torch.empty(0)
 
 
+def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
+                    batch_size: int = 32) -> torch.Tensor:
+    """The base model's last hidden states averaged over each prompt's tokens (image and question), shape
+    (n, hidden), float32 on the CPU, adapters off: a training-free description of what a sample is about."""
+    rows = []
+    for chunk in _batches(len(questions), batch_size):
+        batch = _prompts(backbone, images[chunk], questions[chunk])
+        with _inference(backbone, None):
+            hidden = backbone.model(**batch, output_hidden_states=True).hidden_states[-1].float()
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        rows.append(((hidden * mask).sum(1) / mask.sum(1)).cpu())
+    return torch.cat(rows) if rows else torch.empty(0)
+
+
 def _bar(total: int, progress: bool):
     if not progress:
         return None

@@ -1,0 +1,36 @@
+"""The pool of per-task LoRA experts shared by the expert methods (`mr-lora` with any router, `oracle`).
+
+An expert is a fresh LoRA adapter (with its own projector copy) trained on one task on the frozen base
+and never trained again. It is trained once per run, saved under `<run>/experts/<task>/`, and reused by
+every method that asks for it — in the same process (already attached) or after a restart (loaded)."""
+from __future__ import annotations
+
+from mllmcl.data.mllm_cl import Task
+from mllmcl.engine import load_adapter, save_adapter
+from mllmcl.methods.base import Context, adapter_name, fresh_adapter, train_adapter
+
+
+class ExpertPool:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.folder = ctx.folder / "experts"
+
+    @staticmethod
+    def adapter(task_name: str) -> str:
+        return adapter_name("expert", task_name)
+
+    def ensure(self, task: Task) -> str:
+        """The adapter name of `task`'s expert, attached to the backbone: reused, loaded or trained."""
+        name = self.adapter(task.name)
+        backbone = self.ctx.backbone
+        if name in backbone.adapter_names:
+            return name
+        saved = self.folder / name
+        if (saved / "adapter_config.json").is_file():
+            load_adapter(backbone, name, saved)
+            return name
+        fresh_adapter(self.ctx, name, self.ctx.seed_for("expert", task.name, "init"))
+        train_adapter(self.ctx, name, self.ctx.train_rows(task), self.ctx.seed_for("expert", task.name),
+                      f"expert ← {task.name}")
+        save_adapter(backbone, name, self.folder)
+        return name

@@ -1,0 +1,17 @@
+"""`oracle`: the MR-LoRA experts answering with the true task identity — the paper's Oracle row, the
+accuracy MR-LoRA would reach with a perfect router. Only its final accuracies are reported."""
+from __future__ import annotations
+
+from mllmcl.methods import METHODS
+from mllmcl.methods.base import Context
+from mllmcl.methods.mr_lora import MRLoRA
+
+
+@METHODS.register("oracle", "the mr-lora experts with the true task identity (upper reference)")
+class Oracle(MRLoRA):
+    name = "oracle"
+    sequential = False
+    routed = False  # its "routing" is the truth by construction
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx, router="oracle", label="oracle")

@@ -1,0 +1,88 @@
+"""Reports from run folders: report.md (summary, accuracy matrices, routing) plus one heatmap per method.
+
+Reads only `results.json` files (format 1, see docs/results.md), never a model, so it works on a finished
+run, on a run still in progress, and on a machine that never trained anything.
+
+    >>> from mllmcl.report import load_results, render_report, summary_table
+    >>> print(summary_table(load_results("runs/dcl-tiny")))
+    >>> render_report(["runs/dcl-tiny"])                          # runs/dcl-tiny/report.md, heatmaps/
+    >>> render_report(["runs/a", "runs/b"], out=Path("runs/ab"))  # side by side
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from mllmcl.errors import UserError
+from mllmcl.report.heatmap import save_heatmap
+from mllmcl.report.tables import has_matrix, heatmap_name, markdown_report, slug, summary_table, unique_labels
+from mllmcl.utils.io import write_text_atomic
+
+__all__ = ["FORMAT", "load_results", "markdown_report", "render_report", "save_heatmap", "slug", "summary_table"]
+
+FORMAT = 1  # the results.json format this code reads and the runner writes
+RESULTS = "results.json"
+REPORT = "report.md"
+
+
+def _results_file(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS
+        if not path.is_file():
+            raise UserError(f"{path.parent}: no {RESULTS} in this folder (is it a run folder?)")
+    elif not path.is_file():
+        raise UserError(f"{path}: no such run folder or {RESULTS} file")
+    return path
+
+
+def load_results(path: str | Path) -> dict:
+    """The results of a run folder or of a results.json file; a UserError naming the file if it is missing,
+    not JSON, not in format 1, or lacks `tasks` / `methods`."""
+    path = _results_file(path)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(results, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(results).__name__}")
+    if results.get("format") != FORMAT:
+        raise UserError(f"{path}: results format {results.get('format')!r}, this mllmcl reads format {FORMAT}")
+    if not isinstance(results.get("tasks"), list) or not isinstance(results.get("methods"), dict):
+        raise UserError(f"{path}: expected a 'tasks' list and a 'methods' object")
+    return results
+
+
+def _label(path: str | Path) -> str:
+    """A run's label: its folder's name (the folder holding results.json when given the file)."""
+    path = Path(path).resolve()
+    return (path.parent if path.is_file() else path).name
+
+
+def _write_heatmaps(results: dict, out: Path, label: str | None) -> None:
+    """One heatmap per sequential method with at least one computed row, named as the report links it."""
+    tasks = results["tasks"]
+    for name, method in results["methods"].items():
+        if has_matrix(method):
+            title = name if label is None else f"{label}: {name}"
+            save_heatmap(method["matrix"], tasks, out / heatmap_name(name, label), title,
+                         zero_shot=method.get("zero_shot"))
+
+
+def render_report(dirs: Sequence[str | Path], out: Path | None = None) -> Path:
+    """Write report.md and heatmaps/ for one run (into its own folder unless `out` is given) or for several
+    runs side by side (`out` required; heatmaps prefixed by each run's label). Returns report.md's path."""
+    if not dirs:
+        raise UserError("report: give at least one run folder")
+    if len(dirs) > 1 and out is None:
+        raise UserError(f"report: {len(dirs)} run folders need --out, the folder for the combined report")
+    runs = [load_results(d) for d in dirs]  # all loaded (and checked) before anything is written
+    labels = unique_labels(_label(d) for d in dirs)
+    out = Path(out) if out is not None else _results_file(dirs[0]).parent
+    single = len(runs) == 1
+    for label, results in zip(labels, runs):
+        _write_heatmaps(results, out, None if single else label)
+    path = out / REPORT
+    write_text_atomic(path, markdown_report(list(zip(labels, runs))))
+    return path

@@ -1,0 +1,198 @@
+"""Tables from results.json dicts: the paper-style summary for the terminal and the markdown report.
+
+Everything here is a pure function of the results dicts (see docs/results.md); a value that is missing (a
+metric that does not apply, a method still running) is shown as "—". Heatmap file names come from
+`heatmap_name`, shared with `render_report`, so the links in the markdown match the files written.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Sequence
+
+MISSING = "—"
+METRICS = ("MFT", "MFN", "MAA", "BWT", "Forgetting", "FWT")
+COMPARED = ("MFN", "MAA", "BWT")  # the side-by-side columns when several runs are reported
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a method or run name: `mr-lora[prototype]` -> `mr-lora_prototype_`."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")
+    return safe or "_"
+
+
+def heatmap_name(method: str, label: str | None = None) -> str:
+    """The heatmap file of a method, relative to the report folder; prefixed by the run label when the
+    report covers several runs."""
+    stem = slug(method) if label is None else f"{slug(label)}__{slug(method)}"
+    return f"heatmaps/{stem}.png"
+
+
+def has_matrix(method: dict) -> bool:
+    """A sequential method with at least one row of its accuracy matrix: it gets a matrix table and heatmap."""
+    return bool(method.get("sequential")) and bool(method.get("matrix"))
+
+
+def fmt(value: Any) -> str:
+    """A number with 2 decimals, "—" for a missing one."""
+    return MISSING if value is None else f"{float(value):.2f}"
+
+
+def _get(mapping: dict | None, key: str) -> Any:
+    return (mapping or {}).get(key)
+
+
+def _cells(values: Sequence[Any] | None, n: int) -> list[str]:
+    """`n` formatted cells from a row that may be missing or short."""
+    values = list(values or [])
+    return [fmt(values[j] if j < len(values) else None) for j in range(n)]
+
+
+def _metric(results: dict, method: str, metric: str) -> Any:
+    """A method's metric in one run; None when the run lacks the method or the metric."""
+    return _get(_get(_get(results.get("methods"), method), "metrics"), metric)
+
+
+# ---------------------------------------------------------------------------------------------- layout
+
+def _plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Aligned columns: the first (names) left-aligned, the others (numbers) right-aligned."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = cells
+        return "  ".join([first.ljust(widths[0])] + [c.rjust(w) for c, w in zip(rest, widths[1:])]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+def _alt(text: str) -> str:
+    """Image alt text with its brackets escaped, so `mr-lora[prototype]` does not end the link early."""
+    return text.replace("[", "\\[").replace("]", "\\]")
+
+
+def _escape(cell: str) -> str:
+    return str(cell).replace("|", "\\|")
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Markdown: names left-aligned, numbers right-aligned; a "|" inside a cell is escaped."""
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(_escape(c) for c in cells) + " |"
+
+    align = "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"
+    return "\n".join([line(header), align, *(line(row) for row in rows)])
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+def _summary_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per method: final accuracy per task, the six metrics, routing accuracy."""
+    tasks = list(results.get("tasks", []))
+    header = ["method", *tasks, *METRICS, "Routing"]
+    rows = []
+    for name, method in results.get("methods", {}).items():
+        metrics = method.get("metrics")
+        rows.append([name, *_cells(method.get("final"), len(tasks)), *(fmt(_get(metrics, m)) for m in METRICS),
+                     fmt(_get(method.get("routing"), "accuracy"))])
+    return header, rows
+
+
+def summary_table(results: dict) -> str:
+    """The paper-style plain-text table for the terminal: one row per method, per-task final accuracy, then
+    MFT, MFN, MAA, BWT, Forgetting, FWT and routing accuracy."""
+    return _plain_table(*_summary_rows(results))
+
+
+def comparison_table(runs: Sequence[tuple[str, dict]]) -> str:
+    """Markdown: MFN, MAA and BWT of every method (rows) in every run (column groups)."""
+    methods = list(dict.fromkeys(name for _, results in runs for name in results.get("methods", {})))
+    header = ["method", *(f"{label} {metric}" for label, _ in runs for metric in COMPARED)]
+    rows = [[name, *(fmt(_metric(results, name, metric)) for _, results in runs for metric in COMPARED)]
+            for name in methods]
+    return _markdown_table(header, rows)
+
+
+# ---------------------------------------------------------------------------------------------- details
+
+def _settings(results: dict) -> str:
+    run = results.get("run", {})
+    lines = [f"- **{key}**: {run[key]}" for key in ("setting", "benchmark", "backbone", "seed", "started")
+             if key in run]
+    lines.append(f"- **finished**: {run.get('finished') or 'not yet (in progress)'}")
+    lines.append(f"- **tasks** (training order): {' → '.join(results.get('tasks', []))}")
+    if "mllmcl_version" in results:
+        lines.append(f"- **mllmcl**: {results['mllmcl_version']}")
+    return "\n".join(lines)
+
+
+def matrix_table(method: dict, tasks: Sequence[str]) -> str:
+    """Markdown accuracy matrix: the zero-shot row on top, then "after <task>" per step ("—" if not run yet)."""
+    rows = []
+    if method.get("zero_shot") is not None:
+        rows.append(["zero-shot", *_cells(method["zero_shot"], len(tasks))])
+    matrix = method.get("matrix") or []
+    for i, task in enumerate(tasks):
+        rows.append([f"after {task}", *_cells(matrix[i] if i < len(matrix) else None, len(tasks))])
+    return _markdown_table(["", *tasks], rows)
+
+
+def routing_section(routing: dict, tasks: Sequence[str]) -> str:
+    """Markdown: router name and accuracy, accuracy per task, per-stage accuracy and the confusion matrix."""
+    parts = [f"Router `{routing.get('router') or '?'}`: {fmt(routing.get('accuracy'))} % of the final stage's "
+             f"test samples sent to their own task's expert."]
+    per_task = routing.get("per_task") or {}
+    if per_task:
+        parts.append(_markdown_table(["task", "routing accuracy"], [[t, fmt(a)] for t, a in per_task.items()]))
+    stages = routing.get("stages") or []
+    if stages:
+        parts.append(_markdown_table(["stage", "seen tasks", "routing accuracy"],
+                                     [[str(s.get("stage")), ", ".join(s.get("seen", [])), fmt(s.get("accuracy"))]
+                                      for s in stages]))
+    confusion = routing.get("confusion")
+    if confusion:
+        parts.append("Confusion (rows: true task, columns: chosen expert):\n\n" +
+                     _markdown_table(["true \\ chosen", *tasks],
+                                     [[t, *(str(n) for n in row)] for t, row in zip(tasks, confusion)]))
+    return "\n\n".join(parts)
+
+
+def run_section(results: dict, label: str | None, level: int = 2) -> str:
+    """One run as markdown: settings, summary, matrices with heatmap links, routing. Headings start at
+    `level`; `label` prefixes heatmap file names (None for a single-run report)."""
+    h = "#" * level
+    tasks = list(results.get("tasks", []))
+    methods = results.get("methods", {})
+    header, rows = _summary_rows(results)
+    parts = [f"{h} Settings\n\n{_settings(results)}", f"{h} Summary\n\n{_markdown_table(header, rows)}"]
+    for name, method in methods.items():
+        if has_matrix(method):
+            parts.append(f"{h} Accuracy matrix: {name}\n\n{matrix_table(method, tasks)}\n\n"
+                         f"![{_alt(name)} accuracy matrix]({heatmap_name(name, label)})")
+    for name, method in methods.items():
+        if method.get("routing"):
+            parts.append(f"{h} Routing: {name}\n\n{routing_section(method['routing'], tasks)}")
+    return "\n\n".join(parts)
+
+
+def markdown_report(runs: Sequence[tuple[str, dict]]) -> str:
+    """The whole report.md for one or several (label, results) runs; with several, a comparison table of
+    MFN/MAA/BWT per method per run comes first, then one section per run."""
+    if len(runs) == 1:
+        label, results = runs[0]
+        return f"# MLLM-CL report: {label}\n\n{run_section(results, None)}\n"
+    parts = [f"# MLLM-CL report: {', '.join(label for label, _ in runs)}",
+             f"## Comparison\n\n{comparison_table(runs)}"]
+    parts += [f"## Run: {label}\n\n{run_section(results, label, level=3)}" for label, results in runs]
+    return "\n\n".join(parts) + "\n"
+
+
+def unique_labels(names: Iterable[str]) -> list[str]:
+    """Folder names as run labels, made unique with -2, -3, … suffixes."""
+    labels: list[str] = []
+    for name in names:
+        label, k = name, 2
+        while label in labels:
+            label, k = f"{name}-{k}", k + 1
+        labels.append(label)
+    return labels

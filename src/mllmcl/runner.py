@@ -1,0 +1,289 @@
+"""The continual-learning protocol — the one place where data moves.
+
+    evaluate the untrained model on every task                       (the zero-shot row)
+    for each method:
+        for each task, in benchmark order:
+            method.learn(task)
+            evaluate every task, future ones included               (a row of the T×T matrix)
+            save the method's state, rewrite results.json atomically
+
+Methods that are not sequential (`zero-shot`, `joint`, `oracle`) learn every task but are evaluated once,
+after the last. Running again with the same `--out` resumes after the last finished step of every method
+and gives the same results: every training call draws from a seed of its own, and each step's state
+(adapters, router) is saved before results.json says the step is done. See docs/results.md.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from mllmcl import __version__
+from mllmcl.config import RunConfig, to_dict, to_yaml
+from mllmcl.data.mllm_cl import Benchmark, Sample, Task, load_benchmark
+from mllmcl.errors import UserError
+from mllmcl.eval import get_scorer
+from mllmcl.eval.cl_metrics import cl_metrics
+from mllmcl.methods import Context, Method, build_method
+from mllmcl.methods.zero_shot import ZeroShot
+from mllmcl.report.tables import slug
+from mllmcl.utils.io import write_json_atomic, write_text_atomic
+
+FORMAT = 1
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --- data ----------------------------------------------------------------------------------------------
+
+def prepare_benchmark(config: RunConfig, progress: bool = True) -> Benchmark:
+    """The tasks of the run: the synthetic benchmark (written on first use into the cache) or an MLLM-CL
+    data root on disk."""
+    data = config.data
+    tasks = list(data.tasks) or None
+    if data.benchmark != "synth":
+        return load_benchmark(data.benchmark, config.setting, tasks)
+    from mllmcl.data.synth.write import SynthSpec, write_synth
+
+    spec = SynthSpec(setting=config.setting, train=data.train, test=data.test, seed=config.seed)
+    root = write_synth(Path(data.cache) / f"{config.setting}-{data.train}-{data.test}-s{config.seed}", spec,
+                       progress=progress)
+    return load_benchmark(root, config.setting, tasks)
+
+
+def test_rows(config: RunConfig, task: Task) -> tuple[Sample, ...]:
+    limit = config.data.test_limit
+    return task.test[:limit] if limit else task.test
+
+
+# --- evaluation ------------------------------------------------------------------------------------------
+
+@dataclass
+class Evaluation:
+    """One method evaluated on every task at one step: accuracy per task (%), and which expert answered each
+    sample (routed methods)."""
+
+    accuracy: list[float]
+    experts: list[list[str]] | None
+    seconds: float
+
+
+def evaluate(ctx: Context, method: Method, tasks: Sequence[Task], predictions: Path) -> Evaluation:
+    """Answer every test sample of every task with `method`, score each answer with the task's official
+    rule, and write one JSONL of predictions per task under `predictions/`."""
+    start = time.perf_counter()
+    accuracy, experts = [], []
+    for task in tasks:
+        samples = test_rows(ctx.config, task)
+        answers = method.answer(task, samples)
+        if len(answers.texts) != len(samples):
+            raise RuntimeError(f"{method.name} answered {len(answers.texts)} of {len(samples)} samples of {task.name}")
+        scorer = get_scorer(task.spec.scorer)
+        credits = [float(scorer.judge(s.row, text)) for s, text in zip(samples, answers.texts)]
+        accuracy.append(round(100 * sum(credits) / len(samples), 4))
+        experts.append(answers.experts)
+        lines = []
+        for i, (s, text, credit) in enumerate(zip(samples, answers.texts, credits)):
+            line = {"question_id": s.id, "task": task.name, "prompt": s.question, "text": text, "answer": s.answer,
+                    "score": credit}
+            if answers.experts is not None:
+                line["expert"] = answers.experts[i]
+            lines.append(json.dumps(line, ensure_ascii=False))
+        write_text_atomic(predictions / f"{slug(task.name)}.jsonl", "\n".join(lines) + "\n")
+    routed = all(e is not None for e in experts)
+    return Evaluation(accuracy, experts if routed else None, time.perf_counter() - start)
+
+
+def routing_stage(names: Sequence[str], seen: Sequence[str], experts: Sequence[Sequence[str]]) -> dict:
+    """Routing quality at one stage: the share of the seen tasks' test samples sent to their own task's
+    expert, per task, and the confusion matrix (rows: true task, columns: chosen expert; all T tasks)."""
+    index = {name: i for i, name in enumerate(names)}
+    confusion = [[0] * len(names) for _ in names]
+    per_task: dict[str, float | None] = {}
+    right = total = 0
+    for name, chosen in zip(names, experts):
+        for expert in chosen:
+            confusion[index[name]][index[expert]] += 1
+        if name in seen:
+            hits = sum(expert == name for expert in chosen)
+            per_task[name] = round(100 * hits / len(chosen), 4)
+            right, total = right + hits, total + len(chosen)
+        else:
+            per_task[name] = None
+    return {"stage": len(seen), "seen": list(seen), "accuracy": round(100 * right / total, 4),
+            "per_task": per_task, "confusion": confusion}
+
+
+# --- the results file ---------------------------------------------------------------------------------------
+
+class RunFolder:
+    """`--out`: config.yaml, results.json, predictions/, state/ (each method's state after its last finished
+    step: kept at the end, it is the trained model — seq-lora's adapter, mr-lora's router), experts/, report."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.results_file = self.path / "results.json"
+
+    def predictions(self, method: str, step: str) -> Path:
+        return self.path / "predictions" / slug(method) / step
+
+    def state(self, method: str, step: int) -> Path:
+        return self.path / "state" / slug(method) / f"step{step}"
+
+    def load(self) -> dict | None:
+        if not self.results_file.is_file():
+            return None
+        try:
+            return json.loads(self.results_file.read_text())
+        except json.JSONDecodeError as err:
+            raise UserError(f"{self.results_file}: not valid JSON ({err}); move it away to start afresh") from None
+
+    def check_config(self, config: RunConfig) -> None:
+        """A run folder resumes only under the configuration it was started with (methods may be added)."""
+        saved_file = self.path / "config.yaml"
+        if not saved_file.is_file():
+            return
+        import yaml
+
+        saved = yaml.safe_load(saved_file.read_text()) or {}
+        new = to_dict(config)
+        saved.pop("methods", None)
+        new.pop("methods", None)
+        if saved != new:
+            changed = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
+            raise UserError(f"{self.path} holds a run with another configuration (differs in: {', '.join(changed)}); "
+                            "use another --out, or the same settings to resume it")
+
+
+def new_results(config: RunConfig, bench: Benchmark) -> dict:
+    return {"format": FORMAT, "mllmcl_version": __version__,
+            "run": {"setting": config.setting, "benchmark": config.data.benchmark, "backbone": config.backbone,
+                    "seed": config.seed, "started": now(), "finished": None},
+            "tasks": bench.names, "zero_shot": None, "methods": {}}
+
+
+def method_entry(method: Method, zero_shot: list[float]) -> dict:
+    entry = {"sequential": method.sequential, "zero_shot": list(zero_shot), "steps": 0,
+             "matrix": [] if method.sequential else None, "final": None, "metrics": None,
+             "seconds": {"learn": [], "evaluate": []}}
+    if method.routed:
+        entry["routing"] = {"router": getattr(method.router, "kind", None), "accuracy": None, "per_task": None,
+                            "confusion": None, "stages": []}
+    return entry
+
+
+def finish_entry(entry: dict, final: list[float]) -> None:
+    entry["final"] = list(final)
+    if entry["sequential"]:
+        entry["metrics"] = cl_metrics(entry["matrix"], entry["zero_shot"])
+    else:
+        entry["metrics"] = {"MFT": None, "MFN": round(sum(final) / len(final), 4), "MAA": None, "BWT": None,
+                            "Forgetting": None, "FWT": None}
+    routing = entry.get("routing")
+    if routing and routing["stages"]:
+        last = routing["stages"][-1]
+        routing.update(accuracy=last["accuracy"], per_task=last["per_task"], confusion=last["confusion"])
+
+
+# --- the protocol --------------------------------------------------------------------------------------------
+
+Log = Callable[[str], None]
+
+
+def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = True, backbone=None) -> dict:
+    """Run (or resume) every method of `config` on its benchmark; returns the results dict (also in
+    `out/results.json`). `backbone`: an already loaded one instead of `config.backbone` (tests)."""
+    from mllmcl.models import load_backbone
+
+    folder = RunFolder(out)
+    folder.check_config(config)
+    started = time.perf_counter()
+    bench = prepare_benchmark(config, progress)
+    results = folder.load() or new_results(config, bench)
+    if results.get("tasks") != bench.names:
+        raise UserError(f"{folder.results_file}: its tasks {results.get('tasks')} are not this run's {bench.names}")
+    folder.path.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder.path / "config.yaml", to_yaml(config))
+    log(f"run: {config.setting} · {len(bench.tasks)} tasks ({', '.join(bench.names)}) · backbone {config.backbone} · "
+        f"methods {', '.join(config.methods)} · out {folder.path}")
+    backbone = backbone or load_backbone(config.backbone)
+    ctx = Context(backbone, bench, config, folder.path)
+
+    if results["zero_shot"] is None:
+        evaluation = evaluate(ctx, ZeroShot(ctx), bench.tasks, folder.predictions("zero-shot", "step0"))
+        results["zero_shot"] = evaluation.accuracy
+        write_json_atomic(folder.results_file, results)
+        log(f"zero-shot: {_row(bench.names, evaluation.accuracy)}  ({evaluation.seconds:.1f} s)")
+
+    for spec in config.methods:
+        method = build_method(spec, ctx)
+        entry = results["methods"].setdefault(method.name, method_entry(method, results["zero_shot"]))
+        run_method(ctx, method, entry, folder, results, log)
+    results["run"]["finished"] = now()
+    results["run"]["seconds_this_session"] = round(time.perf_counter() - started, 1)
+    write_json_atomic(folder.results_file, results)
+    return results
+
+
+def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, results: dict, log: Log) -> None:
+    tasks = ctx.benchmark.tasks
+    if entry["final"] is not None:
+        log(f"[{method.name}] finished earlier; kept")
+        return
+    if not getattr(method, "learns", True):
+        entry["steps"] = len(tasks)
+        finish_entry(entry, results["zero_shot"])
+        write_json_atomic(folder.results_file, results)
+        log(f"[{method.name}] final = the zero-shot row")
+        return
+    done = entry["steps"]
+    if done:
+        method.restore(folder.state(method.name, done), tasks[:done])
+        log(f"[{method.name}] resumed after step {done}/{len(tasks)}")
+    for step in range(done + 1, len(tasks) + 1):
+        task = tasks[step - 1]
+        start = time.perf_counter()
+        method.learn(task)
+        learn_seconds = time.perf_counter() - start
+        line = f"[{method.name}] {step}/{len(tasks)} learned {task.name} in {learn_seconds:.1f} s"
+        evaluated = method.sequential or step == len(tasks)
+        evaluation = None
+        if evaluated:
+            label = f"step{step}" if method.sequential else "final"
+            evaluation = evaluate(ctx, method, tasks, folder.predictions(method.name, label))
+            line += f" · {_row(ctx.task_names, evaluation.accuracy)} ({evaluation.seconds:.1f} s)"
+        state = folder.state(method.name, step)
+        method.save(state)  # the step's state is on disk before results.json says the step is done
+        state.mkdir(parents=True, exist_ok=True)
+        _record(entry, ctx, step, learn_seconds, evaluation)
+        if evaluation is not None and entry.get("routing") is not None and evaluation.experts is not None:
+            line += f" · routing {entry['routing']['stages'][-1]['accuracy']:.2f}%"
+        if step == len(tasks):
+            finish_entry(entry, entry["matrix"][-1] if method.sequential else evaluation.accuracy)
+        write_json_atomic(folder.results_file, results)
+        if step > 1:
+            shutil.rmtree(folder.state(method.name, step - 1), ignore_errors=True)
+        log(line)
+
+
+def _record(entry: dict, ctx: Context, step: int, learn_seconds: float, evaluation: Evaluation | None) -> None:
+    entry["steps"] = step
+    entry["seconds"]["learn"].append(round(learn_seconds, 2))
+    entry["seconds"]["evaluate"].append(round(evaluation.seconds, 2) if evaluation else 0.0)
+    if evaluation is None:
+        return
+    if entry["sequential"]:
+        entry["matrix"].append(evaluation.accuracy)
+    if entry.get("routing") is not None and evaluation.experts is not None:
+        seen = ctx.task_names[:step]
+        entry["routing"]["stages"].append(routing_stage(ctx.task_names, seen, evaluation.experts))
+
+
+def _row(names: Sequence[str], values: Sequence[float]) -> str:
+    return " ".join(f"{n} {v:.1f}" for n, v in zip(names, values))

@@ -1,0 +1,176 @@
+"""The continual-learning runner on the embedded tiny backbone and a two-task toy benchmark: every method
+runs end to end, results.json holds what docs/results.md promises, an interrupted run resumes to identical
+results, routers only choose seen experts, and — trained for real — seq-LoRA forgets while MR-LoRA does not."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mllmcl.cli import main
+from mllmcl.config import load_config
+from mllmcl.data import load_benchmark
+from mllmcl.errors import UserError
+from mllmcl.runner import routing_stage, run
+from toy_cl import write_toy_benchmark
+
+ALL_METHODS = ["zero-shot", "seq-lora", "replay", "joint", "mr-lora", "oracle", "mr-lora[prototype]"]
+QUICK = {"train": {"epochs": 1.0, "batch_size": 16}, "router": {"k": 8, "epochs": 2.0}, "replay": {"k": 8},
+         "eval": {"batch_size": 16}}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    return write_toy_benchmark(tmp_path_factory.mktemp("toy"), train=32, test=8)
+
+
+def config_for(root: Path, methods, **extra):
+    values = {"setting": "toy", "data": {"benchmark": str(root)}, "methods": list(methods), **QUICK}
+    for key, value in extra.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    return load_config(None, values)
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_every_method_runs_and_results_follow_the_documented_schema(toy, tmp_path):
+    out = tmp_path / "run"
+    results = run(config_for(toy, ALL_METHODS), out, log=quiet, progress=False)
+    assert results == json.loads((out / "results.json").read_text())
+    assert results["tasks"] == ["Colors", "Codes"] and len(results["zero_shot"]) == 2
+    assert set(results["methods"]) == set(ALL_METHODS)
+    for name, entry in results["methods"].items():
+        assert entry["steps"] == 2 and len(entry["final"]) == 2, name
+        assert all(0 <= a <= 100 for a in entry["final"])
+        assert entry["zero_shot"] == results["zero_shot"]
+        assert set(entry["metrics"]) == {"MFT", "MFN", "MAA", "BWT", "Forgetting", "FWT"}
+        if entry["sequential"]:
+            assert len(entry["matrix"]) == 2 and entry["final"] == entry["matrix"][-1]
+            assert entry["metrics"]["BWT"] == pytest.approx(entry["matrix"][1][0] - entry["matrix"][0][0], abs=1e-6)
+        else:
+            assert entry["matrix"] is None and entry["metrics"]["BWT"] is None
+    assert results["methods"]["zero-shot"]["final"] == results["zero_shot"]
+    for name in ("seq-lora", "mr-lora", "mr-lora[prototype]"):
+        assert results["methods"][name]["sequential"]
+    for name in ("zero-shot", "joint", "oracle"):
+        assert not results["methods"][name]["sequential"]
+    routing = results["methods"]["mr-lora"]["routing"]
+    assert routing["router"] == "mllm" and len(routing["stages"]) == 2
+    assert sum(map(sum, routing["confusion"])) == 16  # every test sample of both tasks, at the final stage
+    assert results["methods"]["mr-lora[prototype]"]["routing"]["router"] == "prototype"
+    # the oracle is the mr-lora experts with the true task: its final row is what a perfect router gives
+    assert results["run"]["finished"] is not None
+    # files next to the results
+    assert (out / "config.yaml").is_file()
+    lines = (out / "predictions" / "mr-lora" / "step2" / "Colors.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert len(lines) == 8 and {"question_id", "task", "prompt", "text", "answer", "score", "expert"} <= set(first)
+    assert (out / "predictions" / "zero-shot" / "step0" / "Codes.jsonl").is_file()
+    assert (out / "predictions" / "oracle" / "final" / "Codes.jsonl").is_file()
+    assert (out / "experts" / "expert_Colors" / "adapter_config.json").is_file()
+
+
+def test_an_interrupted_run_resumes_to_identical_results(toy, tmp_path, monkeypatch):
+    methods = ["seq-lora", "mr-lora", "oracle"]
+    reference = run(config_for(toy, methods), tmp_path / "whole", log=quiet, progress=False)
+
+    from mllmcl.methods.mr_lora import MRLoRA
+
+    real_learn = MRLoRA.learn
+    calls = []
+
+    def killed_at_the_second_task(self, task):
+        calls.append(task.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_learn(self, task)
+
+    monkeypatch.setattr(MRLoRA, "learn", killed_at_the_second_task)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run(config_for(toy, methods), out, log=quiet, progress=False)
+    partial = json.loads((out / "results.json").read_text())
+    assert partial["methods"]["seq-lora"]["final"] is not None
+    assert partial["methods"]["mr-lora"]["steps"] == 1 and partial["methods"]["mr-lora"]["final"] is None
+    monkeypatch.setattr(MRLoRA, "learn", real_learn)
+    log = []
+    resumed = run(config_for(toy, methods), out, log=log.append, progress=False)
+    assert any("resumed after step 1/2" in line for line in log)
+    assert any("[seq-lora] finished earlier" in line for line in log)
+    for name in methods:
+        for key in ("matrix", "final", "metrics"):
+            assert resumed["methods"][name][key] == reference["methods"][name][key], (name, key)
+    assert resumed["methods"]["mr-lora"]["routing"]["stages"] == reference["methods"]["mr-lora"]["routing"]["stages"]
+    for step in ("step1", "step2"):
+        a = (tmp_path / "whole" / "predictions" / "mr-lora" / step / "Codes.jsonl").read_text()
+        assert a == (out / "predictions" / "mr-lora" / step / "Codes.jsonl").read_text()
+
+
+def test_a_run_folder_refuses_another_configuration(toy, tmp_path):
+    out = tmp_path / "run"
+    run(config_for(toy, ["zero-shot"]), out, log=quiet, progress=False)
+    with pytest.raises(UserError, match="another configuration.*train"):
+        run(config_for(toy, ["zero-shot"], train={"epochs": 3.0}), out, log=quiet, progress=False)
+    # adding a method to a finished run is allowed and keeps what was there
+    results = run(config_for(toy, ["zero-shot", "seq-lora"]), out, log=quiet, progress=False)
+    assert set(results["methods"]) == {"zero-shot", "seq-lora"}
+
+
+@pytest.mark.parametrize("kind", ["mllm", "prototype", "oracle"])
+def test_routers_only_choose_seen_experts(toy, tmp_path, kind):
+    from mllmcl.methods.base import Context
+    from mllmcl.models import load_backbone
+    from mllmcl.routing import build_router
+
+    bench = load_benchmark(toy)
+    ctx = Context(load_backbone("tiny"), bench, config_for(toy, ["mr-lora"]), tmp_path)
+    router = build_router(kind, ctx)
+    samples = [s for task in bench.tasks for s in task.test]  # half of them from the task not seen yet
+    seen = bench.tasks[:1]
+    router.fit(seen)
+    assert router.route(samples, seen) == [0] * len(samples)
+    router.fit(bench.tasks)
+    chosen = router.route(samples, bench.tasks)
+    assert len(chosen) == len(samples) and set(chosen) <= {0, 1}
+    if kind == "mllm":
+        assert router.scores(samples, bench.tasks).shape == (len(samples), 2)
+        assert "colours" in router.prompt("What is this?", bench.tasks)  # the task's own description
+
+
+def test_routing_stage_counts_only_seen_tasks():
+    stage = routing_stage(["A", "B", "C"], ["A", "B"], [["A", "A", "B"], ["B", "B"], ["B", "A"]])
+    assert stage["accuracy"] == pytest.approx(100 * 4 / 5)
+    assert stage["per_task"] == {"A": pytest.approx(200 / 3), "B": 100.0, "C": None}
+    assert stage["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 1, 0]]
+
+
+def test_seq_lora_forgets_and_mr_lora_does_not(tmp_path):
+    """Real training: Codes overwrites what one shared adapter learned on Colors; experts keep it."""
+    root = write_toy_benchmark(tmp_path / "toy", train=128, test=24)
+    config = config_for(root, ["seq-lora", "mr-lora"], train={"epochs": 2.0}, router={"k": 16, "epochs": 8.0})
+    results = run(config, tmp_path / "run", log=quiet, progress=False)
+    seq, mr = results["methods"]["seq-lora"], results["methods"]["mr-lora"]
+    assert seq["matrix"][0][0] >= 80 and mr["matrix"][0][0] >= 80  # Colors is learned
+    assert seq["matrix"][1][0] <= seq["matrix"][0][0] - 50  # ... and forgotten by seq-LoRA
+    assert seq["metrics"]["BWT"] <= -50
+    assert mr["metrics"]["BWT"] >= -10 and mr["routing"]["accuracy"] >= 85
+
+
+def test_cli_run_prints_the_table_and_writes_the_report(toy, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["run", "--setting", "toy", "--methods", "zero-shot,seq-lora", "--out", str(out), "--no-progress",
+                 f"data.benchmark={toy}", "train.epochs=1", "train.batch_size=16"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "MFN" in printed and "seq-lora" in printed and "BWT" in printed
+    assert (out / "report.md").is_file() and (out / "heatmaps").is_dir()
+    assert main(["run", "--out", str(tmp_path / "x"), "train.nope=1"]) == 2
+    assert "train.nope" in capsys.readouterr().err
+    matrix = tmp_path / "m.json"
+    matrix.write_text(json.dumps({"matrix": [[50, 10], [40, 60]], "zero_shot": [5, 6]}))
+    assert main(["metrics", str(matrix)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["BWT"] == -10 and printed["MFN"] == 50 and printed["FWT"] == 4
