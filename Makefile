@@ -1,5 +1,6 @@
-# Two commands for a newcomer: `make demo` (set up, then run the main job) and `make test` (set up, then
-# run the test suite). Both create .venv on first use: torch 2.13.0 (CPU) first and on its own — an open
+# Two commands for a newcomer: `make run` (set up, then run the main job: the default continual-learning
+# benchmark on the embedded tiny model) and `make test` (set up, then run the test suite). Both create
+# .venv on first use: torch 2.13.0 (CPU) first and on its own — an open
 # torch range in a fresh environment pulls the multi-GB CUDA build — then mllmcl with exact pins.
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench pretrain clean
+.PHONY: setup run demo test bench pretrain clean
 
 setup: $(VENV)/.installed
 
@@ -17,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+run: setup
+	$(BIN)/mllmcl run
 
 demo: setup
 	$(BIN)/mllmcl demo

@@ -174,3 +174,14 @@ def test_cli_run_prints_the_table_and_writes_the_report(toy, tmp_path, capsys):
     assert main(["metrics", str(matrix)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["BWT"] == -10 and printed["MFN"] == 50 and printed["FWT"] == 4
+
+
+def test_a_test_row_without_answer_is_refused_before_any_training(tmp_path):
+    root = write_toy_benchmark(tmp_path / "toy", train=8, test=4)
+    path = root / "Codes" / "test.json"
+    rows = json.loads(path.read_text())
+    del rows[2]["answer"]
+    path.write_text(json.dumps(rows))
+    with pytest.raises(UserError, match=r"Codes"):
+        run(config_for(root, ["seq-lora"]), tmp_path / "run", log=quiet, progress=False)
+    assert not (tmp_path / "run" / "results.json").exists()

@@ -56,7 +56,11 @@ class RouterConfig:
     describe: str = "short"      # expert descriptions in the router prompt: short (up to the first ':') or full
     epochs: float = 12.0         # MLLM router: passes over the buffer at each stage
     lr: float = 2e-3             # MLLM router learning rate
-    batch_size: int = 16
+    batch_size: int = 4          # MLLM router: small batches, many steps (20 samples per task are few)
+    rank: int = 8                # MLLM router's LoRA rank (alpha = 2 x rank)
+    vision: bool = False         # MLLM router's LoRA also adapts the vision tower
+    layer: int = 0               # prototype router: hidden layer pooled (0 = input embeddings, -1 = last)
+    tokens: str = "text"         # prototype router: pool over text, image or all tokens
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class RunConfig:
             raise UserError(f"config key 'methods': a method is listed twice in {list(self.methods)}")
         if self.router.kind not in ("mllm", "prototype", "oracle"):
             raise UserError(f"config key 'router.kind': expected mllm, prototype or oracle, got {self.router.kind!r}")
+        if self.router.tokens not in ("all", "text", "image"):
+            raise UserError(f"config key 'router.tokens': expected all, text or image, got {self.router.tokens!r}")
         if self.router.describe not in ("short", "full"):
             raise UserError(f"config key 'router.describe': expected short or full, got {self.router.describe!r}")
         if self.replay.source not in ("train", "file"):

@@ -57,6 +57,17 @@ def prepare_benchmark(config: RunConfig, progress: bool = True) -> Benchmark:
     return load_benchmark(root, config.setting, tasks)
 
 
+def require_answers(bench: Benchmark) -> None:
+    """Every test row needs its ground truth to be scored here; say so before any training starts."""
+    for task in bench.tasks:
+        missing = [s.id for s in task.test if "answer" not in s.row]
+        if missing:
+            hint = (" (its answers are not public: MMT-Bench scores them on its server; leave the task out with "
+                    "data.tasks=…, or add the answers)" if not task.spec.answers_public else "")
+            raise UserError(f"{task.test_file}: {len(missing)} test rows of task {task.name} have no 'answer', "
+                            f"e.g. question_id {missing[0]!r}{hint}")
+
+
 def test_rows(config: RunConfig, task: Task) -> tuple[Sample, ...]:
     limit = config.data.test_limit
     return task.test[:limit] if limit else task.test
@@ -205,7 +216,11 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
     folder.check_config(config)
     started = time.perf_counter()
     bench = prepare_benchmark(config, progress)
+    require_answers(bench)
     results = folder.load() or new_results(config, bench)
+    if results.get("format") != FORMAT:
+        raise UserError(f"{folder.results_file}: results format {results.get('format')!r}, this mllmcl writes "
+                        f"{FORMAT}; use another --out")
     if results.get("tasks") != bench.names:
         raise UserError(f"{folder.results_file}: its tasks {results.get('tasks')} are not this run's {bench.names}")
     folder.path.mkdir(parents=True, exist_ok=True)

