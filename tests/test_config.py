@@ -12,17 +12,17 @@ def test_defaults_are_the_documented_main_job():
     config = load_config()
     assert config == RunConfig()
     assert config.setting == "dcl" and config.methods == DEFAULT_METHODS and config.backbone == "tiny"
-    assert config.data.benchmark == "synth" and config.router.kind == "mllm" and config.router.k == 20
+    assert config.data.benchmark == "synth" and config.router.kind == "prototype" and config.router.k == 20
 
 
 def test_yaml_then_overrides(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("setting: acl\nmethods: [seq-lora, replay]\ntrain: {epochs: 1, lr: 0.001}\nrouter: {kind: prototype}\n")
+    path.write_text("setting: acl\nmethods: [seq-lora, replay]\ntrain: {epochs: 1, lr: 0.001}\nrouter: {kind: mllm}\n")
     config = load_config(path, ["train.epochs=3", "methods=zero-shot,mr-lora[prototype]", "seed=7", "lora.rank=8"])
     assert config.setting == "acl"
     assert config.methods == ("zero-shot", "mr-lora[prototype]")
     assert config.train.epochs == 3.0 and config.train.lr == 0.001 and isinstance(config.train.epochs, float)
-    assert config.router.kind == "prototype" and config.seed == 7 and config.lora.rank == 8
+    assert config.router.kind == "mllm" and config.seed == 7 and config.lora.rank == 8
 
 
 def test_resolved_config_round_trips_through_yaml(tmp_path):

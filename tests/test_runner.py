@@ -15,7 +15,7 @@ from mllmcl.errors import UserError
 from mllmcl.runner import routing_stage, run
 from toy_cl import write_toy_benchmark
 
-ALL_METHODS = ["zero-shot", "seq-lora", "replay", "joint", "mr-lora", "oracle", "mr-lora[prototype]"]
+ALL_METHODS = ["zero-shot", "seq-lora", "replay", "joint", "mr-lora", "oracle", "mr-lora[mllm]"]
 QUICK = {"train": {"epochs": 1.0, "batch_size": 16}, "router": {"k": 8, "epochs": 2.0}, "replay": {"k": 8},
          "eval": {"batch_size": 16}}
 
@@ -53,14 +53,14 @@ def test_every_method_runs_and_results_follow_the_documented_schema(toy, tmp_pat
         else:
             assert entry["matrix"] is None and entry["metrics"]["BWT"] is None
     assert results["methods"]["zero-shot"]["final"] == results["zero_shot"]
-    for name in ("seq-lora", "mr-lora", "mr-lora[prototype]"):
+    for name in ("seq-lora", "mr-lora", "mr-lora[mllm]"):
         assert results["methods"][name]["sequential"]
     for name in ("zero-shot", "joint", "oracle"):
         assert not results["methods"][name]["sequential"]
     routing = results["methods"]["mr-lora"]["routing"]
-    assert routing["router"] == "mllm" and len(routing["stages"]) == 2
+    assert routing["router"] == "prototype" and len(routing["stages"]) == 2
     assert sum(map(sum, routing["confusion"])) == 16  # every test sample of both tasks, at the final stage
-    assert results["methods"]["mr-lora[prototype]"]["routing"]["router"] == "prototype"
+    assert results["methods"]["mr-lora[mllm]"]["routing"]["router"] == "mllm"
     # the oracle is the mr-lora experts with the true task: its final row is what a perfect router gives
     assert results["run"]["finished"] is not None
     # files next to the results
@@ -148,9 +148,11 @@ def test_routing_stage_counts_only_seen_tasks():
 
 
 def test_seq_lora_forgets_and_mr_lora_does_not(tmp_path):
-    """Real training: Codes overwrites what one shared adapter learned on Colors; experts keep it."""
+    """Real training: Codes overwrites what one shared adapter learned on Colors; experts keep it. Both tasks
+    ask the same question, so only the image tells them apart: the MLLM router reads it."""
     root = write_toy_benchmark(tmp_path / "toy", train=128, test=24)
-    config = config_for(root, ["seq-lora", "mr-lora"], train={"epochs": 2.0}, router={"k": 16, "epochs": 8.0})
+    config = config_for(root, ["seq-lora", "mr-lora"], train={"epochs": 2.0},
+                        router={"kind": "mllm", "k": 16, "epochs": 8.0, "batch_size": 4})
     results = run(config, tmp_path / "run", log=quiet, progress=False)
     seq, mr = results["methods"]["seq-lora"], results["methods"]["mr-lora"]
     assert seq["matrix"][0][0] >= 80 and mr["matrix"][0][0] >= 80  # Colors is learned

@@ -51,7 +51,8 @@ class EvalConfig:
 class RouterConfig:
     """MR-LoRA's router: which one, what it learns from, and how the MLLM router is trained."""
 
-    kind: str = "mllm"           # mllm (router LoRA, the paper's), prototype (training-free), oracle (true task)
+    kind: str = "prototype"      # prototype (training-free; the default: see docs/methods.md), mllm (router LoRA,
+                                 # the paper's), oracle (true task)
     k: int = 20                  # router-buffer samples per task (the release's router files hold 20)
     describe: str = "short"      # expert descriptions in the router prompt: short (up to the first ':') or full
     epochs: float = 12.0         # MLLM router: passes over the buffer at each stage
@@ -61,6 +62,7 @@ class RouterConfig:
     vision: bool = False         # MLLM router's LoRA also adapts the vision tower
     layer: int = 0               # prototype router: hidden layer pooled (0 = input embeddings, -1 = last)
     tokens: str = "text"         # prototype router: pool over text, image or all tokens
+    shrinkage: float = 0.3       # prototype router: shared covariance shrunk this far toward a scaled identity
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class RunConfig:
             raise UserError(f"config key 'methods': a method is listed twice in {list(self.methods)}")
         if self.router.kind not in ("mllm", "prototype", "oracle"):
             raise UserError(f"config key 'router.kind': expected mllm, prototype or oracle, got {self.router.kind!r}")
+        if not 0.0 < self.router.shrinkage <= 1.0:
+            raise UserError(f"config key 'router.shrinkage': must be in (0, 1], got {self.router.shrinkage}")
         if self.router.tokens not in ("all", "text", "image"):
             raise UserError(f"config key 'router.tokens': expected all, text or image, got {self.router.tokens!r}")
         if self.router.describe not in ("short", "full"):

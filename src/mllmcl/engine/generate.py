@@ -127,7 +127,10 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
     for chunk in _batches(len(questions), batch_size):
         batch = _prompts(backbone, images[chunk], questions[chunk])
         with _inference(backbone, None):
-            hidden = backbone.model(**batch, output_hidden_states=True).hidden_states[layer].float()
+            if layer == 0 and tokens == "text":  # the text's input embeddings: no forward pass needed
+                hidden = backbone.model.get_input_embeddings()(batch["input_ids"]).float()
+            else:
+                hidden = backbone.model(**batch, output_hidden_states=True).hidden_states[layer].float()
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         if tokens != "all":
             image = (batch["input_ids"] == backbone.image_token_id).unsqueeze(-1).to(hidden.dtype)
