@@ -208,11 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "a data root with its own manifest may name another")
     p.add_argument("--methods", default=None,
                    help="comma-separated, in order (default: zero-shot,seq-lora,mr-lora,oracle); also replay, joint, "
-                        "mr-lora[prototype] (mr-lora with another router); see `mllmcl ls`")
+                        "mr-lora[mllm] (mr-lora with another router: mllm, prototype, oracle); see `mllmcl ls`")
     p.add_argument("--out", default=None, help="run folder (default: runs/<setting>); an existing one is resumed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per step still prints)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="config overrides, e.g. train.epochs=1 data.tasks=RS,Med router.kind=prototype seed=1 "
+                   help="config overrides (every key: docs/methods.md), e.g. train.epochs=1 data.tasks=RS,Med "
+                        "router.kind=mllm seed=1 "
                         "data.benchmark=/data/Domain_data (an MLLM-CL root instead of the synthetic one)")
 
     p = command("metrics", _metrics, "print MFT, MFN, MAA, BWT, Forgetting and FWT as JSON for an accuracy matrix "
