@@ -8,7 +8,6 @@ Results and the expert are written to `--out`.
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path

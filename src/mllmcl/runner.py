@@ -223,6 +223,7 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
                         f"{FORMAT}; use another --out")
     if results.get("tasks") != bench.names:
         raise UserError(f"{folder.results_file}: its tasks {results.get('tasks')} are not this run's {bench.names}")
+    results["run"]["finished"] = None  # set again when every method of this call is done
     folder.path.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder.path / "config.yaml", to_yaml(config))
     log(f"run: {config.setting} · {len(bench.tasks)} tasks ({', '.join(bench.names)}) · backbone {config.backbone} · "
