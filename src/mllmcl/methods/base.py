@@ -7,6 +7,7 @@ Contract (a Protocol, not a base class):
 - `save(folder)` / `restore(folder, learned)` — the state after a step, so a killed run resumes there.
 Class attributes declare, as data the runner checks, what a method is: `sequential` (it has a T×T
 accuracy matrix, evaluated after every task; otherwise only its final accuracies exist) and `routed`.
+Methods whose whole state is one adapter inherit `OneAdapterMethod` for answering, saving and restoring.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from typing import Protocol, Sequence
 
 from mllmcl.config import RunConfig
 from mllmcl.data.mllm_cl import Benchmark, Sample, Task
-from mllmcl.engine import add_adapter, generate, train
+from mllmcl.engine import add_adapter, generate, load_adapter, save_adapter, train
 from mllmcl.engine.adapters import LoraRecipe
 from mllmcl.engine.train import TrainStats, seed_everything
+from mllmcl.errors import UserError
 from mllmcl.models.backbone import Backbone
 
 
@@ -102,3 +104,37 @@ def sample_rows(rows: Sequence[Sample], k: int, seed: int) -> list[Sample]:
     if len(rows) <= k:
         return list(rows)
     return random.Random(seed).sample(list(rows), k)
+
+
+class OneAdapterMethod:
+    """What methods whose whole state is one LoRA adapter named after them (`seq-lora`, `replay`, `joint`)
+    share: answering with it, saving it, restoring it. Subclasses write `learn` and `trained_after`."""
+
+    routed = False
+    learns = True
+    name: str
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.adapter = adapter_name(self.name)
+        self.learned: list[Task] = []
+
+    def trained_after(self, learned: Sequence[Task]) -> bool:
+        """Whether the adapter exists once `learned` are learned (so a resumed run must find it saved)."""
+        raise NotImplementedError
+
+    def answer(self, task: Task, samples: Sequence[Sample]) -> Answers:
+        return Answers(answer_with(self.ctx, task, samples, [self.adapter] * len(samples)))
+
+    def save(self, folder: Path) -> None:
+        if self.adapter in self.ctx.backbone.adapter_names:
+            save_adapter(self.ctx.backbone, self.adapter, folder)
+
+    def restore(self, folder: Path, learned: Sequence[Task]) -> None:
+        self.learned = list(learned)
+        saved = folder / self.adapter
+        if saved.is_dir():
+            load_adapter(self.ctx.backbone, self.adapter, saved)
+        elif self.trained_after(self.learned):
+            raise UserError(f"{saved}: the {self.name} adapter saved after {len(learned)} tasks is missing; "
+                            "the run cannot resume from here (start it in another --out)")

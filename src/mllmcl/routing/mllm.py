@@ -39,6 +39,7 @@ class MLLMRouter:
     def __init__(self, ctx):
         self.ctx = ctx
         self._letter_ids: list[int] = []
+        self._head_lengths: dict[str, int] = {}
 
     # -- the prompt
     def describe(self, task: Task) -> str:
@@ -60,17 +61,23 @@ class MLLMRouter:
         question = question[:QUESTION_CHARS]
         if backbone.max_length is None:
             return question
-        from PIL import Image
-
         tokenizer = backbone.tokenizer
-        # the prompt without the question, image tokens expanded, plus " A</s>" and a margin for merges
-        used = backbone.encode_prompts([Image.new("RGB", (8, 8))], [head])["input_ids"].shape[1] + 4
-        budget = backbone.max_length - used
+        budget = backbone.max_length - self._head_length(head)
         ids = tokenizer(question, add_special_tokens=False).input_ids
         if budget <= 0:
             raise UserError(f"backbone {backbone.name}: the router prompt for {len(head)} characters of expert list "
                             f"leaves no room for the question in {backbone.max_length} tokens; use router.describe=short")
         return question if len(ids) <= budget else tokenizer.decode(ids[:budget])
+
+    def _head_length(self, head: str) -> int:
+        """Tokens of the prompt without its question (image tokens expanded) plus " A</s>" and a margin for
+        merges; measured once per expert list, not once per sample."""
+        if head not in self._head_lengths:
+            from PIL import Image
+
+            ids = self.ctx.backbone.encode_prompts([Image.new("RGB", (8, 8))], [head])["input_ids"]
+            self._head_lengths[head] = ids.shape[1] + 4
+        return self._head_lengths[head]
 
     def letter_ids(self, n: int) -> list[int]:
         """The tokens of the first `n` letter answers (what the model emits right after `ASSISTANT:`)."""
