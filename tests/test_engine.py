@@ -83,7 +83,7 @@ def test_save_then_load_gives_identical_outputs(micro, tmp_path):
 
 def test_mixed_adapter_batch_equals_a_loop_over_adapters(micro):
     for i, name in enumerate(("t1", "t2", "t3")):
-        add_adapter(micro, name)
+        add_adapter(micro, name, LoraRecipe(projector=name != "t3"))  # t3 shares the base projector
         train(micro, colour_examples(32, seed=i), name, FAST)
     images = random_images(9, seed=3)
     # different lengths, so left padding differs between the mixed batch and each adapter's own batch
@@ -102,6 +102,43 @@ def test_mixed_adapter_batch_equals_a_loop_over_adapters(micro):
         alone_logits = next_token_logits(micro, [images[i] for i in rows], [questions[i] for i in rows],
                                          [name] * len(rows))
         assert torch.allclose(alone_logits, mixed_logits[rows], atol=1e-5)
+
+
+def test_mixed_batches_match_peft_own_mixed_forward(micro):
+    """The engine's contiguous-run LoRA path against peft's `adapter_names` forward, as the reference."""
+    from mllmcl.engine.mixed import supports
+
+    for i, name in enumerate(("t1", "t2")):
+        add_adapter(micro, name)
+        train(micro, colour_examples(32, seed=i), name, FAST)
+    images = random_images(6, seed=5)
+    questions = ["What color is the image?", "Color?", "Name the color.", "What color?", "Which color is it?",
+                 "Say the color of the picture you see here."]
+    names = ["t2", "t1", "__base__", "t2", "t1", "t1"]  # interleaved: the engine reorders the batch itself
+    assert not supports(micro.model, names) and supports(micro.model, sorted(names))
+    ours = next_token_logits(micro, images, questions, names)
+    batch = micro.encode_prompts(images, questions)
+    micro.model.eval()
+    with torch.no_grad():
+        reference = micro.model(**batch, adapter_names=names).logits[:, -1, :]
+    assert torch.allclose(ours, reference, atol=1e-5)
+    assert not torch.allclose(ours[0], ours[1], atol=1e-3)  # the adapters really differ
+
+
+def test_an_adapter_on_embeddings_falls_back_to_peft_mixed_batches(micro):
+    from peft import LoraConfig
+
+    from mllmcl.engine.mixed import supports
+
+    add_adapter(micro, "t1", LoraRecipe(projector=False))  # peft cannot mix adapters with and without copies
+    train(micro, colour_examples(32), "t1", FAST)
+    micro.model.add_adapter("emb", LoraConfig(r=4, target_modules=["embed_tokens"], init_lora_weights=False))
+    assert not supports(micro.model, ["emb", "t1"]) and supports(micro.model, ["t1", "t1"])
+    images, questions = random_images(4, seed=2), ["What color is the image?"] * 4
+    mixed = next_token_logits(micro, images, questions, ["t1", "emb", "t1", "emb"])
+    for name, rows in (("t1", [0, 2]), ("emb", [1, 3])):
+        alone = next_token_logits(micro, [images[i] for i in rows], [questions[i] for i in rows], [name] * 2)
+        assert torch.allclose(alone, mixed[rows], atol=1e-5)
 
 
 def test_next_token_logits_agree_with_greedy_generation(micro):

@@ -1,7 +1,7 @@
 """Named LoRA adapters on a backbone: the recipe (what to adapt, how strongly), adding, saving and loading.
 
 Every adapter is a peft LoRA adapter with its own name; any number live side by side on one frozen base and
-can be mixed inside one batch (`adapter_names=`). The projector can be trained per adapter: its linear layers
+can be mixed inside one batch (see engine/mixed.py). The projector can be trained per adapter: its linear layers
 go to `modules_to_save`, so each adapter carries its own projector copy and mixed batches still work.
 """
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Batched inference with a per-sample choice of adapter: greedy generation and next-token scoring.
 
 `adapters` is one adapter name per sample (`"__base__"` or None = the base model) or None for the base model
-everywhere. Samples with different adapters share one batch through peft's `adapter_names`, so routing each
-sample to its own expert costs no extra passes.
+everywhere. Samples with different adapters share one batch, so routing each sample to its own expert costs
+no extra passes: each batch is ordered by adapter and plain LoRA adapters run as contiguous row runs
+(`engine/mixed.py`); anything else goes through peft's `adapter_names`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Iterator, Sequence
 import torch
 
 from mllmcl.engine.adapters import BASE, require
+from mllmcl.engine.mixed import mixed_adapters, supports
 from mllmcl.data.records import ImageLike
 from mllmcl.models.backbone import Backbone
 
@@ -27,12 +29,21 @@ def _adapter_list(backbone: Backbone, adapters: Sequence[str | None] | None, n: 
     return names
 
 
-def _batch_names(names: list[str] | None, rows) -> list[str] | None:
-    """The adapter names of one batch; None when it is the base model throughout."""
-    if names is None:
-        return None
-    chosen = [names[i] for i in rows]
-    return None if all(a == BASE for a in chosen) else chosen
+def _planned_batches(n: int, batch_size: int, names: list[str] | None, group_by_adapter: bool = False):
+    """Yield (rows, adapter names of those rows or None for the base model throughout), covering 0..n-1 once.
+
+    Within a batch the rows are ordered by adapter (stable), so each adapter's samples are contiguous;
+    with `group_by_adapter` the whole request is ordered first, so most batches hold a single adapter."""
+    order = list(range(n))
+    if names is not None and group_by_adapter:
+        order.sort(key=lambda i: names[i])
+    for start in range(0, n, batch_size):
+        rows = order[start:start + batch_size]
+        if names is None or all(names[i] == BASE for i in rows):
+            yield rows, None
+        else:
+            rows.sort(key=lambda i: names[i])
+            yield rows, [names[i] for i in rows]
 
 
 @contextmanager
@@ -49,6 +60,9 @@ def _inference(backbone: Backbone, adapter_names: list[str] | None) -> Iterator[
                     yield {}
             elif adapter_names is None:
                 yield {}
+            elif supports(model, adapter_names):
+                with mixed_adapters(model, adapter_names):
+                    yield {}
             else:
                 yield {"adapter_names": adapter_names}
     finally:
@@ -78,15 +92,10 @@ def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequenc
         raise ValueError(f"{len(images)} images for {len(questions)} questions")
     n = len(questions)
     all_names = _adapter_list(backbone, adapters, n)
-    order = list(range(n))
-    if all_names is not None and group_by_adapter:
-        order.sort(key=lambda i: all_names[i])
     tokenizer = backbone.tokenizer
     answers: list[str] = [""] * n
     bar = _bar(n, progress)
-    for chunk in _batches(n, batch_size):
-        rows = order[chunk]
-        names = _batch_names(all_names, rows)
+    for rows, names in _planned_batches(n, batch_size, all_names, group_by_adapter):
         batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
         with _inference(backbone, names) as extra:
             out = backbone.model.generate(**batch, **extra, max_new_tokens=max_new_tokens, do_sample=False,
@@ -105,15 +114,17 @@ def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions
                       adapters: Sequence[str | None] | None = None, batch_size: int = 32) -> torch.Tensor:
     """Logits of the first answer token for each sample, shape (n, vocab), in float32 on the CPU: one forward
     pass per batch. Used to score a closed set of candidate answers (e.g. a router's expert letters)."""
-    all_names = _adapter_list(backbone, adapters, len(questions))
-    rows = []
-    for chunk in _batches(len(questions), batch_size):
-        names = _batch_names(all_names, range(chunk.start, chunk.stop))
-        batch = _prompts(backbone, images[chunk], questions[chunk])
+    n = len(questions)
+    all_names = _adapter_list(backbone, adapters, n)
+    result = None
+    for rows, names in _planned_batches(n, batch_size, all_names):
+        batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
         with _inference(backbone, names) as extra:
-            logits = backbone.model(**batch, **extra, logits_to_keep=1).logits[:, -1, :]
-        rows.append(logits.float().cpu())
-    return torch.cat(rows) if rows else torch.empty(0)
+            logits = backbone.model(**batch, **extra, logits_to_keep=1).logits[:, -1, :].float().cpu()
+        if result is None:
+            result = torch.empty(n, logits.shape[-1])
+        result[rows] = logits
+    return result if result is not None else torch.empty(0)
 
 
 def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
