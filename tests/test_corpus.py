@@ -148,6 +148,21 @@ def test_drawn_objects_match_the_record() -> None:
             assert np.abs(pixels[y, x] - np.array(o.rgb)).max() <= 40, (o, pixels[y, x])
 
 
+def test_scene_views_are_deterministic_and_their_object_map_matches_the_pixels() -> None:
+    views = corpus.generate_scene_views(40, seed=2, image_size=48)
+    again = corpus.generate_scene_views(50, seed=2, image_size=48)[:40]
+    assert all(np.array_equal(np.asarray(a.image), np.asarray(b.image)) and np.array_equal(a.object_map, b.object_map)
+               for a, b in zip(views, again))
+    assert {len(v.scene.objects) for v in views} == {1, 2}
+    for v in views:
+        pixels = np.asarray(v.image).astype(int)
+        for k, o in enumerate(v.scene.objects, start=1):
+            y, x = min(47, int(o.y * 48)), min(47, int(o.x * 48))
+            assert v.object_map[y, x] == k  # the map marks each object where it is drawn
+            assert np.abs(pixels[y, x] - np.array(o.rgb)).max() <= 40
+        assert (v.object_map == 0).mean() > 0.4  # and most of the image is background
+
+
 def test_vocabulary() -> None:
     assert list(VOCABULARY) == sorted(set(VOCABULARY)) and len(VOCABULARY) >= 600
     for word in ("yes", "no", "A", "J", "residential", "lymphocyte", "pedestrian", "candlestick", "sum", "button",

@@ -56,6 +56,21 @@ def test_full_fine_tuning_trains_every_parameter(micro):
     assert stats.losses[-1] < stats.losses[0]
 
 
+def test_full_fine_tuning_can_keep_the_vision_tower_frozen(micro):
+    before = _state(micro.model, lambda k: True)
+    train(micro, colour_examples(32), None, TrainConfig(epochs=1, batch_size=16, lr=3e-3, progress=False),
+          freeze="vision_tower")
+    after = micro.model.state_dict()
+    tower = [k for k in before if "vision_tower" in k]
+    assert tower and all(torch.equal(before[k], after[k]) for k in tower)
+    assert all(not torch.equal(before[k], after[k]) for k in before if "multi_modal_projector" in k)
+    import pytest
+
+    add_adapter(micro, "t1")
+    with pytest.raises(ValueError, match="full fine-tuning"):
+        train(micro, colour_examples(8), "t1", FAST, freeze="vision_tower")
+
+
 def test_save_then_load_gives_identical_outputs(micro, tmp_path):
     from mllmcl.models.backbone import Backbone
 

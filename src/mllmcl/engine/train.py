@@ -1,14 +1,16 @@
 """The one training loop of mllmcl, on `accelerate`.
 
-It trains either one named LoRA adapter (everything else frozen) or, with `adapter=None`, the whole model
-(full fine-tuning; used by `mllmcl pretrain`). Methods only hand it data, an adapter name and optionally a
-loss function; none writes its own loop. The same call runs unchanged in one process or under
+`train` trains either one named LoRA adapter (everything else frozen) or, with `adapter=None`, the whole
+model but what `freeze` names (full fine-tuning; used by `mllmcl pretrain`). Methods only hand it data, an
+adapter name and optionally a loss function; none writes its own loop. `fit` is the loop itself, for any
+module (the pretraining's vision stage uses it directly). The same call runs unchanged in one process or under
 `torchrun` / `accelerate launch` (DDP, FSDP, DeepSpeed): `batch_size` is per process.
 """
 from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -85,15 +87,19 @@ def make_accelerator():
     return Accelerator(cpu=not torch.cuda.is_available())
 
 
-def trainable_parameters(backbone: Backbone, adapter: str | None) -> list[torch.nn.Parameter]:
-    """Select what trains: only adapter `adapter`, or every parameter of the bare model."""
+def trainable_parameters(backbone: Backbone, adapter: str | None, freeze: str = "") -> list[torch.nn.Parameter]:
+    """Select what trains: only adapter `adapter`, or every parameter of the bare model except those whose
+    names match the regex `freeze` (e.g. "vision_tower", as LLaVA-1.5 keeps its CLIP encoder frozen)."""
     model = backbone.model
     if adapter is None:
         if backbone.adapter_names:
             raise ValueError("full fine-tuning needs a backbone without adapters")
-        for p in model.parameters():
-            p.requires_grad_(True)
+        frozen = re.compile(freeze) if freeze else None
+        for name, p in model.named_parameters():
+            p.requires_grad_(frozen is None or frozen.search(name) is None)
     else:
+        if freeze:
+            raise ValueError("freeze applies to full fine-tuning; an adapter trains only its own weights")
         require(backbone, [adapter])
         model.set_adapter(adapter)  # peft: only this adapter's weights require grad
     params = [p for p in model.parameters() if p.requires_grad]
@@ -103,23 +109,32 @@ def trainable_parameters(backbone: Backbone, adapter: str | None) -> list[torch.
 
 
 def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | None, config: TrainConfig = TrainConfig(),
-          loss_fn: LossFn = causal_lm_loss) -> TrainStats:
-    """Train `adapter` (or the full model) on `examples` for `config`; returns loss history and throughput."""
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup
-
+          loss_fn: LossFn = causal_lm_loss, freeze: str = "") -> TrainStats:
+    """Train `adapter` (or, with `adapter=None`, the full model but the parameters whose names match the
+    regex `freeze`) on `examples` for `config`; returns loss history and throughput."""
     if len(examples) == 0:
         raise ValueError("no training examples")
-    seed_everything(config.seed)
-    accelerator = make_accelerator()
-    params = trainable_parameters(backbone, adapter)
+    params = trainable_parameters(backbone, adapter, freeze)
 
     def collate(items: list[VQAExample]) -> dict:
         return backbone.encode_conversations([e.image for e in items], [conversation(e) for e in items])
 
-    loader = DataLoader(list(examples), batch_size=config.batch_size, shuffle=True, collate_fn=collate,
+    return fit(backbone.model, params, list(examples), collate, config, loss_fn)
+
+
+def fit(model: torch.nn.Module, params: list[torch.nn.Parameter], items: Sequence, collate: Callable[[list], dict],
+        config: TrainConfig, loss_fn: LossFn) -> TrainStats:
+    """The loop itself, for any module: `params` (already requiring grad) learn from `items` batched by
+    `collate`, minimising `loss_fn(model, batch)`. `train` calls it for a backbone; `mllmcl pretrain` also for
+    the vision tower's first stage. On exit, even on error, the model is in eval mode and `params` are frozen."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    seed_everything(config.seed)
+    accelerator = make_accelerator()
+    loader = DataLoader(list(items), batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(config.seed), drop_last=False)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    model, optimizer, loader = accelerator.prepare(backbone.model, optimizer, loader)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 
     steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
@@ -144,6 +159,11 @@ def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | Non
     return stats
 
 
+def _rows(batch: dict) -> int:
+    """Samples in a batch: the length of its first tensor."""
+    return next(v.shape[0] for v in batch.values() if torch.is_tensor(v))
+
+
 def _loop(model, loader, optimizer, scheduler, accelerator, params, loss_fn: LossFn, config: TrainConfig,
           total_steps: int, stats: TrainStats, bar, start: float) -> None:
     """Optimizer steps until `total_steps`, re-iterating the (reshuffled) loader as often as needed."""
@@ -161,7 +181,7 @@ def _loop(model, loader, optimizer, scheduler, accelerator, params, loss_fn: Los
                     loss = loss_fn(model, batch) / config.grad_accum
                 accelerator.backward(loss)
             step_loss += loss.detach().float().item()
-            stats.samples += batch["input_ids"].shape[0] * accelerator.num_processes
+            stats.samples += _rows(batch) * accelerator.num_processes
             if not last_micro:
                 continue
             if config.max_grad_norm:

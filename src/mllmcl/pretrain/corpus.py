@@ -244,8 +244,10 @@ def _render(scene: Scene, size: int, nrng: np.random.Generator) -> Image.Image:
     return image.resize((size, size), Image.LANCZOS, reducing_gap=2.0)  # 2x box reduce, then LANCZOS
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, obj: Obj, side: int) -> None:
-    cx, cy, r, fill = obj.x * side, obj.y * side, obj.extent * side / 2, obj.rgb
+def _draw_shape(draw: ImageDraw.ImageDraw, obj: Obj, side: int, fill: RGB | int | None = None) -> None:
+    """Draw `obj` in its colour, or in `fill` (e.g. a label on a single-channel canvas)."""
+    cx, cy, r = obj.x * side, obj.y * side, obj.extent * side / 2
+    fill = obj.rgb if fill is None else fill
     if obj.shape == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     elif obj.shape == "square":
@@ -447,6 +449,39 @@ def generate_corpus(n: int, seed: int, image_size: int = 64,
                     families: Sequence[str] | None = None) -> list[Example]:
     """n examples of the general corpus, deterministic in (n, seed, image_size, families)."""
     return [r.example for r in generate_records(n, seed, image_size, families)]
+
+
+@dataclass(frozen=True)
+class SceneView:
+    """A scene of one or two objects and where each object is, pixel by pixel, for the vision tower's first
+    stage: `object_map[y, x]` is 1 + the index of the object covering that pixel, 0 for the background."""
+
+    image: Image.Image
+    scene: Scene
+    object_map: np.ndarray
+
+
+def _object_map(scene: Scene, size: int) -> np.ndarray:
+    """Draw each object with its own label instead of its colour, at the same geometry as `_render`."""
+    big = size * SUPERSAMPLE
+    canvas = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(canvas)
+    for k, obj in enumerate(scene.objects, start=1):
+        _draw_shape(draw, obj, big, fill=k)
+    return np.asarray(canvas.resize((size, size), Image.NEAREST))
+
+
+def generate_scene_view(seed: int, index: int, image_size: int = 64) -> SceneView:
+    """The index-th one- or two-object scene with this seed; depends only on (seed, index, size)."""
+    rnd = random.Random(f"mllmcl.views:{seed}:{index}")
+    nrng = np.random.default_rng(rnd.getrandbits(64))
+    scene = _make_scene(rnd, rnd.choice((1, 1, 2)))
+    return SceneView(_render(scene, image_size, nrng), scene, _object_map(scene, image_size))
+
+
+def generate_scene_views(n: int, seed: int, image_size: int = 64) -> list[SceneView]:
+    """n scenes of the corpus's kind (all textures, sizes, colours and shapes); a prefix of a larger n."""
+    return [generate_scene_view(seed, i, image_size) for i in range(n)]
 
 
 def tokenizer_texts() -> list[str]:

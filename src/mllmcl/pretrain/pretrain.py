@@ -1,9 +1,11 @@
 """Pretraining of the embedded `tiny` backbone on the general corpus (`corpus.py`), and its check.
 
-`pretrain()` builds the tokenizer and an untrained tiny LLaVA from a seed, fully fine-tunes it with the
-shared engine on a pool of general image-question-answer examples, evaluates it on held-out examples of
-the same families, and writes a transformers checkpoint (safetensors) plus `pretrain_report.json`.
-The package ships the result, so nobody has to run this to use `tiny`.
+`pretrain()` builds the tokenizer and an untrained tiny LLaVA from a seed and trains it in two stages with
+the shared engine: (1) the vision tower alone learns shapes, colours, sizes and backgrounds
+(`vision.py`); (2) with the tower frozen, the projector and language model learn from a pool of general
+image-question-answer examples. It evaluates the result on held-out examples of the same families and
+writes a transformers checkpoint (safetensors) plus `pretrain_report.json`. The package ships the result,
+so nobody has to run this to use `tiny`.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from mllmcl.models.backbone import Backbone
 from mllmcl.models.template import ChatTemplate
 from mllmcl.models.tiny import WEIGHTS_DIR, TinyConfig, build_tiny
 from mllmcl.pretrain.corpus import generate_labelled, tokenizer_texts
+from mllmcl.pretrain.vision import VisionStageConfig, pretrain_vision
 
 EVAL_SEED_OFFSET = 10_000  # held-out examples come from a different seed than any training pool
 
@@ -36,6 +39,8 @@ class PretrainConfig:
     warmup_ratio: float = 0.03
     min_lr_ratio: float = 0.05
     eval_examples: int = 1_000
+    vision: VisionStageConfig = VisionStageConfig()  # stage 1
+    freeze_vision: bool = True  # keep the stage-1 tower frozen in stage 2 (as LLaVA-1.5 keeps CLIP frozen)
 
 
 def normalise(text: str) -> str:
@@ -72,15 +77,18 @@ def pretrain(out: str | Path = WEIGHTS_DIR, config: PretrainConfig = PretrainCon
     seed_everything(config.seed)
     model, processor = build_tiny(tokenizer_texts(), tiny, seed=config.seed)
     backbone = Backbone("tiny", model, processor, ChatTemplate(system=""), max_length=tiny.max_length)
+    vision = pretrain_vision(backbone, config.vision, config.seed, progress) if config.vision.steps else None
+    data_started = time.perf_counter()
     pool = [e for _, e in generate_labelled(config.pool, config.seed, image_size=tiny.image_size)]
-    data_seconds = time.perf_counter() - started
-    stats = train(backbone, pool, adapter=None, config=TrainConfig(
-        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, warmup_ratio=config.warmup_ratio,
-        min_lr_ratio=config.min_lr_ratio, seed=config.seed, progress=progress, desc="pretrain tiny"))
+    data_seconds = time.perf_counter() - data_started
+    stats = train(backbone, pool, adapter=None, freeze="vision_tower" if config.freeze_vision else "",
+                  config=TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                                     warmup_ratio=config.warmup_ratio, min_lr_ratio=config.min_lr_ratio,
+                                     seed=config.seed, progress=progress, desc="pretrain tiny: language"))
     evaluation = evaluate_general(backbone, config.eval_examples, config.seed)
     report = {
         "pretrain": asdict(config), "tiny": tiny.to_dict(),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in model.parameters()), "vision_stage": vision,
         "steps": stats.steps, "train_samples_per_second": round(stats.samples_per_second, 1),
         "final_loss": round(stats.final_loss, 4), "data_seconds": round(data_seconds, 1),
         "train_seconds": round(stats.seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
