@@ -41,7 +41,8 @@ def test_shipped_tiny_loads_in_seconds_and_answers_its_pretraining_questions():
 
 
 def test_vision_stage_trains_the_tower_alone_and_ships_no_heads(tmp_path):
-    """Stage 1 changes only the vision tower; stage 2 keeps it frozen; the checkpoint has no stage-1 heads."""
+    """Stage 1 changes only the vision tower, and the checkpoint has no stage-1 heads (the freeze in stage 2
+    is tested in test_engine)."""
     from mllmcl.models.template import ChatTemplate
     from mllmcl.models.tiny import build_tiny
     from mllmcl.models.backbone import Backbone

@@ -33,9 +33,9 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from mllmcl.models.tiny import WEIGHTS_DIR
     from dataclasses import replace
 
+    from mllmcl.models.tiny import WEIGHTS_DIR
     from mllmcl.pretrain.pretrain import PretrainConfig, evaluate_general, pretrain
     from mllmcl.pretrain.vision import VisionStageConfig
 
