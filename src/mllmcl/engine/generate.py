@@ -75,11 +75,6 @@ def _prompts(backbone: Backbone, images: Sequence[ImageLike], questions: Sequenc
     return {k: v.to(backbone.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _batches(n: int, batch_size: int):
-    for start in range(0, n, batch_size):
-        yield slice(start, min(n, start + batch_size))
-
-
 def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
              adapters: Sequence[str | None] | None = None, max_new_tokens: int = 32, batch_size: int = 32,
              progress: bool = False, group_by_adapter: bool = True) -> list[str]:
@@ -135,8 +130,8 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
     if tokens not in ("all", "text", "image"):
         raise ValueError(f"tokens must be all, text or image, got {tokens!r}")
     rows = []
-    for chunk in _batches(len(questions), batch_size):
-        batch = _prompts(backbone, images[chunk], questions[chunk])
+    for chunk, _ in _planned_batches(len(questions), batch_size, None):
+        batch = _prompts(backbone, [images[i] for i in chunk], [questions[i] for i in chunk])
         with _inference(backbone, None):
             if layer == 0 and tokens == "text":  # the text's input embeddings: no forward pass needed
                 hidden = backbone.model.get_input_embeddings()(batch["input_ids"]).float()

@@ -112,8 +112,6 @@ def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | Non
           loss_fn: LossFn = causal_lm_loss, freeze: str = "") -> TrainStats:
     """Train `adapter` (or, with `adapter=None`, the full model but the parameters whose names match the
     regex `freeze`) on `examples` for `config`; returns loss history and throughput."""
-    if len(examples) == 0:
-        raise ValueError("no training examples")
     params = trainable_parameters(backbone, adapter, freeze)
 
     def collate(items: list[VQAExample]) -> dict:
@@ -129,6 +127,8 @@ def fit(model: torch.nn.Module, params: list[torch.nn.Parameter], items: Sequenc
     the vision tower's first stage. On exit, even on error, the model is in eval mode and `params` are frozen."""
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+    if len(items) == 0:  # an empty loader would never reach `total_steps`
+        raise ValueError("no training examples")
     seed_everything(config.seed)
     accelerator = make_accelerator()
     loader = DataLoader(list(items), batch_size=config.batch_size, shuffle=True, collate_fn=collate,
