@@ -1,4 +1,5 @@
 """The engine: adapter isolation, save/load, mixed-adapter generation, learning, full fine-tuning."""
+import pytest
 import torch
 
 from conftest import colour_examples, random_images
@@ -120,8 +121,9 @@ def test_mixed_adapter_batch_equals_a_loop_over_adapters(micro):
 
 
 def test_mixed_batches_match_peft_own_mixed_forward(micro):
-    """The engine's contiguous-run LoRA path against peft's `adapter_names` forward, as the reference."""
-    from mllmcl.engine.mixed import supports
+    """The engine's contiguous-run LoRA path against peft's `adapter_names` forward, as the reference: an
+    interleaved batch with a base row (one matmul pair per run) and a balanced one (one batched pair)."""
+    from mllmcl.engine.mixed import adapter_runs, supports
 
     for i, name in enumerate(("t1", "t2")):
         add_adapter(micro, name)
@@ -129,15 +131,40 @@ def test_mixed_batches_match_peft_own_mixed_forward(micro):
     images = random_images(6, seed=5)
     questions = ["What color is the image?", "Color?", "Name the color.", "What color?", "Which color is it?",
                  "Say the color of the picture you see here."]
-    names = ["t2", "t1", "__base__", "t2", "t1", "t1"]  # interleaved: the engine reorders the batch itself
-    assert not supports(micro.model, names) and supports(micro.model, sorted(names))
-    ours = next_token_logits(micro, images, questions, names)
     batch = micro.encode_prompts(images, questions)
+    for names in (["t2", "t1", "__base__", "t2", "t1", "t1"], ["t2", "t1", "t1", "t2", "t1", "t2"]):
+        assert adapter_runs(names) is None and supports(micro.model, names)  # the engine reorders the batch itself
+        ours = next_token_logits(micro, images, questions, names)
+        micro.model.eval()
+        with torch.no_grad():
+            reference = micro.model(**batch, adapter_names=names).logits[:, -1, :]
+        assert torch.allclose(ours, reference, atol=1e-5)
+        assert not torch.allclose(ours[0], ours[1], atol=1e-3)  # the adapters really differ
+
+
+@pytest.mark.parametrize("names, balanced", [(["t1", "t1", "t2", "__base__", "t3", "t3", "t3"], False),
+                                             (["t1", "t1", "t2", "t2", "t3", "t3"], True)])
+def test_one_token_steps_match_peft_own_mixed_forward(micro, names, balanced):
+    """Decoding steps (one token per sample) equal peft's per-sample forward too, with three adapters (one
+    without a projector copy): with base rows and uneven runs, and as a balanced mix (the batched path)."""
+    from mllmcl.engine.mixed import mixed_adapters
+
+    for i, name in enumerate(("t1", "t2", "t3")):
+        add_adapter(micro, name, LoraRecipe(projector=name != "t2"))
+        train(micro, colour_examples(32, seed=i), name, FAST)
+    tokens = torch.full((len(names), 1), micro.tokenizer.convert_tokens_to_ids("color"))  # rows differ by adapter only
     micro.model.eval()
     with torch.no_grad():
-        reference = micro.model(**batch, adapter_names=names).logits[:, -1, :]
+        reference = micro.model(input_ids=tokens, adapter_names=names).logits[:, -1, :]
+        with mixed_adapters(micro.model, names) as mixer:
+            mixer.route(names)
+            assert all((getattr(hook, "stacked", None) is not None) == balanced
+                       for hook in mixer._hooks if hasattr(hook, "weights"))
+            ours = micro.model(input_ids=tokens).logits[:, -1, :]
     assert torch.allclose(ours, reference, atol=1e-5)
-    assert not torch.allclose(ours[0], ours[1], atol=1e-3)  # the adapters really differ
+    first = {name: names.index(name) for name in names}
+    for a, b in zip(list(first.values()), list(first.values())[1:]):
+        assert not torch.allclose(ours[a], ours[b], atol=1e-3)  # the adapters really differ
 
 
 def test_an_adapter_on_embeddings_falls_back_to_peft_mixed_batches(micro):

@@ -95,11 +95,11 @@ def _bench(args: argparse.Namespace) -> int:
     if args.which == "routing":
         from mllmcl.bench.routing import run_routing_bench
 
-        run_routing_bench(args.run, method=args.method, repeats=args.repeats)
+        run_routing_bench(args.run, method=args.method, repeats=args.repeats or 2)
         return 0
     from mllmcl.bench.engine import run_engine_bench
 
-    run_engine_bench(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    run_engine_bench(steps=args.steps, batch_size=args.batch_size, seed=args.seed, repeats=args.repeats or 5)
     return 0
 
 
@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("which", choices=["engine", "routing"], help="what to benchmark")
     p.add_argument("--run", default="runs/dcl", help="routing: a finished run folder (default: runs/dcl)")
     p.add_argument("--method", default="mr-lora", help="routing: which routed method of the run (default: mr-lora)")
-    p.add_argument("--repeats", type=_positive_int, default=2, help="routing: timed repeats, best kept (default: 2)")
+    p.add_argument("--repeats", type=_positive_int, default=None,
+                   help="timed repeats; routing keeps the best (default: 2), engine the median (default: 5)")
     p.add_argument("--steps", type=_positive_int, default=20, help="timed training steps per loop (default: 20)")
     p.add_argument("--batch-size", type=_positive_int, default=32,
                    help="training batch size (default: 32; generation always uses 32)")

@@ -4,8 +4,9 @@ to its own adapter cost generation speed?
 Training: the engine's `train` against a hand-written loop over the same backbone, LoRA recipe, data,
 batch size, optimizer, schedule and clipping; runs alternate (engine, bare, engine, …) and the median of
 each is reported with their ratio (target ≥ 0.9). Generation: one adapter for the whole batch against
-batches that each mix 4 adapters (target ≥ 0.9), against the default path that groups samples by adapter
-first, and against peft's own mixed-batch forward (`adapter_names=`) as the library reference. Adapters are
+batches that each mix 4 adapters 8 + 8 + 8 + 8 (target ≥ 0.9) and unevenly 14 + 9 + 6 + 3, against the default
+path that groups samples by adapter first, and against peft's own mixed-batch forward (`adapter_names=`) as the
+library reference. Adapters are
 freshly initialised (B = 0), so every configuration decodes the same tokens.
 """
 from __future__ import annotations
@@ -81,8 +82,8 @@ def peft_mixed_speed(backbone: Backbone, images, questions, adapters, max_new_to
     return len(questions) / (time.perf_counter() - start)
 
 
-def run_engine_bench(steps: int = 20, batch_size: int = 32, seed: int = 0, repeats: int = 3,
-                     backbone: str = "tiny") -> dict:
+def run_engine_bench(steps: int = 20, batch_size: int = 32, seed: int = 0, repeats: int = 5,
+                     backbone: str = "tiny", prompts: int = 256) -> dict:
     torch.manual_seed(seed)
     bb = load_backbone(backbone)
     size = int(bb.processor.image_processor.crop_size["height"])
@@ -98,22 +99,31 @@ def run_engine_bench(steps: int = 20, batch_size: int = 32, seed: int = 0, repea
     result = {"engine_sps": statistics.median(engine), "bare_sps": statistics.median(bare)}
     result["train_ratio"] = result["engine_sps"] / result["bare_sps"]
 
-    prompts = generate_corpus(128, seed + 1, image_size=size)
-    images, questions = [e.image for e in prompts], [e.question for e in prompts]
-    single, mixed, grouped, peft = [], [], [], []
-    routed = [f"a{i % 4}" for i in range(len(prompts))]  # every batch of 32 holds all 4 adapters
-    for _ in range(repeats):
-        single.append(generation_speed(bb, images, questions, ["a0"] * len(prompts), 16))
-        mixed.append(generation_speed(bb, images, questions, routed, 16, group_by_adapter=False))
-        grouped.append(generation_speed(bb, images, questions, routed, 16, group_by_adapter=True))
-        peft.append(peft_mixed_speed(bb, images, questions, routed, 16))
-    result.update(single_sps=statistics.median(single), mixed_sps=statistics.median(mixed),
-                  grouped_sps=statistics.median(grouped), peft_mixed_sps=statistics.median(peft))
+    corpus = generate_corpus(prompts, seed + 1, image_size=size)
+    images, questions = [e.image for e in corpus], [e.question for e in corpus]
+    routed = [f"a{i % 4}" for i in range(prompts)]  # every batch of 32 holds all 4 adapters, 8 samples each
+    uneven_runs = [f"a{k}" for k, size in enumerate((14, 9, 6, 3)) for _ in range(size)]
+    uneven = [uneven_runs[i % 32] for i in range(prompts)]  # all 4 adapters, 14 + 9 + 6 + 3 samples per batch
+    runs = {"single": lambda: generation_speed(bb, images, questions, ["a0"] * prompts, 16),
+            "mixed": lambda: generation_speed(bb, images, questions, routed, 16, group_by_adapter=False),
+            "uneven": lambda: generation_speed(bb, images, questions, uneven, 16, group_by_adapter=False),
+            "grouped": lambda: generation_speed(bb, images, questions, routed, 16, group_by_adapter=True),
+            "peft": lambda: peft_mixed_speed(bb, images, questions, routed, 16)}
+    speeds: dict[str, list[float]] = {name: [] for name in runs}
+    runs["single"]()  # warm-up, not timed
+    for repeat in range(repeats):  # the order rotates, so no configuration always runs first or last
+        order = list(runs)[repeat % len(runs):] + list(runs)[:repeat % len(runs)]
+        for name in order:
+            speeds[name].append(runs[name]())
+    result.update({f"{name}_sps" if name != "peft" else "peft_mixed_sps": statistics.median(values)
+                   for name, values in speeds.items()})
     result["generation_ratio"] = result["mixed_sps"] / result["single_sps"]
+    result["uneven_ratio"] = result["uneven_sps"] / result["single_sps"]
     result["grouped_ratio"] = result["grouped_sps"] / result["single_sps"]
     result["peft_ratio"] = result["mixed_sps"] / result["peft_mixed_sps"]
 
-    print(f"backbone {bb.name}, batch {batch_size}, {steps} steps x {repeats} alternating runs, "
+    print(f"backbone {bb.name}, batch {batch_size}, {steps} steps x {repeats} alternating runs; generation: "
+          f"{prompts} prompts x {repeats} runs in rotating order, 16 new tokens; "
           f"{torch.get_num_threads()} threads, LoRA {LoraRecipe()}")
     print(f"{'measure':<40}{'samples/s':>12}")
     print(f"{'train: engine (accelerate)':<40}{result['engine_sps']:>12.1f}")
@@ -121,9 +131,11 @@ def run_engine_bench(steps: int = 20, batch_size: int = 32, seed: int = 0, repea
     print(f"{'train: engine / bare':<40}{result['train_ratio']:>12.3f}   (target >= 0.9)")
     print(f"{'generate: one adapter':<40}{result['single_sps']:>12.1f}")
     print(f"{'generate: mixed batches of 4 adapters':<40}{result['mixed_sps']:>12.1f}")
+    print(f"{'generate: mixed, uneven (14/9/6/3)':<40}{result['uneven_sps']:>12.1f}")
     print(f"{'generate: 4 adapters, grouped (default)':<40}{result['grouped_sps']:>12.1f}")
     print(f"{'generate: mixed, peft adapter_names':<40}{result['peft_mixed_sps']:>12.1f}")
     print(f"{'generate: mixed / single':<40}{result['generation_ratio']:>12.3f}   (target >= 0.9)")
+    print(f"{'generate: uneven mix / single':<40}{result['uneven_ratio']:>12.3f}")
     print(f"{'generate: grouped / single':<40}{result['grouped_ratio']:>12.3f}")
     print(f"{'generate: mixed, engine / peft':<40}{result['peft_ratio']:>12.3f}")
     return result

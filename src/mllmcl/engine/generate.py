@@ -8,7 +8,7 @@ no extra passes: each batch is ordered by adapter and plain LoRA adapters run as
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -39,32 +39,38 @@ def _planned_batches(n: int, batch_size: int, names: list[str] | None, group_by_
         order.sort(key=lambda i: names[i])
     for start in range(0, n, batch_size):
         rows = order[start:start + batch_size]
-        if names is None or all(names[i] == BASE for i in rows):
+        if names is None:
             yield rows, None
         else:
             rows.sort(key=lambda i: names[i])
             yield rows, [names[i] for i in rows]
 
 
+Route = Callable[[list[str] | None], dict]
+
+
 @contextmanager
-def _inference(backbone: Backbone, adapter_names: list[str] | None) -> Iterator[dict]:
-    """Eval mode, no grad; yields the extra forward kwargs. With no adapter requested the peft wrapper is
-    bypassed entirely (exactly the base model)."""
+def _inference(backbone: Backbone, names: list[str] | None) -> Iterator[Route]:
+    """Eval mode and no grad for a whole request whose samples name `names` (None: the base model for all).
+    Yields `route(batch_names) -> extra forward kwargs`, called before each batch. With no adapter requested
+    the peft wrapper is bypassed (exactly the base model); plain LoRA adapters run as row runs
+    (`engine/mixed.py`), anything else through peft's `adapter_names`."""
     model = backbone.model
+    adapters = set(names or ()) - {BASE}
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            if adapter_names is None and backbone.adapter_names:
+            if not adapters and backbone.adapter_names:
                 with model.disable_adapter():
-                    yield {}
-            elif adapter_names is None:
-                yield {}
-            elif supports(model, adapter_names):
-                with mixed_adapters(model, adapter_names):
-                    yield {}
+                    yield lambda _names: {}
+            elif not adapters:
+                yield lambda _names: {}
+            elif supports(model, adapters):
+                with mixed_adapters(model, adapters) as mixer:
+                    yield lambda batch_names: mixer.route(batch_names) or {}
             else:
-                yield {"adapter_names": adapter_names}
+                yield lambda batch_names: {"adapter_names": batch_names}
     finally:
         model.train(was_training)
 
@@ -90,16 +96,16 @@ def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequenc
     tokenizer = backbone.tokenizer
     answers: list[str] = [""] * n
     bar = _bar(n, progress)
-    for rows, names in _planned_batches(n, batch_size, all_names, group_by_adapter):
-        batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
-        with _inference(backbone, names) as extra:
-            out = backbone.model.generate(**batch, **extra, max_new_tokens=max_new_tokens, do_sample=False,
+    with _inference(backbone, all_names) as route:
+        for rows, names in _planned_batches(n, batch_size, all_names, group_by_adapter):
+            batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
+            out = backbone.model.generate(**batch, **route(names), max_new_tokens=max_new_tokens, do_sample=False,
                                           pad_token_id=tokenizer.pad_token_id)
-        new_tokens = out[:, batch["input_ids"].shape[1]:]
-        for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-            answers[i] = text.strip()
-        if bar is not None:
-            bar.update(len(rows))
+            new_tokens = out[:, batch["input_ids"].shape[1]:]
+            for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+                answers[i] = text.strip()
+            if bar is not None:
+                bar.update(len(rows))
     if bar is not None:
         bar.close()
     return answers
@@ -112,13 +118,13 @@ def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions
     n = len(questions)
     all_names = _adapter_list(backbone, adapters, n)
     result = None
-    for rows, names in _planned_batches(n, batch_size, all_names):
-        batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
-        with _inference(backbone, names) as extra:
-            logits = backbone.model(**batch, **extra, logits_to_keep=1).logits[:, -1, :].float().cpu()
-        if result is None:
-            result = torch.empty(n, logits.shape[-1])
-        result[rows] = logits
+    with _inference(backbone, all_names) as route:
+        for rows, names in _planned_batches(n, batch_size, all_names):
+            batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
+            logits = backbone.model(**batch, **route(names), logits_to_keep=1).logits[:, -1, :].float().cpu()
+            if result is None:
+                result = torch.empty(n, logits.shape[-1])
+            result[rows] = logits
     return result if result is not None else torch.empty(0)
 
 
@@ -130,18 +136,18 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
     if tokens not in ("all", "text", "image"):
         raise ValueError(f"tokens must be all, text or image, got {tokens!r}")
     rows = []
-    for chunk, _ in _planned_batches(len(questions), batch_size, None):
-        batch = _prompts(backbone, [images[i] for i in chunk], [questions[i] for i in chunk])
-        with _inference(backbone, None):
+    with _inference(backbone, None):
+        for chunk, _ in _planned_batches(len(questions), batch_size, None):
+            batch = _prompts(backbone, [images[i] for i in chunk], [questions[i] for i in chunk])
             if layer == 0 and tokens == "text":  # the text's input embeddings: no forward pass needed
                 hidden = backbone.model.get_input_embeddings()(batch["input_ids"]).float()
             else:
                 hidden = backbone.model(**batch, output_hidden_states=True).hidden_states[layer].float()
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        if tokens != "all":
-            image = (batch["input_ids"] == backbone.image_token_id).unsqueeze(-1).to(hidden.dtype)
-            mask = mask * image if tokens == "image" else mask * (1 - image)
-        rows.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            if tokens != "all":
+                image = (batch["input_ids"] == backbone.image_token_id).unsqueeze(-1).to(hidden.dtype)
+                mask = mask * image if tokens == "image" else mask * (1 - image)
+            rows.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
     return torch.cat(rows) if rows else torch.empty(0)
 
 

@@ -2,21 +2,24 @@
 
 peft mixes adapters in a batch (`adapter_names=`) by rebuilding, in every LoRA layer and at every decoding
 step, a Python list of each adapter's sample indices, gathering those rows, and scattering the update back.
-On a small model that bookkeeping costs more than the LoRA maths. Here the caller orders the batch so that
-each adapter's samples are contiguous (`adapter_runs`); the runs are found once per batch, and each LoRA
-layer adds adapter a's update to its rows `start:stop`, a view, with no index lists, gathers or scatters:
+On a small model that bookkeeping costs more than the LoRA maths. Here the caller orders each batch so that
+every adapter's samples are contiguous; the runs are found once per batch (`MixedAdapters.route`), and each
+LoRA layer adds adapter a's update to its rows `start:stop`, a view, with no index lists, gathers or scatters:
 
-    out[start:stop] += (x[start:stop] @ A_a.T) @ (scale_a * B_a.T)
+    out[start:stop] += scale_a * (x[start:stop] @ A_a.T) @ B_a.T
 
-which is exactly peft's per-sample LoRA output (tested against it). The peft layers run with adapters
+which is exactly peft's per-sample LoRA output (tested against it). A balanced mix (equal runs covering the
+batch) takes one batched matmul pair over all runs instead, as many operations as a single adapter. The peft layers run with adapters
 disabled (base output) while forward hooks add the updates; per-adapter projector copies (`modules_to_save`)
-replace the projector's output on their rows. Plain LoRA on linear layers only (no DoRA or other peft
-variants, no LoRA on embeddings); `supports` says whether a batch qualifies, else the caller keeps peft's path.
+replace the projector's output on their rows. Everything that does not depend on the batch (disabling the
+adapters, finding the layers, registering the hooks) is done once per request, not once per batch.
+Plain LoRA on linear layers only (no DoRA or other peft variants, no LoRA on embeddings); `supports` says
+whether a request qualifies, else the caller keeps peft's path.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from peft.tuners.lora import Linear as LoraLinear
@@ -41,10 +44,8 @@ def adapter_runs(names: Sequence[str]) -> list[Run] | None:
     return [tuple(run) for run in runs]
 
 
-def supports(model: torch.nn.Module, names: Sequence[str]) -> bool:
-    """True when `names` is grouped into runs and every layer holding one of them is plain LoRA on a linear."""
-    if adapter_runs(names) is None:
-        return False
+def supports(model: torch.nn.Module, names: Iterable[str]) -> bool:
+    """True when every layer holding one of the adapters `names` is plain LoRA on a linear layer."""
     adapters = set(names) - {BASE}
     for module in model.modules():
         if isinstance(module, LoraLayer):
@@ -54,69 +55,133 @@ def supports(model: torch.nn.Module, names: Sequence[str]) -> bool:
     return True
 
 
+class _LoraRuns:
+    """Forward hook of one LoRA linear: adds each run's own LoRA update to the base output.
+
+    When the runs are equally long, cover the whole batch and share one rank (e.g. a balanced mix), the batch
+    is viewed as (runs, rows per run, features) and all runs take one batched matmul pair against the stacked
+    adapters, as many operations as a single adapter; otherwise one matmul pair per run."""
+
+    def __init__(self, module: LoraLinear, adapters: set[str]):
+        self.weights = {a: (module.lora_A[a].weight.T, module.lora_B[a].weight.T, module.scaling[a])
+                        for a in adapters if a in module.lora_A}
+        self.runs: list = []
+        self.rows = 0
+        self.stacked: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._stacks: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def route(self, runs: list[Run], rows: int) -> None:
+        mine = [run for run in runs if run[0] in self.weights]
+        self.runs = [(self.weights[a], start, stop) for a, start, stop in mine]
+        self.rows = rows
+        lengths = {stop - start for _, start, stop in mine}
+        ranks = {self.weights[a][0].shape[1] for a, _, _ in mine}
+        uniform = len(mine) > 1 and len(lengths) == 1 and len(ranks) == 1 and len(mine) * lengths.pop() == rows
+        self.stacked = self._stack(tuple(a for a, _, _ in mine)) if uniform else None
+
+    def _stack(self, adapters: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A of each adapter stacked (runs, in, rank) and B scaled and stacked (runs, rank, out), kept for the
+        request (the weights do not change during inference)."""
+        if adapters not in self._stacks:
+            self._stacks[adapters] = (torch.stack([self.weights[a][0] for a in adapters]),
+                                      torch.stack([self.weights[a][1] * self.weights[a][2] for a in adapters]))
+        return self._stacks[adapters]
+
+    def __call__(self, _module, args, output: torch.Tensor) -> torch.Tensor:
+        if not self.runs:
+            return output
+        x = args[0]
+        _check_rows(x, self.rows, "a LoRA layer")
+        (a_t, _, _), _, _ = self.runs[0]
+        if not (x.dtype == output.dtype == a_t.dtype and output.is_contiguous()):
+            for (a_t, b_t, scale), start, stop in self.runs:  # mixed precision: the adapter's dtype, then the output's
+                output[start:stop] += (scale * ((x[start:stop].to(a_t.dtype) @ a_t) @ b_t)).to(output.dtype)
+            return output
+        if self.stacked is not None:
+            a_all, b_all = self.stacked
+            runs = a_all.shape[0]
+            out3 = output.view(runs, -1, output.shape[-1])
+            out3.baddbmm_(torch.bmm(x.reshape(runs, -1, x.shape[-1]), a_all), b_all)
+            return output
+        # 2-D views, one row per token: a run's rows are one slice; addmm_ fuses the update and the add
+        x2, out2 = x.reshape(-1, x.shape[-1]), output.view(-1, output.shape[-1])
+        per_sample = x2.shape[0] // self.rows
+        for (a_t, b_t, scale), start, stop in self.runs:
+            rows = slice(start * per_sample, stop * per_sample)
+            out2[rows].addmm_(x2[rows] @ a_t, b_t, alpha=scale)
+        return output
+
+
+class _CopyRuns:
+    """Forward hook of a `modules_to_save` wrapper: each run with its own copy of the module takes that copy's
+    output."""
+
+    def __init__(self, module: ModulesToSaveWrapper, adapters: set[str]):
+        self.name = type(module.original_module).__name__
+        self.copies = {a: module.modules_to_save[a] for a in adapters if a in module.modules_to_save}
+        self.runs: list = []
+        self.rows = 0
+
+    def route(self, runs: list[Run], rows: int) -> None:
+        self.runs = [(self.copies[a], start, stop) for a, start, stop in runs if a in self.copies]
+        self.rows = rows
+
+    def __call__(self, _module, args, output: torch.Tensor) -> torch.Tensor:
+        if not self.runs:
+            return output
+        x = args[0]
+        _check_rows(x, self.rows, self.name)
+        for copy, start, stop in self.runs:
+            output[start:stop] = copy(x[start:stop]).to(output.dtype)
+        return output
+
+
 def _check_rows(x: torch.Tensor, rows: int, where: str) -> None:
     if x.shape[0] != rows:
         raise RuntimeError(f"a mixed-adapter batch of {rows} samples reached {where} with {x.shape[0]} rows; "
                            "per-sample adapters need exactly one row per sample")
 
 
-def _lora_hook(module: LoraLinear, runs: list[Run], rows: int):
-    """Forward hook adding each run's own LoRA update to the base output of `module` (None: no run's adapter
-    is on this layer)."""
-    weights = [(module.lora_A[a].weight.T, module.lora_B[a].weight.T * module.scaling[a], start, stop)
-               for a, start, stop in runs if a in module.lora_A]
-    if not weights:
-        return None
+class MixedAdapters:
+    """The hooks of one request; `route(names)` points them at the next batch."""
 
-    def hook(_module, args, output):
-        x = args[0]
-        _check_rows(x, rows, "a LoRA layer")
-        for a_t, b_t, start, stop in weights:
-            output[start:stop] += ((x[start:stop].to(a_t.dtype) @ a_t) @ b_t).to(output.dtype)
-        return output
+    def __init__(self, hooks: list):
+        self._hooks = hooks
 
-    return hook
-
-
-def _copy_hook(module: ModulesToSaveWrapper, runs: list[Run], rows: int):
-    """Forward hook: each run with its own copy of the module (`modules_to_save`) takes that copy's output
-    (None: no run has a copy here)."""
-    copies = [(module.modules_to_save[a], start, stop) for a, start, stop in runs if a in module.modules_to_save]
-    if not copies:
-        return None
-
-    def hook(_module, args, output):
-        x = args[0]
-        _check_rows(x, rows, type(module.original_module).__name__)
-        for copy, start, stop in copies:
-            output[start:stop] = copy(x[start:stop]).to(output.dtype)
-        return output
-
-    return hook
+    def route(self, names: Sequence[str]) -> None:
+        """The next forward passes run sample i with adapter `names[i]` (`BASE` = none). Each adapter's samples
+        must be contiguous (the engine orders every batch so)."""
+        runs = adapter_runs(names)
+        if runs is None:
+            raise ValueError("mixed adapters need each adapter's samples next to each other")
+        runs = [run for run in runs if run[0] != BASE]
+        for hook in self._hooks:
+            hook.route(runs, len(names))
 
 
 @contextmanager
-def mixed_adapters(model: torch.nn.Module, names: Sequence[str]) -> Iterator[None]:
-    """Within the context, `model` (a peft model) runs sample i with adapter `names[i]` (`BASE` = none).
-
-    `names` must pass `supports`. The peft layers return their base output and hooks add the per-sample
-    updates; the hooks are removed and the adapters re-enabled on exit."""
-    all_runs = adapter_runs(names)
-    if all_runs is None:
-        raise ValueError("mixed_adapters needs each adapter's samples next to each other")
-    runs = [run for run in all_runs if run[0] != BASE]
-    handles = []
+def mixed_adapters(model: torch.nn.Module, adapters: Iterable[str]) -> Iterator[MixedAdapters]:
+    """Within the context, `model` (a peft model) runs each batch with the per-sample adapters given to the
+    yielded object's `route`; `adapters` (which must pass `supports`) are all those the batches may name.
+    The peft layers return their base output and hooks add the per-sample updates; before the first `route`
+    every sample gets the base model. On exit the hooks are removed and the adapters re-enabled."""
+    adapters = set(adapters) - {BASE}
+    hooks, handles = [], []
     with model.disable_adapter():
         try:
             for module in model.modules():
-                hook = None
                 if isinstance(module, LoraLinear):
-                    hook = _lora_hook(module, runs, len(names))
+                    hook = _LoraRuns(module, adapters)
+                    held = hook.weights
                 elif isinstance(module, ModulesToSaveWrapper):
-                    hook = _copy_hook(module, runs, len(names))
-                if hook is not None:
+                    hook = _CopyRuns(module, adapters)
+                    held = hook.copies
+                else:
+                    continue
+                if held:
+                    hooks.append(hook)
                     handles.append(module.register_forward_hook(hook))
-            yield
+            yield MixedAdapters(hooks)
         finally:
             for handle in handles:
                 handle.remove()
