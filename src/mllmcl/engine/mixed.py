@@ -8,8 +8,10 @@ LoRA layer adds adapter a's update to its rows `start:stop`, a view, with no ind
 
     out[start:stop] += scale_a * (x[start:stop] @ A_a.T) @ B_a.T
 
-which is exactly peft's per-sample LoRA output (tested against it). A balanced mix (equal runs covering the
-batch) takes one batched matmul pair over all runs instead, as many operations as a single adapter. The peft layers run with adapters
+which is exactly peft's per-sample LoRA output (tested against it). When the runs cover the batch, all runs
+can take one batched matmul pair against the adapters stacked once per request, as many operations as a
+single adapter: a balanced mix always (a free view), uneven runs at decoding steps (padded to the longest run;
+a prompt's many tokens per sample make padding cost more than it saves). The peft layers run with adapters
 disabled (base output) while forward hooks add the updates; per-adapter projector copies (`modules_to_save`)
 replace the projector's output on their rows. Everything that does not depend on the batch (disabling the
 adapters, finding the layers, registering the hooks) is done once per request, not once per batch.
@@ -58,26 +60,36 @@ def supports(model: torch.nn.Module, names: Iterable[str]) -> bool:
 class _LoraRuns:
     """Forward hook of one LoRA linear: adds each run's own LoRA update to the base output.
 
-    When the runs are equally long, cover the whole batch and share one rank (e.g. a balanced mix), the batch
-    is viewed as (runs, rows per run, features) and all runs take one batched matmul pair against the stacked
-    adapters, as many operations as a single adapter; otherwise one matmul pair per run."""
+    Three paths, all equal to peft's output (tested): runs of one length that cover the batch (a balanced
+    mix) are viewed as (runs, rows per run, features) for one batched matmul pair against the stacked
+    adapters; uneven runs covering the batch do the same at decoding steps after padding every run to the
+    longest (one gather in, one out); anything else (base rows, prompts of uneven runs, adapters of different
+    ranks) takes one matmul pair per run."""
 
     def __init__(self, module: LoraLinear, adapters: set[str]):
         self.weights = {a: (module.lora_A[a].weight.T, module.lora_B[a].weight.T, module.scaling[a])
                         for a in adapters if a in module.lora_A}
         self.runs: list = []
         self.rows = 0
-        self.stacked: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.stacked: tuple[torch.Tensor, torch.Tensor] | None = None  # (A stack, B stack) when batched
+        self.padding: tuple[torch.Tensor, torch.Tensor] | None = None  # (fill, slot) when runs are uneven
         self._stacks: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def route(self, runs: list[Run], rows: int) -> None:
         mine = [run for run in runs if run[0] in self.weights]
         self.runs = [(self.weights[a], start, stop) for a, start, stop in mine]
         self.rows = rows
-        lengths = {stop - start for _, start, stop in mine}
+        lengths = [stop - start for _, start, stop in mine]
         ranks = {self.weights[a][0].shape[1] for a, _, _ in mine}
-        uniform = len(mine) > 1 and len(lengths) == 1 and len(ranks) == 1 and len(mine) * lengths.pop() == rows
-        self.stacked = self._stack(tuple(a for a, _, _ in mine)) if uniform else None
+        self.stacked, self.padding = None, None
+        if len(mine) > 1 and len(ranks) == 1 and sum(lengths) == rows:
+            self.stacked = self._stack(tuple(a for a, _, _ in mine))
+            longest = max(lengths)
+            if min(lengths) < longest:  # runs padded to the longest: which row fills each slot, where each row went
+                fill = [start + min(j, stop - start - 1) for _, start, stop in mine for j in range(longest)]
+                slot = [i * longest + j for i, length in enumerate(lengths) for j in range(length)]
+                device = self.stacked[0].device
+                self.padding = (torch.tensor(fill, device=device), torch.tensor(slot, device=device))
 
     def _stack(self, adapters: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """A of each adapter stacked (runs, in, rank) and B scaled and stacked (runs, rank, out), kept for the
@@ -97,14 +109,20 @@ class _LoraRuns:
             for (a_t, b_t, scale), start, stop in self.runs:  # mixed precision: the adapter's dtype, then the output's
                 output[start:stop] += (scale * ((x[start:stop].to(a_t.dtype) @ a_t) @ b_t)).to(output.dtype)
             return output
-        if self.stacked is not None:
+        x2, out2 = x.reshape(-1, x.shape[-1]), output.view(-1, output.shape[-1])
+        if self.stacked is not None and self.padding is None:
             a_all, b_all = self.stacked
             runs = a_all.shape[0]
             out3 = output.view(runs, -1, output.shape[-1])
             out3.baddbmm_(torch.bmm(x.reshape(runs, -1, x.shape[-1]), a_all), b_all)
             return output
-        # 2-D views, one row per token: a run's rows are one slice; addmm_ fuses the update and the add
-        x2, out2 = x.reshape(-1, x.shape[-1]), output.view(-1, output.shape[-1])
+        if self.stacked is not None and x2.shape[0] == self.rows:  # uneven runs, one token per sample
+            (a_all, b_all), (fill, slot) = self.stacked, self.padding
+            padded = x2.index_select(0, fill).view(a_all.shape[0], -1, x2.shape[-1])
+            update = torch.bmm(torch.bmm(padded, a_all), b_all).view(-1, out2.shape[-1])
+            out2.add_(update.index_select(0, slot))
+            return output
+        # one row per token: a run's rows are one slice; addmm_ fuses the update and the add
         per_sample = x2.shape[0] // self.rows
         for (a_t, b_t, scale), start, stop in self.runs:
             rows = slice(start * per_sample, stop * per_sample)
