@@ -4,10 +4,10 @@ to its own adapter cost generation speed?
 Training: the engine's `train` against a hand-written loop over the same backbone, LoRA recipe, data,
 batch size, optimizer, schedule and clipping; runs alternate (engine, bare, engine, …) and the median of
 each is reported with their ratio (target ≥ 0.9). Generation: one adapter for the whole batch against
-batches that each mix 4 adapters 8 + 8 + 8 + 8 (target ≥ 0.9) and unevenly 14 + 9 + 6 + 3, against the default
-path that groups samples by adapter first, and against peft's own mixed-batch forward (`adapter_names=`) as the
-library reference. Adapters are
-freshly initialised (B = 0), so every configuration decodes the same tokens.
+batches that each mix 4 adapters 8 + 8 + 8 + 8 (target ≥ 0.9) and unevenly 14 + 9 + 6 + 3, against the
+default path that groups samples by adapter first, and against peft's own mixed-batch forward
+(`adapter_names=`) as the library reference. Adapters are freshly initialised (B = 0), so every
+configuration decodes the same tokens.
 """
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def run_engine_bench(steps: int = 20, batch_size: int = 32, seed: int = 0, repea
     corpus = generate_corpus(prompts, seed + 1, image_size=size)
     images, questions = [e.image for e in corpus], [e.question for e in corpus]
     routed = [f"a{i % 4}" for i in range(prompts)]  # every batch of 32 holds all 4 adapters, 8 samples each
-    uneven_runs = [f"a{k}" for k, size in enumerate((14, 9, 6, 3)) for _ in range(size)]
+    uneven_runs = [f"a{k}" for k, length in enumerate((14, 9, 6, 3)) for _ in range(length)]
     uneven = [uneven_runs[i % 32] for i in range(prompts)]  # all 4 adapters, 14 + 9 + 6 + 3 samples per batch
     runs = {"single": lambda: generation_speed(bb, images, questions, ["a0"] * prompts, 16),
             "mixed": lambda: generation_speed(bb, images, questions, routed, 16, group_by_adapter=False),

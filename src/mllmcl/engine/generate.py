@@ -99,8 +99,8 @@ def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequenc
     with _inference(backbone, all_names) as route:
         for rows, names in _planned_batches(n, batch_size, all_names, group_by_adapter):
             batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
-            out = backbone.model.generate(**batch, **route(names), max_new_tokens=max_new_tokens, do_sample=False,
-                                          pad_token_id=tokenizer.pad_token_id)
+            out = backbone.model.generate(**batch, **route(names), max_new_tokens=max_new_tokens,
+                                          do_sample=False, pad_token_id=tokenizer.pad_token_id)
             new_tokens = out[:, batch["input_ids"].shape[1]:]
             for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
                 answers[i] = text.strip()
