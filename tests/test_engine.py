@@ -162,7 +162,7 @@ def test_one_token_steps_match_peft_own_mixed_forward(micro, names, path):
         with mixed_adapters(micro.model, names) as mixer:
             mixer.route(names)
             taken = {"per run" if hook.stacked is None else "padded" if hook.padding is not None else "batched"
-                     for hook in mixer._hooks if hasattr(hook, "weights")}
+                     for hook in mixer._hooks if hasattr(hook, "stacked")}
             assert taken == {path}
             ours = micro.model(input_ids=tokens).logits[:, -1, :]
     assert torch.allclose(ours, reference, atol=1e-5)

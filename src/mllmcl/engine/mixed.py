@@ -57,7 +57,21 @@ def supports(model: torch.nn.Module, names: Iterable[str]) -> bool:
     return True
 
 
-class _LoraRuns:
+class _RunHook:
+    """A forward hook that treats each run of the batch with what its module holds for that run's adapter
+    (`held`: adapter name -> LoRA weights or a module copy); runs of adapters it holds nothing for pass."""
+
+    def __init__(self, held: dict):
+        self.held = held
+        self.runs: list = []  # (what is held for the run's adapter, first row, row after the last)
+        self.rows = 0
+
+    def route(self, runs: list[Run], rows: int) -> None:
+        self.runs = [(self.held[a], start, stop) for a, start, stop in runs if a in self.held]
+        self.rows = rows
+
+
+class _LoraRuns(_RunHook):
     """Forward hook of one LoRA linear: adds each run's own LoRA update to the base output.
 
     Three paths, all equal to peft's output (tested): runs of one length that cover the batch (a balanced
@@ -67,26 +81,23 @@ class _LoraRuns:
     ranks) takes one matmul pair per run."""
 
     def __init__(self, module: LoraLinear, adapters: set[str]):
-        self.weights = {a: (module.lora_A[a].weight.T, module.lora_B[a].weight.T, module.scaling[a])
-                        for a in adapters if a in module.lora_A}
-        self.runs: list = []
-        self.rows = 0
+        super().__init__({a: (module.lora_A[a].weight.T, module.lora_B[a].weight.T, module.scaling[a])
+                          for a in adapters if a in module.lora_A})
         self.stacked: tuple[torch.Tensor, torch.Tensor] | None = None  # (A stack, B stack) when batched
         self.padding: tuple[torch.Tensor, torch.Tensor] | None = None  # (fill, slot) when runs are uneven
         self._stacks: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def route(self, runs: list[Run], rows: int) -> None:
-        mine = [run for run in runs if run[0] in self.weights]
-        self.runs = [(self.weights[a], start, stop) for a, start, stop in mine]
-        self.rows = rows
-        lengths = [stop - start for _, start, stop in mine]
-        ranks = {self.weights[a][0].shape[1] for a, _, _ in mine}
+        super().route(runs, rows)
+        mine = [a for a, _, _ in runs if a in self.held]
+        lengths = [stop - start for _, start, stop in self.runs]
+        ranks = {a_t.shape[1] for (a_t, _, _), _, _ in self.runs}
         self.stacked, self.padding = None, None
         if len(mine) > 1 and len(ranks) == 1 and sum(lengths) == rows:
-            self.stacked = self._stack(tuple(a for a, _, _ in mine))
+            self.stacked = self._stack(tuple(mine))
             longest = max(lengths)
             if min(lengths) < longest:  # runs padded to the longest: which row fills each slot, where each row went
-                fill = [start + min(j, stop - start - 1) for _, start, stop in mine for j in range(longest)]
+                fill = [start + min(j, stop - start - 1) for _, start, stop in self.runs for j in range(longest)]
                 slot = [i * longest + j for i, length in enumerate(lengths) for j in range(length)]
                 device = self.stacked[0].device
                 self.padding = (torch.tensor(fill, device=device), torch.tensor(slot, device=device))
@@ -95,8 +106,9 @@ class _LoraRuns:
         """A of each adapter stacked (runs, in, rank) and B scaled and stacked (runs, rank, out), kept for the
         request (the weights do not change during inference)."""
         if adapters not in self._stacks:
-            self._stacks[adapters] = (torch.stack([self.weights[a][0] for a in adapters]),
-                                      torch.stack([self.weights[a][1] * self.weights[a][2] for a in adapters]))
+            weights = [self.held[a] for a in adapters]
+            self._stacks[adapters] = (torch.stack([a_t for a_t, _, _ in weights]),
+                                      torch.stack([b_t * scale for _, b_t, scale in weights]))
         return self._stacks[adapters]
 
     def __call__(self, _module, args, output: torch.Tensor) -> torch.Tensor:
@@ -130,19 +142,13 @@ class _LoraRuns:
         return output
 
 
-class _CopyRuns:
+class _CopyRuns(_RunHook):
     """Forward hook of a `modules_to_save` wrapper: each run with its own copy of the module takes that copy's
     output."""
 
     def __init__(self, module: ModulesToSaveWrapper, adapters: set[str]):
+        super().__init__({a: module.modules_to_save[a] for a in adapters if a in module.modules_to_save})
         self.name = type(module.original_module).__name__
-        self.copies = {a: module.modules_to_save[a] for a in adapters if a in module.modules_to_save}
-        self.runs: list = []
-        self.rows = 0
-
-    def route(self, runs: list[Run], rows: int) -> None:
-        self.runs = [(self.copies[a], start, stop) for a, start, stop in runs if a in self.copies]
-        self.rows = rows
 
     def __call__(self, _module, args, output: torch.Tensor) -> torch.Tensor:
         if not self.runs:
@@ -190,13 +196,11 @@ def mixed_adapters(model: torch.nn.Module, adapters: Iterable[str]) -> Iterator[
             for module in model.modules():
                 if isinstance(module, LoraLinear):
                     hook = _LoraRuns(module, adapters)
-                    held = hook.weights
                 elif isinstance(module, ModulesToSaveWrapper):
                     hook = _CopyRuns(module, adapters)
-                    held = hook.copies
                 else:
                     continue
-                if held:
+                if hook.held:
                     hooks.append(hook)
                     handles.append(module.register_forward_hook(hook))
             yield MixedAdapters(hooks)
