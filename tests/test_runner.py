@@ -120,24 +120,31 @@ def test_a_run_folder_refuses_another_configuration(toy, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["mllm", "prototype", "oracle"])
-def test_routers_only_choose_seen_experts(toy, tmp_path, kind):
-    from mllmcl.methods.base import Context
+def test_routers_only_choose_fitted_experts_and_restore_their_state(toy, tmp_path, kind):
+    from mllmcl.context import Context
     from mllmcl.models import load_backbone
-    from mllmcl.routing import build_router
+    from mllmcl.routing import build_router, expert_of
 
     bench = load_benchmark(toy)
     ctx = Context(load_backbone("tiny"), bench, config_for(toy, ["mr-lora"]), tmp_path)
+    experts = [expert_of(ctx, task) for task in bench.tasks]
     router = build_router(kind, ctx)
-    samples = [s for task in bench.tasks for s in task.test]  # half of them from the task not seen yet
-    seen = bench.tasks[:1]
-    router.fit(seen)
-    assert router.route(samples, seen) == [0] * len(samples)
-    router.fit(bench.tasks)
-    chosen = router.route(samples, bench.tasks)
-    assert len(chosen) == len(samples) and set(chosen) <= {0, 1}
+    samples = [s for task in bench.tasks for s in task.test]  # half of them from the task without an expert yet
+    router.fit(experts[:1])
+    assert router.route(samples).experts == [0] * len(samples)
+    router.fit(experts)
+    routing = router.route(samples)
+    assert len(routing.experts) == len(samples) and set(routing.experts) <= {0, 1}
+    assert all(0.0 <= c <= 1.0 for c in routing.confidence)
     if kind == "mllm":
-        assert router.scores(samples, bench.tasks).shape == (len(samples), 2)
-        assert "colours" in router.prompt("What is this?", bench.tasks)  # the task's own description
+        assert router.scores(samples).shape == (len(samples), 2)
+        assert "colours" in router.prompt("What is this?")  # the expert's own description
+    # the saved state routes exactly as the fitted router, without refitting
+    router.save(tmp_path / "state")
+    restored = build_router(kind, ctx)
+    assert restored.load(tmp_path / "state")
+    assert restored.route(samples) == routing
+    assert not build_router(kind, ctx).load(tmp_path / "empty")
 
 
 def test_routing_stage_counts_only_seen_tasks():

@@ -1,162 +1,262 @@
-"""The configuration of a continual-learning run: strict dataclasses, filled from the defaults, then a YAML
-file, then `section.key=value` overrides from the command line. An unknown key anywhere is an error that
-names it, so a typo never silently runs the default.
+"""The configuration of a continual-learning run: typed, validated settings (pydantic), filled from the
+defaults, then a YAML file (or a shipped profile), then `section.key=value` overrides from the command line.
 
     setting: dcl              # dcl (RS, Med, AD, Sci, Fin) or acl (OCR, Math, VP, APP)
     methods: [zero-shot, seq-lora, mr-lora, oracle]
     train: {epochs: 2, lr: 0.002}
-    router: {kind: mllm, k: 20}
+    router: {kind: prototype, k: 20}
+    ewc: {lambda: 5000}       # a method's own block, declared next to its code
 
-The resolved configuration is written next to the results (`config.yaml`); a run folder refuses to resume
-under a different one.
+Every settings block is a `Settings` model whose field docstrings are its help text (`mllmcl ls` prints
+them). The run's own sections are declared here; each method and each router declares its block beside
+its code and registers it with `METHODS.register(..., settings=...)` / `ROUTERS.register(..., settings=...)`:
+a method's block is a top-level section named after the method (`ewc.lambda`), a router's fields join the
+`router` section (`router.shrinkage`). Everything is checked when the configuration loads — unknown keys,
+bad values, unknown methods and routers — so a typo fails in a second, before anything is trained, with one
+line naming the key. The resolved configuration is written next to the results (`config.yaml`).
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields
+import random
+import re
+from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mllmcl.engine.adapters import LoraRecipe
 from mllmcl.engine.train import TrainConfig
 from mllmcl.errors import UserError
 
 DEFAULT_METHODS = ("zero-shot", "seq-lora", "mr-lora", "oracle")
+PROFILES = "configs"  # package folder of shipped configurations: `--config NAME` finds NAME.yaml there
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the tasks come from."""
+class Settings(BaseModel):
+    """A block of settings: unknown keys are errors, values are checked and frozen, and each field's
+    docstring is its help text."""
 
-    benchmark: str = "synth"     # "synth" (generated offline, cached) or the path of an MLLM-CL data root
-    tasks: tuple[str, ...] = ()  # a subset in benchmark order, e.g. [RS, Med]; empty = every task
-    train: int = 2000            # synth only: training items per task
-    test: int = 300              # synth only: test items per task
-    cache: str = "runs/data"     # synth only: where generated datasets are kept (reused across runs)
-    train_limit: int = 0         # use at most this many training rows per task (0 = all; for quick trials)
-    test_limit: int = 0          # evaluate at most this many test rows per task (0 = all)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True)
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    """How answers are generated and scored."""
-
-    batch_size: int = 64         # samples per generation batch
-    max_new_tokens: int = 32     # cap on each task's own answer length (Math allows 2048; short answers stop early)
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    """MR-LoRA's router: which one, what it learns from, and how the MLLM router is trained."""
-
-    kind: str = "prototype"      # prototype (training-free; the default: see docs/methods.md), mllm (router LoRA,
-                                 # the paper's), oracle (true task)
-    k: int = 20                  # router-buffer samples per task (the release's router files hold 20)
-    describe: str = "short"      # expert descriptions in the router prompt: short (up to the first ':') or full
-    epochs: float = 12.0         # MLLM router: passes over the buffer at each stage
-    lr: float = 2e-3             # MLLM router learning rate
-    batch_size: int = 4          # MLLM router: small batches, many steps (20 samples per task are few)
-    rank: int = 8                # MLLM router's LoRA rank (alpha = 2 x rank)
-    vision: bool = False         # MLLM router's LoRA also adapts the vision tower
-    layer: int = 0               # prototype router: hidden layer pooled (0 = input embeddings, -1 = last)
-    tokens: str = "text"         # prototype router: pool over text, image or all tokens
-    shrinkage: float = 0.3       # prototype router: shared covariance shrunk this far toward a scaled identity
-
-
-@dataclass(frozen=True)
-class ReplayConfig:
-    """The replay baseline's buffer."""
-
-    k: int = 200                 # stored samples per past task, mixed into each new task's data
-    source: str = "train"        # train: drawn from each task's training rows; file: the release's replay file
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """One continual-learning run (see docs/results.md for what it writes)."""
-
-    setting: str = "dcl"          # dcl or acl; a data root's own manifest may name another setting
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    backbone: str = "tiny"       # tiny, or hf:<path> of a LLaVA checkpoint saved by transformers
-    seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2.0, batch_size=32, lr=2e-3))
-    lora: LoraRecipe = field(default_factory=LoraRecipe)
-    router: RouterConfig = field(default_factory=RouterConfig)
-    replay: ReplayConfig = field(default_factory=ReplayConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def __post_init__(self) -> None:
-        if self.data.benchmark == "synth" and self.setting not in ("dcl", "acl"):
-            raise UserError(f"config key 'setting': the synthetic benchmark has dcl and acl, got {self.setting!r}")
-        if not self.setting:
-            raise UserError("config key 'setting': must not be empty")
-        if not self.methods:
-            raise UserError("config key 'methods': name at least one method")
-        if len(set(self.methods)) != len(self.methods):
-            raise UserError(f"config key 'methods': a method is listed twice in {list(self.methods)}")
-        if self.router.kind not in ("mllm", "prototype", "oracle"):
-            raise UserError(f"config key 'router.kind': expected mllm, prototype or oracle, got {self.router.kind!r}")
-        if not 0.0 < self.router.shrinkage <= 1.0:
-            raise UserError(f"config key 'router.shrinkage': must be in (0, 1], got {self.router.shrinkage}")
-        if self.router.tokens not in ("all", "text", "image"):
-            raise UserError(f"config key 'router.tokens': expected all, text or image, got {self.router.tokens!r}")
-        if self.router.describe not in ("short", "full"):
-            raise UserError(f"config key 'router.describe': expected short or full, got {self.router.describe!r}")
-        if self.replay.source not in ("train", "file"):
-            raise UserError(f"config key 'replay.source': expected train or file, got {self.replay.source!r}")
-        for key, value in (("router.k", self.router.k), ("replay.k", self.replay.k), ("data.train", self.data.train),
-                           ("data.test", self.data.test), ("eval.batch_size", self.eval.batch_size),
-                           ("eval.max_new_tokens", self.eval.max_new_tokens)):
-            if value < 1:
-                raise UserError(f"config key {key!r}: must be at least 1, got {value}")
-
-
-# --- building a config from plain data ---------------------------------------------------------------------
-
-def _convert(value: Any, default: Any, key: str) -> Any:
-    """`value` in the type of `default` (a nested dataclass, tuple, bool, int, float, str or None)."""
-    if dataclasses.is_dataclass(default):
-        if not isinstance(value, Mapping):
-            raise UserError(f"config key {key!r}: expected a mapping of settings, got {value!r}")
-        return _build(type(default), value, key + ".", base=default)
-    if isinstance(default, tuple):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise UserError(f"config key {key!r}: expected a list of names, got {value!r}")
-        return tuple(value)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise UserError(f"config key {key!r}: expected true or false, got {value!r}")
-        return value
-    if isinstance(default, int) or (default is None and isinstance(value, int)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"config key {key!r}: expected an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"config key {key!r}: expected a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise UserError(f"config key {key!r}: expected a string, got {value!r}")
-        return str(value)
+def _names(value: Any) -> Any:
+    """`"a,b"` → `("a", "b")`: lists may be written comma-separated on the command line."""
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
     return value
 
 
-def _build(cls, values: Mapping[str, Any], prefix: str = "", base=None):
-    base = base if base is not None else cls()
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UserError(f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
-                        f"known under {prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(known))}")
-    changes = {name: _convert(value, getattr(base, name), prefix + name) for name, value in values.items()}
-    return dataclasses.replace(base, **changes)
+class DataConfig(Settings):
+    """Where the tasks come from, and in which order they are learned."""
 
+    benchmark: str = "synth"
+    """"synth" (the synthetic benchmark, generated offline and cached) or the path of an MLLM-CL data root"""
+    tasks: tuple[str, ...] = ()
+    """a subset of the tasks, e.g. [RS, Med]; empty = every task"""
+    order: str = ""
+    """training order: empty = the benchmark's; a permutation (Fin,Sci,AD,Med,RS); or random:<k>, the k-th
+    seeded permutation (random:0 is the benchmark's own order)"""
+    seed: int | None = None
+    """what is drawn: synthetic items, router and replay buffers (default: the run's `seed`)"""
+    train: int = Field(2000, ge=1)
+    """synth only: training items per task"""
+    test: int = Field(300, ge=1)
+    """synth only: test items per task"""
+    val: int = Field(100, ge=0)
+    """synth only: validation items per task (the split to tune on; see eval.split)"""
+    unseen: int = Field(100, ge=0)
+    """synth only: test items of a held-out domain no method trains on (open-world checks)"""
+    overlap: float = Field(0.0, ge=0.0, le=1.0)
+    """synth only: share of items asked with question templates and answer formats shared by all tasks"""
+    visual_overlap: float = Field(0.0, ge=0.0, le=1.0)
+    """synth only: share of items whose background and palette come from a pool shared by all tasks"""
+    cache: str = "runs/data"
+    """synth only: where generated datasets are kept (reused across runs)"""
+    train_limit: int = Field(0, ge=0)
+    """use at most this many training rows per task (0 = all; for quick trials)"""
+    test_limit: int = Field(0, ge=0)
+    """evaluate at most this many rows per task (0 = all)"""
+
+    _split = field_validator("tasks", mode="before")(_names)
+
+    @field_validator("order")
+    @classmethod
+    def _order(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("random:"):
+            if not re.fullmatch(r"random:\d+", value):
+                raise ValueError(f"random:<k> needs a non-negative integer k, got {value!r}")
+            return value
+        names = _names(value)
+        if len(set(names)) != len(names):
+            raise ValueError(f"a task is listed twice in {value!r}")
+        return ",".join(names)
+
+
+class EvalConfig(Settings):
+    """How answers are generated and scored."""
+
+    batch_size: int = Field(64, ge=1)
+    """samples per generation batch"""
+    max_new_tokens: int = Field(32, ge=1)
+    """cap on each task's own answer length (Math allows 2048; short answers stop early)"""
+    split: Literal["test", "val"] = "test"
+    """the split every evaluation reads: tune recipes and thresholds on val, report test"""
+
+
+class RouterConfig(Settings):
+    """MR-LoRA's router: which one, what it learns from. The fields of every registered router's own block
+    (`routing/*.py`) join this section, e.g. `router.shrinkage` (prototype) or `router.lr` (mllm)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
+    kind: str = "prototype"
+    """prototype (training-free; the default on the tiny backbone), mllm (router LoRA, the paper's), oracle
+    (the true task)"""
+    k: int = Field(20, ge=1)
+    """router-buffer samples per task (the release's router files hold 20)"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _router_blocks(cls, values: Any) -> Any:
+        if not isinstance(values, Mapping):
+            return values
+        own = {k: v for k, v in values.items() if k in cls.model_fields}
+        given = {k: v for k, v in values.items() if k not in cls.model_fields}
+        for block in router_blocks().values():
+            fields = {k: given.pop(k) for k in list(given) if k in _keys(block)}
+            own.update(_validate(block, fields, "router").model_dump(by_alias=True))
+        if given:
+            raise _unknown(f"router.{sorted(given)[0]}", cls.model_fields.keys() | router_keys())
+        return own
+
+
+class RunConfig(Settings):
+    """One continual-learning run (see docs/results.md for what it writes). Besides these sections, each
+    method that declares settings has its own block, named after it (`replay`, `ewc`, `o-lora`, …)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
+    setting: str = "dcl"
+    """dcl or acl; a data root's own manifest may name another"""
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    """in order; `mllmcl ls` lists them (mr-lora[router] picks a router, name+replay adds replay)"""
+    backbone: str = "tiny"
+    """tiny, or hf:<path> of a LLaVA checkpoint saved by transformers"""
+    seed: int = 0
+    """default of data.seed (what is drawn) and train.seed (inits, data order)"""
+    threads: int = Field(0, ge=0)
+    """CPU threads for torch (0 = torch's default, one per core); results are bit-identical for the same
+    thread count (docs/results.md)"""
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig(epochs=2.0, batch_size=32, lr=2e-3)
+    lora: LoraRecipe = LoraRecipe()
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    eval: EvalConfig = EvalConfig()
+
+    _split = field_validator("methods", mode="before")(_names)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seeds_and_blocks(cls, values: Any) -> Any:
+        if not isinstance(values, Mapping):
+            return values
+        values = dict(values)
+        seed = values.get("seed", 0)
+        for section in ("data", "train"):  # `seed` is the default of data.seed and train.seed
+            block = values.get(section)
+            if isinstance(block, Mapping) and block.get("seed") is None:
+                values[section] = {**block, "seed": seed}
+            elif block is None:
+                values[section] = {"seed": seed, **({} if section == "data" else _TRAIN_DEFAULTS)}
+        blocks = method_blocks()
+        for key in [k for k in values if k not in cls.model_fields]:
+            if key not in blocks:
+                raise _unknown(str(key), cls.model_fields.keys() | blocks.keys())
+            values[key] = _validate(blocks[key], values[key] if values[key] is not None else {}, str(key))
+        for key, block in blocks.items():
+            values.setdefault(key, block())
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RunConfig":
+        from mllmcl.methods import check_method_spec
+        from mllmcl.routing import ROUTERS
+
+        if not self.setting:
+            raise ValueError("config key 'setting': must not be empty")
+        if self.data.benchmark == "synth" and self.setting not in ("dcl", "acl"):
+            raise ValueError(f"config key 'setting': the synthetic benchmark has dcl and acl, got {self.setting!r}")
+        if not self.methods:
+            raise ValueError("config key 'methods': name at least one method")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"config key 'methods': a method is listed twice in {list(self.methods)}")
+        for key, check in (("router.kind", lambda: ROUTERS.get(self.router.kind)),
+                           ("methods", lambda: [check_method_spec(spec) for spec in self.methods]),
+                           ("backbone", lambda: _check_backbone(self.backbone))):
+            try:
+                check()
+            except UserError as err:
+                raise ValueError(f"config key {key!r}: {err}") from None
+        return self
+
+    def block(self, name: str) -> Settings:
+        """The settings block of method `name` (e.g. "ewc", "o-lora", "replay")."""
+        try:
+            return self.model_extra[name]
+        except KeyError:
+            raise KeyError(f"no settings block {name!r}; blocks: {sorted(self.model_extra)}") from None
+
+
+_TRAIN_DEFAULTS = {"epochs": 2.0, "batch_size": 32, "lr": 2e-3}
+
+
+# --- the blocks declared by methods and routers ---------------------------------------------------------
+
+def method_blocks() -> dict[str, type[Settings]]:
+    """Method name → its settings block, for every registered method that declares one."""
+    from mllmcl.methods import METHODS
+
+    return METHODS.settings()
+
+
+def router_blocks() -> dict[str, type[Settings]]:
+    from mllmcl.routing import ROUTERS
+
+    return ROUTERS.settings()
+
+
+def _keys(block: type[Settings]) -> set[str]:
+    return {f.alias or name for name, f in block.model_fields.items()}
+
+
+def router_keys() -> set[str]:
+    return set().union(*map(_keys, router_blocks().values()))
+
+
+def _unknown(key: str, known) -> ValueError:
+    return ValueError(f"unknown config key {key!r}; known there: {', '.join(sorted(known))}")
+
+
+def _validate(block: type[Settings], values: Any, section: str) -> Settings:
+    """`values` as the settings block `block` of `section`, a problem named with its full key."""
+    try:
+        return block.model_validate(values)
+    except ValidationError as err:
+        raise ValueError(_describe(err, section, block)) from None
+
+
+def _check_backbone(name: str) -> None:
+    """A backbone name the registry knows (`hf:<path>` must name an existing folder), checked before any work."""
+    from mllmcl.models import BACKBONES
+
+    kind, _, arg = name.partition(":")
+    BACKBONES.get(kind)
+    if kind == "hf" and not Path(arg).expanduser().is_dir():
+        raise UserError(f"backbone {name!r}: no checkpoint folder at {arg!r}")
+
+
+# --- loading --------------------------------------------------------------------------------------------
 
 def _nest(key: str, value: Any) -> dict:
     head, _, rest = key.partition(".")
@@ -177,7 +277,7 @@ def parse_overrides(items: Sequence[str]) -> dict:
     out: dict = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
+        if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
             raise UserError(f"override {item!r}: expected key=value, e.g. train.epochs=1")
         try:
             value = yaml.safe_load(text) if text.strip() else ""
@@ -187,12 +287,35 @@ def parse_overrides(items: Sequence[str]) -> dict:
     return out
 
 
+def profile_path(name: str) -> Path | None:
+    """The shipped configuration `name` (`mllmcl ls` lists them), or None."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", name):
+        return None
+    path = Path(str(resources.files("mllmcl").joinpath(PROFILES, f"{name}.yaml")))
+    return path if path.is_file() else None
+
+
+def profiles() -> dict[str, str]:
+    """Shipped configuration name → its first comment line."""
+    folder = Path(str(resources.files("mllmcl").joinpath(PROFILES)))
+    out = {}
+    for path in sorted(folder.glob("*.yaml")):
+        first = path.read_text().splitlines()[0] if path.stat().st_size else ""
+        out[path.stem] = first.lstrip("# ").strip()
+    return out
+
+
 def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from `path`, or from the shipped profile of that name when no such file exists."""
     path = Path(path)
+    if not path.exists() and path.suffix == "" and profile_path(str(path)):
+        path = profile_path(str(path))
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{path}: config file not found") from None
+        raise UserError(f"{path}: config file not found (shipped profiles: {', '.join(profiles())})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read the config file ({err})") from None
     except yaml.YAMLError as err:
         raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if data is None:
@@ -202,27 +325,76 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def build_config(values: Mapping) -> RunConfig:
+    """A validated `RunConfig` from plain nested data; any problem is one UserError naming the key."""
+    try:
+        return RunConfig.model_validate(dict(values))
+    except ValidationError as err:
+        raise UserError(_describe(err)) from None
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] | Mapping = ()) -> RunConfig:
-    """Defaults → YAML file `path` → overrides (`key=value` strings or a nested mapping)."""
+    """Defaults → YAML file `path` (or shipped profile name) → overrides (`key=value` strings or a mapping)."""
     values = read_yaml(path) if path else {}
     extra = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
     try:
-        return _build(RunConfig, _merge(values, extra))
+        return build_config(_merge(values, extra))
     except UserError as err:
         raise UserError(f"{path}: {err}" if path else str(err)) from None
 
 
-def to_dict(config: RunConfig) -> dict:
-    """Plain data (lists, not tuples) for YAML and JSON."""
-    def plain(value):
-        if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        return value
+def _describe(err: ValidationError, section: str = "", model: type | None = None) -> str:
+    """The first problem of a pydantic error as one line naming the key: `config key 'train.lr': …`."""
+    first = err.errors(include_url=False)[0]
+    loc = [str(part) for part in first["loc"] if not str(part).startswith(("function-", "tagged-union"))]
+    key = ".".join([section, *loc] if section else loc)
+    message = first["msg"].removeprefix("Value error, ")
+    if message.startswith(("config key ", "unknown config key ")):  # already names its key (a nested block)
+        return message
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        known = _known(model or RunConfig, loc[:-1])
+        return f"unknown config key {key!r}" + (f"; known there: {', '.join(sorted(known))}" if known else "")
+    shown = repr(first.get("input"))
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    where = f"config key {key!r}" if key else "config"
+    return f"{where}: {message}" + (f", got {shown}" if "input" in first and first["type"] != "value_error" else "")
 
-    return plain(config)
+
+def _known(model: type, path: Sequence[str]) -> set[str]:
+    """The keys a user may write at `path` inside `model` (empty if the path leads nowhere known)."""
+    for part in path:
+        fields = getattr(model, "model_fields", None) or getattr(model, "__pydantic_fields__", {})
+        if part not in fields:
+            return set()
+        model = fields[part].annotation
+    fields = getattr(model, "model_fields", None) or getattr(model, "__pydantic_fields__", None)
+    if fields is None:
+        return set()
+    known = {f.alias or name for name, f in fields.items()}
+    return known | (router_keys() if model is RouterConfig else set())
+
+
+def to_dict(config: RunConfig) -> dict:
+    """Plain data (lists, not tuples; block keys as users write them) for YAML and JSON."""
+    return config.model_dump(mode="json", by_alias=True)
 
 
 def to_yaml(config: RunConfig) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def resolve_order(order: str, names: Sequence[str]) -> list[str]:
+    """The training order of the tasks `names` (benchmark order) under `data.order`."""
+    names = list(names)
+    if not order:
+        return names
+    if order.startswith("random:"):
+        k = int(order.split(":", 1)[1])
+        if k:
+            random.Random(f"mllmcl-order/{k}").shuffle(names)
+        return names
+    wanted = order.split(",")
+    if sorted(wanted) != sorted(names):
+        raise UserError(f"config key 'data.order': {order!r} is not an order of the run's tasks "
+                        f"{', '.join(names)}")
+    return wanted

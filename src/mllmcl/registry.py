@@ -1,5 +1,6 @@
 """A named table of factories: the one lookup mechanism behind backbones, methods, benchmarks,
-scorers and routers. Keys are the user-facing names used in configs, the CLI and results."""
+scorers and routers. Keys are the user-facing names used in configs, the CLI and results. An entry may
+declare its settings block (a `mllmcl.config.Settings` model), which the run configuration composes."""
 from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
@@ -15,12 +16,18 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, tuple[Callable[..., T], str]] = {}
+        self._settings: dict[str, type] = {}
 
-    def register(self, name: str, description: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str, description: str = "", settings: type | None = None
+                 ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: register `factory` under `name`, with its one-line `description` and, optionally, the
+        settings block it reads (`settings`)."""
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = (factory, description or (factory.__doc__ or "").strip().split("\n")[0])
+            if settings is not None:
+                self._settings[name] = settings
             return factory
 
         return decorate
@@ -33,6 +40,10 @@ class Registry(Generic[T]):
 
     def build(self, name: str, *args, **kwargs) -> T:
         return self.get(name)(*args, **kwargs)
+
+    def settings(self) -> dict[str, type]:
+        """Name → settings block, for the entries that declare one."""
+        return dict(self._settings)
 
     def names(self) -> list[str]:
         return sorted(self._entries)

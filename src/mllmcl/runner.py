@@ -2,7 +2,7 @@
 
     evaluate the untrained model on every task                       (the zero-shot row)
     for each method:
-        for each task, in benchmark order:
+        for each task, in training order (data.order; the benchmark's by default):
             method.learn(task)
             evaluate every task, future ones included               (a row of the T×T matrix)
             save the method's state, rewrite results.json atomically
@@ -17,18 +17,20 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
 from mllmcl import __version__
-from mllmcl.config import RunConfig, to_dict, to_yaml
+from mllmcl.config import RunConfig, build_config, method_blocks, read_yaml, resolve_order, to_dict, to_yaml
+from mllmcl.context import Context
 from mllmcl.data.mllm_cl import Benchmark, Sample, Task, load_benchmark
 from mllmcl.errors import UserError
 from mllmcl.eval import get_scorer
 from mllmcl.eval.cl_metrics import cl_metrics
-from mllmcl.methods import Context, Method, build_method
+from mllmcl.eval.formats import format_valid
+from mllmcl.methods import Method, build_method, parse_method_spec
 from mllmcl.methods.zero_shot import ZeroShot
 from mllmcl.report.tables import slug
 from mllmcl.utils.io import write_json_atomic, write_text_atomic
@@ -43,18 +45,28 @@ def now() -> str:
 # --- data ----------------------------------------------------------------------------------------------
 
 def prepare_benchmark(config: RunConfig, progress: bool = True) -> Benchmark:
-    """The tasks of the run: the synthetic benchmark (written on first use into the cache) or an MLLM-CL
-    data root on disk."""
+    """The tasks of the run, in training order (`data.order`): the synthetic benchmark (written on first
+    use into the cache) or an MLLM-CL data root on disk."""
     data = config.data
-    tasks = list(data.tasks) or None
-    if data.benchmark != "synth":
-        return load_benchmark(data.benchmark, config.setting, tasks)
-    from mllmcl.data.synth.write import SynthSpec, write_synth
+    explicit = data.order.split(",") if data.order and not data.order.startswith("random:") else []
+    tasks = list(data.tasks) or explicit or None  # an explicit order alone also picks the tasks
+    if data.benchmark == "synth":
+        from mllmcl.data.synth.write import SynthSpec, write_synth
 
-    spec = SynthSpec(setting=config.setting, train=data.train, test=data.test, seed=config.seed)
-    root = write_synth(Path(data.cache) / f"{config.setting}-{data.train}-{data.test}-s{config.seed}", spec,
-                       progress=progress)
-    return load_benchmark(root, config.setting, tasks)
+        spec = SynthSpec(setting=config.setting, train=data.train, test=data.test, seed=data.seed)
+        root = write_synth(Path(data.cache) / f"{config.setting}-{data.train}-{data.test}-s{data.seed}", spec,
+                           progress=progress)
+    else:
+        root = data.benchmark
+    bench = load_benchmark(root, config.setting, tasks)
+    order = resolve_order(data.order, bench.names)
+    bench = replace(bench, tasks=tuple(bench.task(name) for name in order))
+    if config.eval.split == "val":
+        empty = [t.name for t in bench.tasks if not t.val]
+        if empty:
+            raise UserError(f"config key 'eval.split' is val, but task(s) {', '.join(empty)} of {bench.root} have no "
+                            "validation rows (val.json)")
+    return bench
 
 
 def require_answers(bench: Benchmark) -> None:
@@ -68,47 +80,55 @@ def require_answers(bench: Benchmark) -> None:
                             f"e.g. question_id {missing[0]!r}{hint}")
 
 
-def test_rows(config: RunConfig, task: Task) -> tuple[Sample, ...]:
+def eval_rows(config: RunConfig, task: Task) -> tuple[Sample, ...]:
+    """The rows every evaluation of `task` reads: its test split (or validation split, `eval.split`), capped
+    at `data.test_limit`."""
+    rows = task.val if config.eval.split == "val" else task.test
     limit = config.data.test_limit
-    return task.test[:limit] if limit else task.test
+    return rows[:limit] if limit else rows
 
 
 # --- evaluation ------------------------------------------------------------------------------------------
 
 @dataclass
 class Evaluation:
-    """One method evaluated on every task at one step: accuracy per task (%), and which expert answered each
-    sample (routed methods)."""
+    """One method evaluated on every task at one step: accuracy per task (%), the share of answers in their
+    question's format (%), and which expert answered each sample (routed methods)."""
 
     accuracy: list[float]
+    format_valid: list[float]
     experts: list[list[str]] | None
     seconds: float
 
 
 def evaluate(ctx: Context, method: Method, tasks: Sequence[Task], predictions: Path) -> Evaluation:
-    """Answer every test sample of every task with `method`, score each answer with the task's official
-    rule, and write one JSONL of predictions per task under `predictions/`."""
+    """Answer every evaluation sample of every task with `method` (which is not told the task), score each
+    answer with the task's official rule, check its format, and write one JSONL of predictions per task
+    under `predictions/`."""
     start = time.perf_counter()
-    accuracy, experts = [], []
+    accuracy, formats, experts = [], [], []
     for task in tasks:
-        samples = test_rows(ctx.config, task)
-        answers = method.answer(task, samples)
+        samples = eval_rows(ctx.config, task)
+        answers = method.answer(samples, ctx.max_new_tokens(task))
         if len(answers.texts) != len(samples):
             raise RuntimeError(f"{method.name} answered {len(answers.texts)} of {len(samples)} samples of {task.name}")
         scorer = get_scorer(task.spec.scorer)
         credits = [float(scorer.judge(s.row, text)) for s, text in zip(samples, answers.texts)]
+        valid = format_valid([s.row for s in samples], [s.answer for s in samples], answers.texts)
         accuracy.append(round(100 * sum(credits) / len(samples), 4))
+        formats.append(round(100 * sum(valid) / len(samples), 4))
         experts.append(answers.experts)
         lines = []
         for i, (s, text, credit) in enumerate(zip(samples, answers.texts, credits)):
             line = {"question_id": s.id, "task": task.name, "prompt": s.question, "text": text, "answer": s.answer,
-                    "score": credit}
+                    "score": credit, "format_valid": valid[i]}
             if answers.experts is not None:
                 line["expert"] = answers.experts[i]
+                line["confidence"] = round(answers.confidence[i], 6) if answers.confidence else None
             lines.append(json.dumps(line, ensure_ascii=False))
         write_text_atomic(predictions / f"{slug(task.name)}.jsonl", "\n".join(lines) + "\n")
     routed = all(e is not None for e in experts)
-    return Evaluation(accuracy, experts if routed else None, time.perf_counter() - start)
+    return Evaluation(accuracy, formats, experts if routed else None, time.perf_counter() - start)
 
 
 def routing_stage(names: Sequence[str], seen: Sequence[str], experts: Sequence[Sequence[str]]) -> dict:
@@ -155,42 +175,80 @@ class RunFolder:
         except json.JSONDecodeError as err:
             raise UserError(f"{self.results_file}: not valid JSON ({err}); move it away to start afresh") from None
 
-    def check_config(self, config: RunConfig) -> None:
-        """A run folder resumes only under the configuration it was started with (methods may be added)."""
-        saved_file = self.path / "config.yaml"
-        if not saved_file.is_file():
-            return
-        import yaml
+    def owned(self) -> bool:
+        """Whether the folder holds a finished step (the zero-shot row at least): only then does its
+        configuration bind a rerun. A run that failed before its first step leaves nothing that blocks the
+        corrected command."""
+        try:
+            results = self.load()
+        except UserError:
+            return True
+        return bool(results) and results.get("zero_shot") is not None
 
-        saved = yaml.safe_load(saved_file.read_text()) or {}
+    def check_config(self, config: RunConfig) -> None:
+        """A run folder resumes only under the configuration it was started with. Methods may be added, and
+        the settings of methods that have not started yet may differ (they are new)."""
+        saved_file = self.path / "config.yaml"
+        if not saved_file.is_file() or not self.owned():
+            return
+        try:
+            saved = to_dict(build_config(read_yaml(saved_file)))
+        except UserError as err:
+            raise UserError(f"{saved_file}: this run's configuration no longer loads ({err}); resume it with the "
+                            "mllmcl version that started it, or use another --out") from None
         new = to_dict(config)
-        saved.pop("methods", None)
-        new.pop("methods", None)
-        if saved != new:
-            changed = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
+        started = {block for label in (self.load() or {}).get("methods", {}) for block in _blocks_of(label)}
+        ignored = {"methods"} | (set(method_blocks()) - started)
+        changed = sorted(k for k in set(saved) | set(new) if k not in ignored and saved.get(k) != new.get(k))
+        if changed:
             raise UserError(f"{self.path} holds a run with another configuration (differs in: {', '.join(changed)}); "
                             "use another --out, or the same settings to resume it")
+
+
+def _blocks_of(label: str) -> set[str]:
+    """The settings blocks a method entry reads (its own, and `replay` for `+replay`)."""
+    try:
+        spec = parse_method_spec(label)
+    except UserError:
+        return set()
+    return {spec.name} | ({"replay"} if spec.replay else set())
+
+
+def environment() -> dict:
+    """What the numbers depend on beyond the configuration (docs/results.md, "Determinism")."""
+    import accelerate
+    import peft
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+            "accelerate": accelerate.__version__, "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu"}
 
 
 def new_results(config: RunConfig, bench: Benchmark) -> dict:
     return {"format": FORMAT, "mllmcl_version": __version__,
             "run": {"setting": config.setting, "benchmark": config.data.benchmark, "backbone": config.backbone,
-                    "seed": config.seed, "started": now(), "finished": None},
-            "tasks": bench.names, "zero_shot": None, "methods": {}}
+                    "seed": config.seed, "data_seed": config.data.seed, "train_seed": config.train.seed,
+                    "order": config.data.order or "benchmark", "split": config.eval.split, "started": now(),
+                    "finished": None, "environment": environment()},
+            "tasks": bench.names, "zero_shot": None, "zero_shot_format_valid": None, "methods": {}}
 
 
-def method_entry(method: Method, zero_shot: list[float]) -> dict:
-    entry = {"sequential": method.sequential, "zero_shot": list(zero_shot), "steps": 0,
-             "matrix": [] if method.sequential else None, "final": None, "metrics": None,
-             "seconds": {"learn": [], "evaluate": []}}
+def method_entry(method: Method, results: dict) -> dict:
+    entry = {"sequential": method.sequential, "zero_shot": list(results["zero_shot"]), "steps": 0,
+             "matrix": [] if method.sequential else None, "format_valid": [] if method.sequential else None,
+             "final": None, "final_format_valid": None, "metrics": None, "seconds": {"learn": [], "evaluate": []}}
     if method.routed:
         entry["routing"] = {"router": getattr(method.router, "kind", None), "accuracy": None, "per_task": None,
                             "confusion": None, "stages": []}
     return entry
 
 
-def finish_entry(entry: dict, final: list[float]) -> None:
+def finish_entry(entry: dict, final: list[float], final_format: list[float] | None) -> None:
     entry["final"] = list(final)
+    entry["final_format_valid"] = None if final_format is None else list(final_format)
     if entry["sequential"]:
         entry["metrics"] = cl_metrics(entry["matrix"], entry["zero_shot"])
     else:
@@ -207,17 +265,23 @@ def finish_entry(entry: dict, final: list[float]) -> None:
 Log = Callable[[str], None]
 
 
-def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = True, backbone=None) -> dict:
+def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = True, backbone=None,
+        experts: str | Path | None = None) -> dict:
     """Run (or resume) every method of `config` on its benchmark; returns the results dict (also in
-    `out/results.json`). `backbone`: an already loaded one instead of `config.backbone` (tests)."""
+    `out/results.json`). `backbone`: an already loaded one instead of `config.backbone` (tests); `experts`:
+    where MR-LoRA's experts are kept (default `out/experts`; a sweep shares one folder across orders)."""
     from mllmcl.models import load_backbone
 
     folder = RunFolder(out)
     folder.check_config(config)
     started = time.perf_counter()
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
     bench = prepare_benchmark(config, progress)
     require_answers(bench)
-    results = folder.load() or new_results(config, bench)
+    results = (folder.load() if folder.owned() else None) or new_results(config, bench)
     if results.get("format") != FORMAT:
         raise UserError(f"{folder.results_file}: results format {results.get('format')!r}, this mllmcl writes "
                         f"{FORMAT}; use another --out")
@@ -229,17 +293,17 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
     log(f"run: {config.setting} · {len(bench.tasks)} tasks ({', '.join(bench.names)}) · backbone {config.backbone} · "
         f"methods {', '.join(config.methods)} · out {folder.path}")
     backbone = backbone or load_backbone(config.backbone)
-    ctx = Context(backbone, bench, config, folder.path)
+    ctx = Context(backbone, bench, config, folder.path, experts, progress)
 
     if results["zero_shot"] is None:
         evaluation = evaluate(ctx, ZeroShot(ctx), bench.tasks, folder.predictions("zero-shot", "step0"))
-        results["zero_shot"] = evaluation.accuracy
+        results["zero_shot"], results["zero_shot_format_valid"] = evaluation.accuracy, evaluation.format_valid
         write_json_atomic(folder.results_file, results)
         log(f"zero-shot: {_row(bench.names, evaluation.accuracy)}  ({evaluation.seconds:.1f} s)")
 
     for spec in config.methods:
         method = build_method(spec, ctx)
-        entry = results["methods"].setdefault(method.name, method_entry(method, results["zero_shot"]))
+        entry = results["methods"].setdefault(method.name, method_entry(method, results))
         run_method(ctx, method, entry, folder, results, log)
     results["run"]["finished"] = now()
     results["run"]["seconds_this_session"] = round(time.perf_counter() - started, 1)
@@ -254,7 +318,7 @@ def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, res
         return
     if not getattr(method, "learns", True):
         entry["steps"] = len(tasks)
-        finish_entry(entry, results["zero_shot"])
+        finish_entry(entry, results["zero_shot"], results.get("zero_shot_format_valid"))
         write_json_atomic(folder.results_file, results)
         log(f"[{method.name}] final = the zero-shot row")
         return
@@ -281,7 +345,10 @@ def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, res
         if evaluation is not None and entry.get("routing") is not None and evaluation.experts is not None:
             line += f" · routing {entry['routing']['stages'][-1]['accuracy']:.2f}%"
         if step == len(tasks):
-            finish_entry(entry, entry["matrix"][-1] if method.sequential else evaluation.accuracy)
+            if method.sequential:
+                finish_entry(entry, entry["matrix"][-1], entry["format_valid"][-1])
+            else:
+                finish_entry(entry, evaluation.accuracy, evaluation.format_valid)
         write_json_atomic(folder.results_file, results)
         if step > 1:
             shutil.rmtree(folder.state(method.name, step - 1), ignore_errors=True)
@@ -296,6 +363,7 @@ def _record(entry: dict, ctx: Context, step: int, learn_seconds: float, evaluati
         return
     if entry["sequential"]:
         entry["matrix"].append(evaluation.accuracy)
+        entry.setdefault("format_valid", []).append(evaluation.format_valid)
     if entry.get("routing") is not None and evaluation.experts is not None:
         seen = ctx.task_names[:step]
         entry["routing"]["stages"].append(routing_stage(ctx.task_names, seen, evaluation.experts))

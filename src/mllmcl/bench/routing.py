@@ -17,9 +17,9 @@ from pathlib import Path
 
 from mllmcl.config import load_config
 from mllmcl.errors import UserError
-from mllmcl.methods import Context, build_method
-from mllmcl.methods.base import answer_with
-from mllmcl.runner import RunFolder, prepare_benchmark, test_rows
+from mllmcl.context import Context, answer_with
+from mllmcl.methods import build_method
+from mllmcl.runner import RunFolder, eval_rows, prepare_benchmark
 
 
 def run_routing_bench(run_dir: str | Path, method: str = "mr-lora", repeats: int = 2) -> dict:
@@ -35,22 +35,23 @@ def run_routing_bench(run_dir: str | Path, method: str = "mr-lora", repeats: int
     mr = build_method(method, ctx)
     mr.restore(folder.state(method, len(bench.tasks)), bench.tasks)
     tasks = bench.tasks
-    samples = {t.name: test_rows(config, t) for t in tasks}
+    samples = {t.name: eval_rows(config, t) for t in tasks}
+    limit = {t.name: ctx.max_new_tokens(t) for t in tasks}
     n = sum(len(s) for s in samples.values())
 
     def oracle():
-        return {t.name: answer_with(ctx, t, samples[t.name], [mr.experts.adapter(t.name)] * len(samples[t.name]))
-                for t in tasks}
+        return {t.name: answer_with(ctx, samples[t.name], [mr.experts.adapter(t.name)] * len(samples[t.name]),
+                                    limit[t.name]) for t in tasks}
 
     def routed():
-        return {t.name: mr.answer(t, samples[t.name]).texts for t in tasks}
+        return {t.name: mr.answer(samples[t.name], limit[t.name]).texts for t in tasks}
 
     def lookup():
-        every = {(t.name, e.name): answer_with(ctx, t, samples[t.name], [mr.experts.adapter(e.name)] * len(samples[t.name]))
-                 for t in tasks for e in tasks}
+        every = {(t.name, e.name): answer_with(ctx, samples[t.name], [mr.experts.adapter(e.name)] * len(samples[t.name]),
+                                               limit[t.name]) for t in tasks for e in tasks}
         out = {}
         for t in tasks:
-            chosen = mr.router.route(samples[t.name], tasks)
+            chosen = mr.router.route(samples[t.name]).experts
             out[t.name] = [every[(t.name, tasks[c].name)][i] for i, c in enumerate(chosen)]
         return out
 

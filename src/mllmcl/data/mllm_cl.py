@@ -65,6 +65,7 @@ class Task:
     test_file: Path
     train: tuple[Sample, ...]
     test: tuple[Sample, ...]
+    val: tuple[Sample, ...] = ()
 
     @property
     def name(self) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mllmcl.errors import UserError
 from mllmcl.models.backbone import Backbone
@@ -22,20 +24,28 @@ _VISION_LINEAR = r"(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no '.': peft keeps adapters in a ModuleDict
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
 class LoraRecipe:
     """What a LoRA adapter adapts and how. The defaults are tuned for the tiny backbone (see docs/engine.md);
     MR-LoRA's 7B recipe is `rank=128, alpha=256, dropout=0.05, lm_head=False` (+ `vision=True` for ability
     tasks, `vision=False` for domain tasks)."""
 
-    rank: int = 64                # LoRA rank r
-    alpha: float = 128.0          # scaling is alpha / rank
-    dropout: float = 0.0          # dropout on the LoRA input
-    language: bool = True         # every linear layer of the language model
-    vision: bool = True           # also the vision tower's attention and MLP linears
-    lm_head: bool = True          # also the output head (a tiny base needs it to emit new answers)
-    projector: bool = True        # a full per-adapter copy of the projector (modules_to_save)
-    extra_targets: str = ""       # an extra regex alternative over module names, e.g. r".*\.fc2"
+    rank: int = Field(64, ge=1)
+    """LoRA rank r"""
+    alpha: float = Field(128.0, gt=0)
+    """LoRA alpha: the update is scaled by alpha / rank"""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """dropout on the LoRA input"""
+    language: bool = True
+    """adapt every linear layer of the language model"""
+    vision: bool = True
+    """also the vision tower's attention and MLP linears"""
+    lm_head: bool = True
+    """also the output head (a tiny base needs it to emit new answers)"""
+    projector: bool = True
+    """a full per-adapter copy of the projector (peft modules_to_save)"""
+    extra_targets: str = ""
+    """an extra regex alternative over module names, e.g. .*\\.fc2"""
 
     def target_regex(self, vision_layers: int | None = None) -> str:
         """The peft target regex. `vision_layers`: how many vision encoder layers feed the projector; LoRA
@@ -56,11 +66,12 @@ class LoraRecipe:
 
     @classmethod
     def from_dict(cls, values: dict) -> "LoraRecipe":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise UserError(f"unknown LoRA recipe key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+        """A recipe from plain data (a saved `mllmcl_recipe.json`); a bad key or value is a UserError."""
+        try:
+            return TypeAdapter(cls).validate_python(values)
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            raise UserError(f"LoRA recipe key {'.'.join(map(str, first['loc'])) or '?'!r}: {first['msg']}") from None
 
 
 def projector_linears(model: torch.nn.Module) -> list[str]:

@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch.utils.data import DataLoader
 
 from mllmcl.engine.adapters import require
@@ -27,23 +29,36 @@ from mllmcl.models.backbone import Backbone
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
 class TrainConfig:
     """Optimisation settings. `epochs` may be fractional; `max_steps` (optimizer steps), when set, wins."""
 
-    epochs: float = 1.0
-    max_steps: int | None = None
-    batch_size: int = 32          # per process and per micro-step
-    grad_accum: int = 1           # micro-steps per optimizer step
-    lr: float = 2e-3              # tuned for LoRA experts on the tiny backbone; LLaVA-7B LoRA uses ~2e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05    # share of steps with linear warm-up
-    min_lr_ratio: float = 0.0     # cosine decays to lr * min_lr_ratio
-    max_grad_norm: float = 1.0    # 0 disables clipping
-    bf16: bool = False            # bfloat16 autocast (CPU with AMX, or GPU)
+    epochs: float = Field(2.0, gt=0)
+    """passes over the training data (fractions allowed)"""
+    max_steps: int | None = Field(None, ge=1)
+    """optimizer steps; when set, wins over epochs"""
+    batch_size: int = Field(32, ge=1)
+    """samples per process and per micro-step"""
+    grad_accum: int = Field(1, ge=1)
+    """micro-steps per optimizer step"""
+    lr: float = Field(2e-3, gt=0)
+    """peak learning rate (tuned for LoRA experts on the tiny backbone; LLaVA-7B LoRA uses ~2e-4)"""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay"""
+    warmup_ratio: float = Field(0.05, ge=0, le=1)
+    """share of steps with linear warm-up"""
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    """the cosine schedule decays to lr x min_lr_ratio"""
+    max_grad_norm: float = Field(1.0, ge=0)
+    """gradient clipping norm (0 disables clipping)"""
+    bf16: bool = False
+    """bfloat16 autocast (CPU with AMX, or GPU)"""
     seed: int = 0
-    progress: bool = True         # tqdm bar with loss and samples/s
+    """shuffling and init; a run derives one seed per training call from it"""
+    progress: bool = True
+    """a tqdm bar with loss and samples/s"""
     desc: str = "train"
+    """the progress bar's label"""
 
 
 @dataclass

@@ -1,19 +1,20 @@
 """The pool of per-task LoRA experts shared by the expert methods (`mr-lora` with any router, `oracle`).
 
 An expert is a fresh LoRA adapter (with its own projector copy) trained on one task on the frozen base
-and never trained again. It is trained once per run, saved under `<run>/experts/<task>/`, and reused by
+and never trained again. It is trained once, saved under the context's experts folder (`<run>/experts/`,
+or one folder shared by the runs of a sweep: an expert does not depend on the task order), and reused by
 every method that asks for it — in the same process (already attached) or after a restart (loaded)."""
 from __future__ import annotations
 
+from mllmcl.context import Context, adapter_name, fresh_adapter, train_adapter
 from mllmcl.data.mllm_cl import Task
 from mllmcl.engine import load_adapter, save_adapter
-from mllmcl.methods.base import Context, adapter_name, fresh_adapter, train_adapter
 
 
 class ExpertPool:
     def __init__(self, ctx: Context):
         self.ctx = ctx
-        self.folder = ctx.folder / "experts"
+        self.folder = ctx.experts
 
     @staticmethod
     def adapter(task_name: str) -> str:
@@ -29,8 +30,8 @@ class ExpertPool:
         if (saved / "adapter_config.json").is_file():
             load_adapter(backbone, name, saved)
             return name
-        fresh_adapter(self.ctx, name, self.ctx.seed_for("expert", task.name, "init"))
-        train_adapter(self.ctx, name, self.ctx.train_rows(task), self.ctx.seed_for("expert", task.name),
+        fresh_adapter(self.ctx, name, self.ctx.train_seed("expert", task.name, "init"))
+        train_adapter(self.ctx, name, self.ctx.train_rows(task), self.ctx.train_seed("expert", task.name),
                       f"expert ← {task.name}")
         save_adapter(backbone, name, self.folder)
         return name

@@ -2,17 +2,18 @@
 continual learning (it breaks the protocol on purpose: it waits for the last task, then sees all data)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
+from mllmcl.context import fresh_adapter, train_adapter
 from mllmcl.data.mllm_cl import Task
 from mllmcl.methods import METHODS
-from mllmcl.methods.base import OneAdapterMethod, fresh_adapter, train_adapter
+from mllmcl.methods.base import OneAdapterMethod
 
 
 @METHODS.register("joint", "one LoRA trained on all tasks at once (multi-task upper bound)")
 class Joint(OneAdapterMethod):
     name = "joint"
-    sequential = False
+    sequential: ClassVar[bool] = False
 
     def trained_after(self, learned: Sequence[Task]) -> bool:
         return len(learned) == len(self.ctx.task_names)
@@ -22,5 +23,5 @@ class Joint(OneAdapterMethod):
         if not self.trained_after(self.learned):
             return
         rows = [s for t in self.learned for s in self.ctx.train_rows(t)]
-        fresh_adapter(self.ctx, self.adapter, self.ctx.seed_for(self.name, "init"))
-        train_adapter(self.ctx, self.adapter, rows, self.ctx.seed_for(self.name, "all"), f"{self.name} ← all tasks")
+        fresh_adapter(self.ctx, self.adapter, self.ctx.train_seed(self.name, "init"))
+        train_adapter(self.ctx, self.adapter, rows, self.ctx.train_seed(self.name, "all"), f"{self.name} ← all tasks")

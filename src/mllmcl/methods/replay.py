@@ -1,33 +1,67 @@
-"""`replay`: `seq-lora` plus a replay buffer — k stored samples of every past task are mixed into each new
-task's training data (the "+ replay" rows of MLLM-CL's tables).
+"""`+replay`: any method that trains on `data(task)` (seq-lora and its family: `ewc`, `lwf`, `o-lora`,
+`moelora`) plus a replay buffer — k stored samples of every past task mixed into each new task's data.
+These are the "*" rows of MLLM-CL's tables: `seq-lora+replay` (LoRA-FT*; also registered as plain
+`replay`), `ewc+replay`, `o-lora+replay`, …
 
-The buffer comes from the task's training rows (`replay.source: train`, k drawn per task with a seed)
-or from the release's replay file (`replay.source: file`, its first k rows of the task)."""
+The buffer comes from each past task's training rows (`replay.source: train`, k drawn per task with the
+run's data seed) or from the release's replay file (`replay.source: file`, its first k rows of the task).
+It is built once here, for every method, by one mixin."""
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
+from mllmcl.config import Settings
+from mllmcl.context import Context, sample_rows
 from mllmcl.data.mllm_cl import Sample, Task
 from mllmcl.errors import UserError
 from mllmcl.methods import METHODS
-from mllmcl.methods.base import sample_rows
 from mllmcl.methods.seq_lora import SeqLoRA
 
 
-@METHODS.register("replay", "seq-lora + a replay buffer of k samples per past task")
-class Replay(SeqLoRA):
-    name = "replay"
+class ReplaySettings(Settings):
+    """The replay buffer of every `+replay` method."""
+
+    k: int = Field(200, ge=1)
+    """stored samples per past task, mixed into each new task's data"""
+    source: Literal["train", "file"] = "train"
+    """train: drawn from each task's training rows; file: the release's replay file"""
+
+
+class ReplayMixin:
+    """Adds the replay buffer of every learned task to `data(task)`."""
+
+    ctx: Context
+    name: str
+    learned: list[Task]
 
     def buffer(self, task: Task) -> list[Sample]:
-        k = self.ctx.config.replay.k
-        if self.ctx.config.replay.source == "file":
-            rows = [s for s in self.ctx.benchmark.replay if s.task == task.name][:k]
+        settings = self.ctx.config.block("replay")
+        if settings.source == "file":
+            rows = [s for s in self.ctx.benchmark.replay if s.task == task.name][:settings.k]
             if not rows:
                 raise UserError(f"replay.source is 'file' but the benchmark's replay file has no rows of task "
                                 f"{task.name!r} ({self.ctx.benchmark.replay_file or 'no replay file found'})")
             return rows
-        return sample_rows(self.ctx.train_rows(task), k, self.ctx.seed_for(self.name, "buffer", task.name))
+        return sample_rows(self.ctx.train_rows(task), settings.k, self.ctx.data_seed(self.name, "buffer", task.name))
 
     def data(self, task: Task) -> list[Sample]:
-        rows = super().data(task)
+        rows = super().data(task)  # type: ignore[misc]
         for past in self.learned:
             rows.extend(self.buffer(past))
         return rows
+
+
+def with_replay(method: type) -> type:
+    """`method` with a replay buffer: a subclass that mixes `ReplayMixin` in (made once per method class)."""
+    if method not in _REPLAYED:
+        _REPLAYED[method] = type(f"{method.__name__}WithReplay", (ReplayMixin, method), {"replayable": False})
+    return _REPLAYED[method]
+
+
+_REPLAYED: dict[type, type] = {}
+
+
+METHODS.register("replay", "seq-lora + a replay buffer of k samples per past task (= seq-lora+replay)",
+                 settings=ReplaySettings)(with_replay(SeqLoRA))

@@ -1,10 +1,10 @@
 """`mllm` router (MR-LoRA): a separate LoRA on the same frozen base learns to name the expert.
 
-Its prompt lists the seen experts by letter, each with the description from its task's definition (no
-built-in domain list), then the sample's question; the target is the right letter. At every stage the
-router is trained afresh on the router buffer of all tasks seen so far. At test time one forward pass
-reads image and prompt, and the expert is the highest-scoring letter among the seen experts' letters —
-never free text, never a random fallback.
+Its prompt lists the experts by letter, each with its description (no built-in domain list), then the
+sample's question; the target is the right letter. At every stage the router is trained afresh on the
+router buffers of all experts so far. At test time one forward pass reads image and prompt, and the expert
+is the highest-scoring letter among the experts' letters — never free text, never a random fallback; the
+confidence is that letter's probability among the experts' letters.
 
 The tiny backbone's recipe (measured on the five synthetic DCL tasks, 20 buffer samples per task, 100 test
 samples per task, routing accuracy): the experts' recipe (rank 64, vision tower too, batch 16) 76.4% and
@@ -13,44 +13,68 @@ same with batch 4 (four times the steps), lr 2e-3: 91.6% (99% on the buffer; the
 per task do not cover). 7B models route far better from the same 20 samples (the paper)."""
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
+from pydantic import Field
 
-from mllmcl.data.mllm_cl import Sample, Task
+from mllmcl.config import Settings
+from mllmcl.context import fresh_adapter, train_adapter
+from mllmcl.data.mllm_cl import Sample
 from mllmcl.data.records import Example
 from mllmcl.engine import delete_adapter, load_adapter, next_token_logits, save_adapter
 from mllmcl.errors import UserError
-from mllmcl.methods.base import fresh_adapter, train_adapter
-from mllmcl.routing import ROUTERS, router_buffer
+from mllmcl.routing import ROUTERS, Expert, Routing, single
+from mllmcl.utils.io import write_json_atomic
 
 LETTERS = string.ascii_uppercase
 ADAPTER = "router"
+STATE = "mllm_router.json"
 QUESTION_CHARS = 240  # the router needs the gist of the question, not all of a long prompt
 
 
-@ROUTERS.register("mllm", "MR-LoRA's MLLM router: a router LoRA picks the expert's letter")
+class MLLMRouterSettings(Settings):
+    """The MLLM router's prompt and its LoRA's training (fields of the `router` section)."""
+
+    describe: Literal["short", "full"] = "short"
+    """expert descriptions in the prompt: short (up to the first ':') or the full sentence"""
+    epochs: float = Field(12.0, gt=0)
+    """passes over the router buffers at each stage"""
+    lr: float = Field(2e-3, gt=0)
+    """the router LoRA's learning rate"""
+    batch_size: int = Field(4, ge=1)
+    """small batches, many steps (20 samples per expert are few)"""
+    rank: int = Field(8, ge=1)
+    """the router LoRA's rank (alpha = 2 x rank)"""
+    vision: bool = False
+    """the router LoRA also adapts the vision tower"""
+
+
+@ROUTERS.register("mllm", "MR-LoRA's MLLM router: a router LoRA picks the expert's letter",
+                  settings=MLLMRouterSettings)
 class MLLMRouter:
     kind = "mllm"
 
     def __init__(self, ctx):
         self.ctx = ctx
+        self.experts: list[tuple[str, str]] = []   # (name, description) in letter order
         self._letter_ids: list[int] = []
         self._head_lengths: dict[str, int] = {}
 
     # -- the prompt
-    def describe(self, task: Task) -> str:
-        text = task.spec.description
-        return text.split(":")[0].strip() if self.ctx.config.router.describe == "short" else text
+    def describe(self, description: str) -> str:
+        return description.split(":")[0].strip() if self.ctx.config.router.describe == "short" else description
 
-    def prompt(self, question: str, seen: Sequence[Task]) -> str:
-        if len(seen) > len(LETTERS):
-            raise UserError(f"the mllm router names experts by letter: at most {len(LETTERS)} tasks, got {len(seen)}")
-        experts = "; ".join(f"{LETTERS[i]} {self.describe(t)}" for i, t in enumerate(seen))
-        head = f"Experts: {experts}. Which expert? "
+    def prompt(self, question: str, descriptions: Sequence[str] | None = None) -> str:
+        descriptions = [d for _, d in self.experts] if descriptions is None else list(descriptions)
+        if len(descriptions) > len(LETTERS):
+            raise UserError(f"the mllm router names experts by letter: at most {len(LETTERS)}, got {len(descriptions)}")
+        listing = "; ".join(f"{LETTERS[i]} {self.describe(d)}" for i, d in enumerate(descriptions))
+        head = f"Experts: {listing}. Which expert? "
         question = " ".join(question.replace("<image>", " ").split())
         return head + self._truncate(question, head)
 
@@ -95,38 +119,56 @@ class MLLMRouter:
         return self._letter_ids[:n]
 
     # -- training and routing
-    def fit(self, seen: Sequence[Task]) -> None:
+    def fit(self, experts: Sequence[Expert]) -> None:
         backbone, cfg = self.ctx.backbone, self.ctx.config.router
         if ADAPTER in backbone.adapter_names:
             delete_adapter(backbone, ADAPTER)
-        if len(seen) == 1:  # one expert: nothing to learn until a second task arrives
+        self.experts = [(e.name, e.description) for e in experts]
+        if len(experts) == 1:  # one expert: nothing to learn until a second one arrives
             return
-        rows = [Example(s.image, self.prompt(s.question, seen), LETTERS[i])
-                for i, task in enumerate(seen) for s in router_buffer(self.ctx, task)]
-        stage = len(seen)
+        rows = [Example(s.image, self.prompt(s.question), LETTERS[i])
+                for i, expert in enumerate(experts) for s in expert.buffer]
+        stage = len(experts)
         recipe = replace(self.ctx.config.lora, rank=cfg.rank, alpha=2.0 * cfg.rank, vision=cfg.vision)
-        fresh_adapter(self.ctx, ADAPTER, self.ctx.seed_for("router", stage, "init"), recipe)
-        train_adapter(self.ctx, ADAPTER, rows, self.ctx.seed_for("router", stage), f"router ({stage} experts)",
+        fresh_adapter(self.ctx, ADAPTER, self.ctx.train_seed("router", stage, "init"), recipe)
+        train_adapter(self.ctx, ADAPTER, rows, self.ctx.train_seed("router", stage), f"router ({stage} experts)",
                       epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, max_steps=None)
 
-    def scores(self, samples: Sequence[Sample], seen: Sequence[Task]) -> torch.Tensor:
-        """Router logits of the seen experts' letters, shape (n, len(seen))."""
-        prompts = [self.prompt(s.question, seen) for s in samples]
+    def scores(self, samples: Sequence[Sample]) -> torch.Tensor:
+        """Router logits of the experts' letters, shape (n, experts)."""
+        prompts = [self.prompt(s.question) for s in samples]
         logits = next_token_logits(self.ctx.backbone, [s.image for s in samples], prompts,
                                    adapters=[ADAPTER] * len(samples), batch_size=self.ctx.config.eval.batch_size)
-        return logits[:, self.letter_ids(len(seen))]
+        return logits[:, self.letter_ids(len(self.experts))]
 
-    def route(self, samples: Sequence[Sample], seen: Sequence[Task]) -> list[int]:
-        if len(seen) == 1:  # one expert: nothing to choose, no pass needed
-            return [0] * len(samples)
-        return self.scores(samples, seen).argmax(dim=1).tolist()
+    def route(self, samples: Sequence[Sample]) -> Routing:
+        if not self.experts:
+            raise ValueError("the mllm router routes only after fit()")
+        if len(self.experts) == 1:
+            return single(samples)
+        probabilities = self.scores(samples).softmax(dim=1)
+        confidence, chosen = probabilities.max(dim=1)
+        return Routing(chosen.tolist(), confidence.tolist())
 
     def save(self, folder: Path) -> None:
+        folder = Path(folder)
         if ADAPTER in self.ctx.backbone.adapter_names:
             save_adapter(self.ctx.backbone, ADAPTER, folder)
+        write_json_atomic(folder / STATE, {"kind": self.kind, "letters": {LETTERS[i]: name for i, (name, _) in
+                                                                         enumerate(self.experts)},
+                                           "descriptions": {name: d for name, d in self.experts}})
 
-    def restore(self, folder: Path, seen: Sequence[Task]) -> None:
+    def load(self, folder: Path) -> bool:
+        folder = Path(folder)
+        if not (folder / STATE).is_file():
+            return False
+        try:
+            state = json.loads((folder / STATE).read_text())
+            self.experts = [(name, state["descriptions"][name]) for _, name in sorted(state["letters"].items())]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"{folder / STATE}: cannot read the mllm router's saved state ({err})") from None
         if ADAPTER in self.ctx.backbone.adapter_names:
             delete_adapter(self.ctx.backbone, ADAPTER)
-        if (folder / ADAPTER).is_dir():
+        if len(self.experts) > 1:
             load_adapter(self.ctx.backbone, ADAPTER, folder / ADAPTER)
+        return True

@@ -1,11 +1,13 @@
-"""`prototype` router: training-free task identification from frozen base features.
+"""`prototype` router: training-free expert identification from frozen base features.
 
 A sample's features are mean-pooled frozen hidden states: by default the input embeddings of its
-question's tokens (`router.layer: 0`, `router.tokens: text`). A task's prototype is the mean over its
-router buffer. A sample goes to the seen task whose prototype is nearest in Mahalanobis distance under the
+question's tokens (`router.layer: 0`, `router.tokens: text`). An expert's prototype is the mean over its
+router buffer. A sample goes to the expert whose prototype is nearest in Mahalanobis distance under the
 covariance of the buffers around their own prototypes, shrunk toward a scaled identity
 (`router.shrinkage`) — a nearest-class-mean classifier with a shared metric, computed in closed form: no
-gradient step, nothing trained.
+gradient step, nothing trained. Its confidence is how typical the distance to the chosen prototype is
+among the buffers' own distances (an empirical p-value: near 1 for a typical sample, near 0 for a sample
+farther away than every buffer sample), so an input that fits no expert can be told apart.
 
 Measured on the synthetic DCL tasks (tiny backbone, 20 buffer samples and 100 test samples per task, share
 routed right): last-layer features over all tokens with cosine distance 47.6%; the question's input
@@ -15,55 +17,111 @@ features alone separate the domains poorly (39.0%).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
+from pydantic import Field
+from safetensors.torch import load_file, save as safetensors_bytes
 
-from mllmcl.data.mllm_cl import Sample, Task
+from mllmcl.config import Settings
+from mllmcl.data.mllm_cl import Sample
 from mllmcl.engine import pooled_features
-from mllmcl.routing import ROUTERS, router_buffer
+from mllmcl.errors import UserError
+from mllmcl.routing import ROUTERS, Expert, Routing
+from mllmcl.utils.io import write_bytes_atomic, write_json_atomic
+
+STATE = "prototype_router"
 
 
-@ROUTERS.register("prototype", "nearest task prototype of frozen base features (training-free)")
+class PrototypeSettings(Settings):
+    """The prototype router's features and metric (fields of the `router` section)."""
+
+    layer: int = 0
+    """hidden layer pooled: 0 = the input embeddings, -1 = the last layer"""
+    tokens: Literal["text", "image", "all"] = "text"
+    """tokens pooled: the question's text tokens, the image tokens, or all"""
+    shrinkage: float = Field(0.3, gt=0.0, le=1.0)
+    """how far the shared covariance is shrunk toward a scaled identity"""
+
+
+@ROUTERS.register("prototype", "nearest expert prototype of frozen base features (training-free)",
+                  settings=PrototypeSettings)
 class PrototypeRouter:
     kind = "prototype"
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.buffers: dict[str, torch.Tensor] = {}     # features of each task's router buffer
-        self.weights = self.bias = torch.zeros(0)
-        self.order: list[str] = []
+        self.features: dict[str, torch.Tensor] = {}   # buffer features per expert (kept: refits need no pass)
+        self.names: list[str] = []
+        self.means = self.precision = self.reference = torch.zeros(0)
 
     def _raw(self, samples: Sequence[Sample]) -> torch.Tensor:
         cfg = self.ctx.config.router
         return pooled_features(self.ctx.backbone, [s.image for s in samples], [s.question for s in samples],
                                batch_size=self.ctx.config.eval.batch_size, layer=cfg.layer, tokens=cfg.tokens)
 
-    def fit(self, seen: Sequence[Task]) -> None:
-        for task in seen:
-            if task.name not in self.buffers:
-                self.buffers[task.name] = self._raw(router_buffer(self.ctx, task))
-        means = torch.stack([self.buffers[t.name].mean(0) for t in seen])
-        centred = torch.cat([self.buffers[t.name] - means[i] for i, t in enumerate(seen)])
+    def fit(self, experts: Sequence[Expert]) -> None:
+        for expert in experts:
+            if expert.name not in self.features:
+                self.features[expert.name] = self._raw(expert.buffer)
+        self.names = [e.name for e in experts]
+        buffers = [self.features[name] for name in self.names]
+        self.means = torch.stack([b.mean(0) for b in buffers])
+        centred = torch.cat([b - self.means[i] for i, b in enumerate(buffers)])
         covariance = centred.T @ centred / len(centred)
         shrink = self.ctx.config.router.shrinkage
         scale = covariance.diagonal().mean().clamp(min=1e-8)
         covariance = (1 - shrink) * covariance + shrink * scale * torch.eye(len(covariance))
-        # linear discriminant: argmin over tasks of the Mahalanobis distance to the task's prototype
-        self.weights = torch.linalg.solve(covariance, means.T)          # (hidden, tasks)
-        self.bias = -0.5 * (means * self.weights.T).sum(1)               # (tasks,)
-        self.order = [t.name for t in seen]
+        self.precision = torch.linalg.inv(covariance)
+        # the buffers' own distances to their prototypes: the scale a confidence is measured against
+        self.reference = torch.cat([self._distances(b)[:, i] for i, b in enumerate(buffers)]).sort().values
 
-    def route(self, samples: Sequence[Sample], seen: Sequence[Task]) -> list[int]:
-        if [t.name for t in seen] != self.order:
-            raise ValueError(f"prototype router fitted on {self.order}, asked to route among {[t.name for t in seen]}")
-        if len(seen) == 1:
-            return [0] * len(samples)
-        return (self._raw(samples) @ self.weights + self.bias).argmax(dim=1).tolist()
+    def _distances(self, features: torch.Tensor) -> torch.Tensor:
+        """Squared Mahalanobis distance of each row to each prototype, shape (n, experts)."""
+        diff = features[:, None, :] - self.means[None, :, :]
+        return torch.einsum("ned,df,nef->ne", diff, self.precision, diff)
+
+    def route(self, samples: Sequence[Sample]) -> Routing:
+        if not self.names:
+            raise ValueError("the prototype router routes only after fit()")
+        distances = self._distances(self._raw(samples))
+        best, chosen = distances.min(dim=1)
+        # share of buffer samples at least as far from their own prototype: an empirical p-value
+        farther = len(self.reference) - torch.searchsorted(self.reference, best, right=False)
+        confidence = (farther.float() / max(1, len(self.reference))).tolist()
+        return Routing(chosen.tolist(), confidence)
 
     def save(self, folder: Path) -> None:
-        pass  # prototypes are recomputed from the buffer on restore: deterministic and cheap
+        folder = Path(folder) / STATE
+        tensors = {"means": self.means, "precision": self.precision, "reference": self.reference,
+                   **{f"features/{i}": self.features[name] for i, name in enumerate(self.names)}}
+        write_bytes_atomic(folder / "state.safetensors", safetensors_bytes({k: v.contiguous() for k, v in tensors.items()}))
+        write_json_atomic(folder / "router.json", {"kind": self.kind, "experts": self.names,
+                                                   "settings": _settings(self.ctx)})
 
-    def restore(self, folder: Path, seen: Sequence[Task]) -> None:
-        self.fit(seen)
+    def load(self, folder: Path) -> bool:
+        folder = Path(folder) / STATE
+        if not (folder / "router.json").is_file():
+            return False
+        try:
+            meta = json.loads((folder / "router.json").read_text())
+            tensors = load_file(folder / "state.safetensors")
+        except (OSError, ValueError) as err:
+            raise UserError(f"{folder}: cannot read the prototype router's saved state ({err})") from None
+        if meta.get("settings") != _settings(self.ctx):
+            raise UserError(f"{folder}: the prototype router was fitted with {meta.get('settings')}, "
+                            f"not this configuration's {_settings(self.ctx)}")
+        self.names = list(meta["experts"])
+        self.means, self.precision, self.reference = tensors["means"], tensors["precision"], tensors["reference"]
+        self.features = {name: tensors[f"features/{i}"] for i, name in enumerate(self.names)}
+        return True
+
+
+def _settings(ctx) -> dict:
+    cfg = ctx.config.router
+    return {"layer": cfg.layer, "tokens": cfg.tokens, "shrinkage": cfg.shrinkage}
+
+
+__all__ = ["PrototypeRouter", "PrototypeSettings"]
