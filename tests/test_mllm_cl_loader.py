@@ -509,6 +509,61 @@ def test_data_check_command_bad_root_exits_1_and_names_file_and_row(tmp_path, ca
     assert "\nAD" not in out  # --tasks limits the check
 
 
+def test_data_check_json_good_root(tmp_path, capsys):
+    dcl_root(tmp_path)
+    png(tmp_path / "num5sample_images20" / "a.png")
+    dump(tmp_path / "task5Router_train20.json", [official_row("r0", "a.png", "How many cars?", "E"),
+                                                  official_row("r1", "a.png", "Is it benign?", "C"),
+                                                  official_row("r2", "a.png", "Any tumour?", "C")])
+    dump(tmp_path / "replay" / "train.json", [conv_row("p0", "RS/images/tr0.png"), conv_row("p1", "Fin/images/tr1.png"),
+                                              conv_row("p2", "elsewhere/x.png")])
+    png(tmp_path / "elsewhere" / "x.png")
+    code = main(["data", "check", "--root", str(tmp_path), "--setting", "dcl", "--json", "--no-progress"])
+    report = json.loads(capsys.readouterr().out)  # stdout is the one JSON object and nothing else
+    assert code == 0 and report["ok"] is True and report["problems"] == []
+    assert report["tasks"] == {"RS": {"train": 3, "test": 2, "router": 1, "replay": 1},
+                               "Med": {"train": 3, "test": 2, "router": 2, "replay": 0},
+                               "AD": {"train": 3, "test": 2, "router": 0, "replay": 0},
+                               "Sci": {"train": 3, "test": 2, "router": 0, "replay": 0},
+                               "Fin": {"train": 3, "test": 2, "router": 0, "replay": 1}}
+    assert report["unassigned"] == {"router": 0, "replay": 1}  # p2's image lies in no task's folder
+    assert report["setting"] == "dcl" and report["root"] == str(tmp_path)
+
+
+def test_data_check_json_bad_root_exits_1_with_every_problem(tmp_path, capsys):
+    dcl_root(tmp_path)
+    for i in range(3):
+        (tmp_path / "RS" / "images" / f"tr{i}.png").unlink()
+    png(tmp_path / "num5sample_images20" / "a.png")
+    router = tmp_path / "task5Router_train20.json"
+    dump(router, [official_row("r0", "a.png", "How many cars?", "E"), official_row("r1", "a.png", "Q?", "Z")])
+    (tmp_path / "Med" / "test.json").write_text('[{"question_id": "x, "text')  # broken JSON
+    code = main(["data", "check", "--root", str(tmp_path), "--setting", "dcl", "--tasks", "RS,Med", "--json",
+                 "--limit", "1", "--no-progress"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["ok"] is False
+    assert list(report["tasks"]) == ["RS", "Med"]
+    assert report["tasks"]["RS"] == {"train": 3, "test": 2, "router": 1, "replay": 0}
+    assert report["tasks"]["Med"] == {"train": 3, "test": 0, "router": 0, "replay": 0}
+    problems = report["problems"]
+    assert len(problems) == 5  # all of them, whatever --limit says
+    assert {"file": str(router), "row": 1, "id": "r1",
+            "message": "router answer 'Z' is not a letter of the official DCL router "
+                       "(A=Fin, B=Sci, C=Med, D=AD, E=RS)"} in problems
+    assert {"file": str(tmp_path / "RS" / "train.json"), "row": 0, "id": "RS-tr0",
+            "message": f"image not found: {tmp_path / 'RS' / 'images' / 'tr0.png'}"} in problems
+    broken = next(p for p in problems if p["file"] == str(tmp_path / "Med" / "test.json"))
+    assert broken["row"] is None and broken["id"] is None
+    assert broken["message"] == "not valid JSON: Expecting ',' delimiter (line 1, column 23)"
+
+
+def test_invalid_json_message_has_no_doubled_word(tmp_path):
+    dcl_root(tmp_path)
+    (tmp_path / "RS" / "train.json").write_text('[{"id": "a')
+    text = problems_text(check_benchmark(tmp_path, "dcl", progress=False))
+    assert "Unterminated string starting at (line 1, column 9)" in text and "at at" not in text
+
+
 def test_data_check_command_user_errors_exit_2(tmp_path, capsys):
     assert main(["data", "check", "--root", str(tmp_path / "nope"), "--setting", "dcl"]) == 2
     assert "data root not found" in capsys.readouterr().err

@@ -62,6 +62,23 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def to_json(self) -> dict[str, Any]:
+        """The report as one JSON-ready object: row counts per task (train and test files; router and
+        replay rows of the task), every problem with its file, row index and id, and `ok`."""
+        def rows(report: FileReport | None) -> int:
+            return report.rows if report else 0
+
+        return {
+            "tasks": {t.name: {"train": rows(t.train), "test": rows(t.test), "router": t.router, "replay": t.replay}
+                      for t in self.tasks},
+            "problems": [{"file": str(p.file), "row": p.row, "id": p.id, "message": p.message}
+                         for p in self.problems],
+            "ok": self.ok,
+            "root": str(self.root), "setting": self.setting,
+            "unassigned": {"router": self.unassigned.get("router", 0), "replay": self.unassigned.get("replay", 0)},
+            "notes": list(self.notes),
+        }
+
     def format(self, limit: int = 20) -> str:
         """A plain-text report: a table of counts, then the first `limit` problems and how many more."""
         def rel(path: Path | None) -> str:

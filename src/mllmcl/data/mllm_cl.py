@@ -133,7 +133,8 @@ def read_rows(path: Path, problems: list[Problem]) -> list | None:
         problems.append(Problem(path, None, "file not found"))
         return None
     except json.JSONDecodeError as err:
-        problems.append(Problem(path, None, f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"))
+        # err.msg can end in "at" ("Unterminated string starting at"): give the place apart from it
+        problems.append(Problem(path, None, f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"))
         return None
     except (OSError, UnicodeDecodeError) as err:
         problems.append(Problem(path, None, f"cannot read ({err})"))
