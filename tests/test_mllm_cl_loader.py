@@ -11,6 +11,7 @@ from PIL import Image
 from mllmcl.cli import build_parser, main
 from mllmcl.data import BUILTIN, ExtraFile, Sample, TaskSpec, load_benchmark, write_manifest
 from mllmcl.data.check import check_benchmark
+from mllmcl.data.official_router import official_prompt
 from mllmcl.data.tasks import FIN_LETTER, FIN_YES_NO
 from mllmcl.errors import UserError
 
@@ -203,19 +204,102 @@ def test_router_and_replay_paths_are_root_relative_and_carry_their_task(tmp_path
     assert bench.replay[0].task == "RS" and bench.replay[0].image == tmp_path / "RS/images/tr2.png"
 
 
+def official_row(rid, image, question, letter, setting="dcl") -> dict:
+    """A row as the release's router files hold it: the whole official router prompt, then one letter."""
+    return conv_row(rid, image, official_prompt(question, setting), letter)
+
+
 def test_official_router_and_replay_file_names(tmp_path):
     dcl_root(tmp_path, "scripts")
     # README names: the router file's images live in num5sample_images20/ (the official --image_folder)
     png(tmp_path / "num5sample_images20" / "x.png")
-    dump(tmp_path / "task5Router_train20.json", [conv_row("r0", "x.png", "Which?", "E")])
+    dump(tmp_path / "task5Router_train20.json", [official_row("r0", "x.png", "Which?", "E")])
     dump(tmp_path / "task5replay20_train.json", [conv_row("p0", "Medical/data/images/tr0.png")])
     bench = load_benchmark(tmp_path, "dcl")
-    assert bench.router[0].image == tmp_path / "num5sample_images20" / "x.png" and bench.router[0].task == ""
+    assert bench.router[0].image == tmp_path / "num5sample_images20" / "x.png"
+    assert (bench.router[0].task, bench.router[0].question, bench.router[0].answer) == ("RS", "Which?", "E")
     assert bench.replay[0].task == "Med"
     assert check_benchmark(tmp_path, "dcl", progress=False).ok
     # the HF release MLLM-CL-ReplayData (router_DCL/task5.json) is preferred over the README name
-    dump(tmp_path / "router_DCL" / "task5.json", [conv_row("r9", "AD/DriveLM/images/tr0.png", "Which?", "D")])
+    dump(tmp_path / "router_DCL" / "task5.json", [official_row("r9", "AD/DriveLM/images/tr0.png", "Which?", "D")])
     assert load_benchmark(tmp_path, "dcl").router[0].task == "AD"
+
+
+DCL_QUESTIONS = {"Fin": "Will the stock rise tomorrow? Only answer with yes or no directly.",
+                 "Sci": "Which label marks the larva stage?\nA. B\nB. D",
+                 "Med": "Is this a section of lung tissue?",
+                 "AD": "What are the important objects in the current scene? Answer with coordinates.",
+                 "RS": "How many buildings are there in the image?"}
+
+
+@pytest.mark.parametrize("setting, file, images, letters", [
+    ("dcl", "task5Router_train20.json", "num5sample_images20", {"A": "Fin", "B": "Sci", "C": "Med", "D": "AD",
+                                                                "E": "RS"}),
+    ("acl", "Router_train20.json", "sample_images20", {"A": "OCR", "B": "VP", "C": "Math", "D": "APP"}),
+])
+def test_official_router_rows_load_with_their_task_and_bare_question(tmp_path, setting, file, images, letters):
+    (dcl_root if setting == "dcl" else acl_root)(tmp_path)
+    rows, expected = [], []
+    for k, (letter, task) in enumerate(letters.items()):
+        for j in range(2):  # image folders of the release's router pool say nothing about the task
+            question = DCL_QUESTIONS.get(task, f"What does the {task} image {j} show?")
+            png(tmp_path / images / f"{k}_{j}.png", COLOURS[k % 4])
+            rows.append(official_row(f"{task}-{j}", f"{k}_{j}.png", question, letter, setting))
+            expected.append((task, question, letter))
+    dump(tmp_path / file, rows)
+    bench = load_benchmark(tmp_path, setting)
+    assert bench.router_file == tmp_path / file
+    assert [(s.task, s.question, s.answer) for s in bench.router] == expected
+    assert all(s.turns == ((s.question, s.answer),) and s.image.parent == tmp_path / images for s in bench.router)
+    assert bench.router[0].row["conversations"][0]["value"].startswith("<image>\nYou are a helpful assistant router.")
+    report = check_benchmark(tmp_path, setting, progress=False)
+    assert report.ok, problems_text(report)
+    assert {t.name: t.router for t in report.tasks} == {task: 2 for task in letters.values()}
+
+
+def test_official_router_rows_with_bad_letter_or_prompt_are_problems(tmp_path):
+    dcl_root(tmp_path)
+    png(tmp_path / "num5sample_images20" / "x.png")
+    path = tmp_path / "task5Router_train20.json"
+    cut = official_prompt("Is it a road?", "dcl").replace("Here is the user's question: ", "")
+    dump(path, [official_row("good", "x.png", "Is it a road?", "C"),
+                official_row("f", "x.png", "Is it a road?", "F"),
+                official_row("long", "x.png", "Is it a road?", "The answer is A"),
+                conv_row("plain", "x.png", "Is it a road?", "B"),
+                conv_row("cut", "x.png", cut, "B"),
+                official_row("acl", "x.png", "Is it a road?", "B", "acl"),
+                official_row("empty", "x.png", "", "A")])
+    report = check_benchmark(tmp_path, "dcl", progress=False)
+    text = problems_text(report)
+    assert len(report.problems) == 6, text
+    assert (f"{path}: row 1 (id 'f'): router answer 'F' is not a letter of the official DCL router "
+            "(A=Fin, B=Sci, C=Med, D=AD, E=RS)") in text
+    assert f"{path}: row 2 (id 'long'): router answer 'The answer is A' is not a letter" in text
+    for row, rid in ((3, "plain"), (4, "cut"), (5, "acl"), (6, "empty")):
+        assert f"{path}: row {row} (id '{rid}'): not an official DCL router prompt" in text
+    assert [(p.row, p.id) for p in report.problems] == [(1, "f"), (2, "long"), (3, "plain"), (4, "cut"), (5, "acl"),
+                                                         (6, "empty")]
+    assert {t.name: t.router for t in report.tasks}["Med"] == 1  # the good row
+    with pytest.raises(UserError, match="6 problem"):
+        load_benchmark(tmp_path, "dcl")
+
+
+def test_project_router_rows_keep_working(tmp_path):
+    dcl_root(tmp_path)
+    # this project's format: a `task` field wins over the image folder; rows without one take the folder's
+    # task; an official router prompt is recognised in any router file by its wording
+    dump(tmp_path / "router" / "train.json", [
+        {**conv_row("r0", "Med/images/tr0.png", "Which expert?", "C"), "task": "Sci"},
+        conv_row("r1", "Fin/images/tr1.png", "Which?", "A"),
+        official_row("r2", "RS/images/tr0.png", "How many cars?", "B")])
+    bench = load_benchmark(tmp_path, "dcl")
+    assert [(s.task, s.question) for s in bench.router] == [("Sci", "Which expert?"), ("Fin", "Which?"),
+                                                           ("Sci", "How many cars?")]
+    dump(tmp_path / "router" / "train.json", [{**conv_row("r0", "Med/images/tr0.png"), "task": "Nope"},
+                                              {**official_row("r1", "Med/images/tr0.png", "Q?", "A"), "task": "Med"}])
+    text = problems_text(check_benchmark(tmp_path, "dcl", progress=False))
+    assert "row 0 (id 'r0'): 'task' must name a task of this benchmark (AD, Fin, Med, RS, Sci), got 'Nope'" in text
+    assert "row 1 (id 'r1'): 'task' is 'Med' but the router answer 'A' names 'Fin'" in text
 
 
 def test_router_override_from_python(tmp_path):
@@ -423,6 +507,61 @@ def test_data_check_command_bad_root_exits_1_and_names_file_and_row(tmp_path, ca
     assert "FAILED: 3 problem(s), first 2 shown:" in out and "… and 1 more" in out
     assert f"{tmp_path / 'RS' / 'train.json'}: row 0 (id 'RS-tr0'): image not found" in out
     assert "\nAD" not in out  # --tasks limits the check
+
+
+def test_data_check_json_good_root(tmp_path, capsys):
+    dcl_root(tmp_path)
+    png(tmp_path / "num5sample_images20" / "a.png")
+    dump(tmp_path / "task5Router_train20.json", [official_row("r0", "a.png", "How many cars?", "E"),
+                                                  official_row("r1", "a.png", "Is it benign?", "C"),
+                                                  official_row("r2", "a.png", "Any tumour?", "C")])
+    dump(tmp_path / "replay" / "train.json", [conv_row("p0", "RS/images/tr0.png"), conv_row("p1", "Fin/images/tr1.png"),
+                                              conv_row("p2", "elsewhere/x.png")])
+    png(tmp_path / "elsewhere" / "x.png")
+    code = main(["data", "check", "--root", str(tmp_path), "--setting", "dcl", "--json", "--no-progress"])
+    report = json.loads(capsys.readouterr().out)  # stdout is the one JSON object and nothing else
+    assert code == 0 and report["ok"] is True and report["problems"] == []
+    assert report["tasks"] == {"RS": {"train": 3, "test": 2, "router": 1, "replay": 1},
+                               "Med": {"train": 3, "test": 2, "router": 2, "replay": 0},
+                               "AD": {"train": 3, "test": 2, "router": 0, "replay": 0},
+                               "Sci": {"train": 3, "test": 2, "router": 0, "replay": 0},
+                               "Fin": {"train": 3, "test": 2, "router": 0, "replay": 1}}
+    assert report["unassigned"] == {"router": 0, "replay": 1}  # p2's image lies in no task's folder
+    assert report["setting"] == "dcl" and report["root"] == str(tmp_path)
+
+
+def test_data_check_json_bad_root_exits_1_with_every_problem(tmp_path, capsys):
+    dcl_root(tmp_path)
+    for i in range(3):
+        (tmp_path / "RS" / "images" / f"tr{i}.png").unlink()
+    png(tmp_path / "num5sample_images20" / "a.png")
+    router = tmp_path / "task5Router_train20.json"
+    dump(router, [official_row("r0", "a.png", "How many cars?", "E"), official_row("r1", "a.png", "Q?", "Z")])
+    (tmp_path / "Med" / "test.json").write_text('[{"question_id": "x, "text')  # broken JSON
+    code = main(["data", "check", "--root", str(tmp_path), "--setting", "dcl", "--tasks", "RS,Med", "--json",
+                 "--limit", "1", "--no-progress"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["ok"] is False
+    assert list(report["tasks"]) == ["RS", "Med"]
+    assert report["tasks"]["RS"] == {"train": 3, "test": 2, "router": 1, "replay": 0}
+    assert report["tasks"]["Med"] == {"train": 3, "test": 0, "router": 0, "replay": 0}
+    problems = report["problems"]
+    assert len(problems) == 5  # all of them, whatever --limit says
+    assert {"file": str(router), "row": 1, "id": "r1",
+            "message": "router answer 'Z' is not a letter of the official DCL router "
+                       "(A=Fin, B=Sci, C=Med, D=AD, E=RS)"} in problems
+    assert {"file": str(tmp_path / "RS" / "train.json"), "row": 0, "id": "RS-tr0",
+            "message": f"image not found: {tmp_path / 'RS' / 'images' / 'tr0.png'}"} in problems
+    broken = next(p for p in problems if p["file"] == str(tmp_path / "Med" / "test.json"))
+    assert broken["row"] is None and broken["id"] is None
+    assert broken["message"] == "not valid JSON: Expecting ',' delimiter (line 1, column 23)"
+
+
+def test_invalid_json_message_has_no_doubled_word(tmp_path):
+    dcl_root(tmp_path)
+    (tmp_path / "RS" / "train.json").write_text('[{"id": "a')
+    text = problems_text(check_benchmark(tmp_path, "dcl", progress=False))
+    assert "Unterminated string starting at (line 1, column 9)" in text and "at at" not in text
 
 
 def test_data_check_command_user_errors_exit_2(tmp_path, capsys):

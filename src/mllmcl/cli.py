@@ -120,7 +120,7 @@ def _data_check(args: argparse.Namespace) -> int:
         folders[name] = folder
     report = check_benchmark(args.root, args.setting, tasks, folders=folders or None, decode=args.decode,
                              workers=args.workers, progress=not args.no_progress)
-    print(report.format(limit=args.limit))
+    print(json.dumps(report.to_json()) if args.json else report.format(limit=args.limit))
     return 0 if report.ok else 1
 
 
@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fully decode every image (default: PIL verify(), which does not decode the pixels)")
     q.add_argument("--workers", type=_positive_int, default=None, help="threads checking images (default: up to 8)")
     q.add_argument("--limit", type=_positive_int, default=20, help="problems to print (default: 20; all are counted)")
+    q.add_argument("--json", action="store_true",
+                   help="print one JSON object instead: {tasks: {name: {train, test, router, replay}}, problems: "
+                        "[{file, row, id, message}], ok} (every problem; --limit does not apply)")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     q = data_command("synth", _data_synth, "write the synthetic MLLM-CL benchmark (offline stand-in) in the official "

@@ -8,6 +8,7 @@ fully decodes every image instead (several times slower).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,13 @@ class FileReport:
 
 @dataclass(frozen=True)
 class TaskReport:
+    """One task: its train and test files (None when not found) and how many router/replay rows are its."""
+
     name: str
     train: FileReport | None
     test: FileReport | None
+    router: int = 0
+    replay: int = 0
 
 
 @dataclass
@@ -50,10 +55,29 @@ class CheckReport:
     looked_for: dict[str, list[str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unassigned: dict[str, int] = field(default_factory=dict)
+    """Router/replay rows that belong to none of the checked tasks (no task, or a task not checked)."""
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as one JSON-ready object: row counts per task (train and test files; router and
+        replay rows of the task), every problem with its file, row index and id, and `ok`."""
+        def rows(report: FileReport | None) -> int:
+            return report.rows if report else 0
+
+        return {
+            "tasks": {t.name: {"train": rows(t.train), "test": rows(t.test), "router": t.router, "replay": t.replay}
+                      for t in self.tasks},
+            "problems": [{"file": str(p.file), "row": p.row, "id": p.id, "message": p.message}
+                         for p in self.problems],
+            "ok": self.ok,
+            "root": str(self.root), "setting": self.setting,
+            "unassigned": {"router": self.unassigned.get("router", 0), "replay": self.unassigned.get("replay", 0)},
+            "notes": list(self.notes),
+        }
 
     def format(self, limit: int = 20) -> str:
         """A plain-text report: a table of counts, then the first `limit` problems and how many more."""
@@ -136,8 +160,9 @@ def check_benchmark(root: str | Path, setting: str | None = None, tasks: Sequenc
     path, layout = load_layout(root, setting, **overrides)
     problems: list[Problem] = []
     found = [read_task(path, spec, problems) for spec in select(layout.specs, tasks)]
-    router_file, router_rows = read_extra(path, layout.router, layout.specs, problems)
-    replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems)
+    router_file, router_rows = read_extra(path, layout.router, layout.specs, problems, setting=layout.setting,
+                                          router=True)
+    replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems, setting=layout.setting)
 
     sources: list[tuple[Path | None, Parsed]] = [(d.train_file, d.train) for d in found]
     sources += [(d.test_file, d.test) for d in found] + [(router_file, router_rows), (replay_file, replay_rows)]
@@ -154,10 +179,15 @@ def check_benchmark(root: str | Path, setting: str | None = None, tasks: Sequenc
     if renamed:
         notes.append(f"{renamed} training row(s) repeat an earlier id in their file; they are loaded as "
                      "<id>#<row> (ids label training rows only)")
+    per_task = {kind: Counter(s.task for _, s in parsed) for kind, parsed in (("router", router_rows),
+                                                                              ("replay", replay_rows))}
+    checked = {d.spec.name for d in found}
+    unassigned = {kind: sum(n for task, n in counts.items() if task not in checked)
+                  for kind, counts in per_task.items()}
     return CheckReport(path, layout.setting, layout.manifest,
-                       [TaskReport(d.spec.name, _file_report(d.train_file, d.train), _file_report(d.test_file, d.test))
+                       [TaskReport(d.spec.name, _file_report(d.train_file, d.train), _file_report(d.test_file, d.test),
+                                   per_task["router"][d.spec.name], per_task["replay"][d.spec.name])
                         for d in found],
                        _file_report(router_file, router_rows), _file_report(replay_file, replay_rows),
                        len(refs), decode, {"router": [e.file for e in layout.router],
-                                           "replay": [e.file for e in layout.replay]}, problems, notes)
-
+                                           "replay": [e.file for e in layout.replay]}, problems, notes, unassigned)

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
+from mllmcl.data.official_router import OFFICIAL_LETTERS, letter_map, looks_official, parse_official_prompt
 from mllmcl.data.tasks import ExtraFile, Layout, TaskSpec, resolve_layout
 from mllmcl.errors import UserError
 
@@ -75,7 +76,9 @@ class Task:
 @dataclass(frozen=True, eq=False)
 class Benchmark:
     """A data root read in one setting: tasks in training order, router and replay training sets (empty
-    when the root has none). Router/replay samples carry the task whose folder holds their image, or ""."""
+    when the root has none). Router/replay samples carry their task: an official router row's letter (its
+    question is then the bare question), else the row's `task` field, else the task whose folder holds the
+    image, or "" (see `read_extra`)."""
 
     setting: str
     root: Path
@@ -131,7 +134,8 @@ def read_rows(path: Path, problems: list[Problem]) -> list | None:
         problems.append(Problem(path, None, "file not found"))
         return None
     except json.JSONDecodeError as err:
-        problems.append(Problem(path, None, f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"))
+        # err.msg can end in "at" ("Unterminated string starting at"): give the place apart from it
+        problems.append(Problem(path, None, f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"))
         return None
     except (OSError, UnicodeDecodeError) as err:
         problems.append(Problem(path, None, f"cannot read ({err})"))
@@ -348,9 +352,44 @@ def _task_of(specs: Sequence[TaskSpec]):
     return task_of
 
 
-def read_extra(root: Path, candidates: Sequence[ExtraFile], specs: Sequence[TaskSpec],
-               problems: list[Problem]) -> tuple[Path | None, Parsed]:
-    """The first existing router/replay candidate, parsed; (None, []) when none exists."""
+def _official_router_sample(sample: Sample, setting: str) -> Sample:
+    """An official router row as a router sample: the task from its letter, the bare question."""
+    question = parse_official_prompt(sample.question, setting)
+    if question is None:
+        raise _RowError(f"not an official {setting.upper()} router prompt: the question must lie between the "
+                        "official routing prompt and the after-question instruction (mllmcl.data.official_router)")
+    letter = sample.answer.strip()
+    task = OFFICIAL_LETTERS[setting].get(letter)
+    if task is None:
+        raise _RowError(f"router answer {sample.answer!r} is not a letter of the official {setting.upper()} router "
+                        f"({letter_map(setting)})")
+    turns = ((question, letter),) + sample.turns[1:]
+    return replace(sample, task=task, question=question, answer=letter, turns=turns)
+
+
+def _extra_task(row: dict, sample: Sample, extra: ExtraFile, setting: str | None, router: bool, names: set[str],
+                task_of) -> Sample:
+    """Which task a router/replay row belongs to. A router row that holds the official router prompt of the
+    setting (as every row of an official file must): its letter's task, and its bare question. Else the
+    row's own `task` field (this project's format), else the task whose folder holds the image ("" if none)."""
+    task = row.get("task")
+    if "task" in row and (not isinstance(task, str) or task not in names):
+        raise _RowError(f"'task' must name a task of this benchmark ({', '.join(sorted(names))}), got {task!r}")
+    if router and setting in OFFICIAL_LETTERS and (extra.official or looks_official(sample.question)):
+        sample = _official_router_sample(sample, setting)
+        if task is not None and task != sample.task:
+            raise _RowError(f"'task' is {task!r} but the router answer {sample.answer!r} names {sample.task!r} "
+                            f"({letter_map(setting)})")
+        return sample
+    return replace(sample, task=task if task is not None else task_of(row.get("image")))
+
+
+def read_extra(root: Path, candidates: Sequence[ExtraFile], specs: Sequence[TaskSpec], problems: list[Problem],
+               *, setting: str | None = None, router: bool = False) -> tuple[Path | None, Parsed]:
+    """The first existing router/replay candidate, parsed; (None, []) when none exists. Each sample gets its
+    task (see `_extra_task`); `router` marks router files, whose official rows (the official router prompt of
+    `setting` and a letter) become the bare question and the letter's task. A malformed official row (prompt
+    that does not parse, letter outside the map) and a `task` field naming no task are problems."""
     for extra in candidates:
         path = root / extra.file
         if not path.is_file():
@@ -358,9 +397,15 @@ def read_extra(root: Path, candidates: Sequence[ExtraFile], specs: Sequence[Task
         rows = read_rows(path, problems)
         if rows is None:
             return path, []
-        task_of = _task_of(specs)
-        parsed = parse_rows(rows, path, problems, kind="train", base=root / extra.images)
-        return path, [(i, replace(s, task=task_of(rows[i].get("image")))) for i, s in parsed]
+        task_of, names = _task_of(specs), {s.name for s in specs}
+        parsed: Parsed = []
+        for index, sample in parse_rows(rows, path, problems, kind="train", base=root / extra.images):
+            try:
+                parsed.append((index, _extra_task(rows[index], sample, extra, setting, router, names, task_of)))
+            except _RowError as err:
+                problems.append(Problem(path, index, str(err), str(sample.row.get("question_id",
+                                                                                  sample.row.get("id")))))
+        return path, parsed
     return None, []
 
 
@@ -411,8 +456,9 @@ def load_benchmark(root: str | Path, setting: str | None = None, tasks: Sequence
                                router=router, replay=replay)
     problems: list[Problem] = []
     found = [read_task(path, spec, problems) for spec in select(layout.specs, tasks)]
-    router_file, router_rows = read_extra(path, layout.router, layout.specs, problems)
-    replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems)
+    router_file, router_rows = read_extra(path, layout.router, layout.specs, problems, setting=layout.setting,
+                                          router=True)
+    replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems, setting=layout.setting)
     if problems:
         raise UserError(summarise(problems, path))
     built = tuple(Task(d.spec, path, d.folder, d.test_folder, d.train_file, d.test_file,

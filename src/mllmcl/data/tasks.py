@@ -138,10 +138,13 @@ BUILTIN: dict[str, tuple[TaskSpec, ...]] = {
 @dataclass(frozen=True)
 class ExtraFile:
     """Where a router or replay training file lies: `file` relative to the data root (or absolute), and
-    `images`, the folder its image paths are relative to (the data root unless stated)."""
+    `images`, the folder its image paths are relative to (the data root unless stated). `official` marks a
+    router file of the release: every row must then be an official router row (the official router prompt
+    and one letter, see `mllmcl.data.official_router`)."""
 
     file: str
     images: str = "."
+    official: bool = False
 
 
 BUILTIN_EXTRAS: dict[str, dict[str, tuple[ExtraFile, ...]]] = {
@@ -151,11 +154,12 @@ BUILTIN_EXTRAS: dict[str, dict[str, tuple[ExtraFile, ...]]] = {
     # relative to that folder. `router_DCL/task5.json`, `replay_DCL/task5.json`: the HF dataset
     # MLLM-CL/MLLM-CL-ReplayData (buffers after the last task). `task5replay20_train.json`: README; the replay
     # scripts use `--image_folder $DATA_PATH`, so its paths are relative to the data root.
+    # Official router rows hold the whole official router prompt and a letter (official_router.py).
     "router": {
-        "dcl": (ExtraFile("router/train.json"), ExtraFile("router_DCL/task5.json"),
-                ExtraFile("task5Router_train20.json", "num5sample_images20")),
-        "acl": (ExtraFile("router/train.json"), ExtraFile("router_ACL/task4.json"),
-                ExtraFile("Router_train20.json", "sample_images20")),
+        "dcl": (ExtraFile("router/train.json"), ExtraFile("router_DCL/task5.json", official=True),
+                ExtraFile("task5Router_train20.json", "num5sample_images20", official=True)),
+        "acl": (ExtraFile("router/train.json"), ExtraFile("router_ACL/task4.json", official=True),
+                ExtraFile("Router_train20.json", "sample_images20", official=True)),
     },
     "replay": {
         "dcl": (ExtraFile("replay/train.json"), ExtraFile("replay_DCL/task5.json"),
