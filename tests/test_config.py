@@ -73,3 +73,71 @@ def test_override_values_are_yaml_scalars():
 
 def test_a_data_root_may_name_its_own_setting():
     assert load_config(None, ["setting=toy", "data.benchmark=/data/root"]).setting == "toy"
+
+
+def test_every_shipped_configuration_loads():
+    from mllmcl.config import profiles
+
+    names = profiles()
+    assert {"full", "llava-7b-dcl", "llava-7b-acl"} <= set(names) and all(names.values())
+    for name in names:  # the 7B ones name a checkpoint folder that exists only where the user has one
+        config = load_config(name, ["backbone=tiny"])
+        assert config.methods
+    full = load_config("full")
+    assert full.data.train == 2000 and full.data.test == 300 and full.lora.rank == 64
+
+
+def test_seed_is_the_default_of_data_and_train_seeds():
+    config = load_config(None, ["seed=4"])
+    assert config.data.seed == 4 and config.train.seed == 4
+    config = load_config(None, ["seed=4", "train.seed=9"])
+    assert config.data.seed == 4 and config.train.seed == 9
+    config = load_config(None, ["data.seed=2"])
+    assert config.data.seed == 2 and config.train.seed == 0
+
+
+def test_task_orders():
+    from mllmcl.config import resolve_order
+
+    names = ["RS", "Med", "AD", "Sci", "Fin"]
+    assert resolve_order("", names) == names
+    assert resolve_order("random:0", names) == names
+    shuffled = [resolve_order(f"random:{k}", names) for k in range(6)]
+    assert all(sorted(s) == sorted(names) for s in shuffled)
+    assert len({tuple(s) for s in shuffled}) == 6  # distinct orders, the first the benchmark's
+    assert resolve_order("random:1", ["a", "b"]) == ["b", "a"] and resolve_order("random:2", ["a", "b"]) == ["a", "b"]
+    assert shuffled[0] == names and resolve_order("random:1", names) == shuffled[1]  # seeded: the same k, the same order
+    assert resolve_order("Fin,Sci,AD,Med,RS", names) == names[::-1]
+    with pytest.raises(UserError, match="data.order"):
+        resolve_order("Fin,Sci", names)
+    assert load_config(None, ["data.order=Fin, Sci ,AD,Med,RS"]).data.order == "Fin,Sci,AD,Med,RS"
+
+
+@pytest.mark.parametrize("override, message", [
+    (["methods=seq-lora,nosuch"], "nosuch"),
+    (["methods=mr-lora[nosuch]"], "nosuch"),
+    (["methods=seq-lora[mllm]"], "seq-lora"),
+    (["methods=mr-lora+replay"], r"\+replay"),
+    (["replay.kk=3"], "replay.kk"),
+    (["replay.k=0"], "replay.k"),
+    (["router.shrinkage=2"], "router.shrinkage"),
+    (["router.nope=2"], "router.nope"),
+    (["data.order=random:x"], "data.order"),
+    (["data.overlap=1.5"], "data.overlap"),
+    (["eval.split=train"], "eval.split"),
+    (["backbone=nosuch"], "backbone"),
+    (["backbone=hf:/no/such/folder"], "backbone"),
+    (["lora.rank=0"], "lora.rank"),
+])
+def test_methods_routers_and_their_settings_are_checked_at_load(override, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, override)
+
+
+def test_a_block_of_a_method_is_typed_and_saved_with_the_config(tmp_path):
+    config = load_config(None, ["replay.k=7", "methods=seq-lora,replay,seq-lora+replay"])
+    assert config.block("replay").k == 7
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml(config))
+    assert yaml.safe_load(path.read_text())["replay"] == {"k": 7, "source": "train"}
+    assert load_config(path) == config

@@ -18,7 +18,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _ls(args: argparse.Namespace) -> int:
-    """List the registered components: backbones, methods, routers, scorers."""
+    """List the registered components (backbones, methods, routers, scorers), the settings each method and
+    router declares, and the shipped configurations."""
+    from mllmcl.config import profiles
     from mllmcl.eval import SCORERS
     from mllmcl.methods import METHODS
     from mllmcl.models import BACKBONES
@@ -27,8 +29,16 @@ def _ls(args: argparse.Namespace) -> int:
     for kind, registry in {"backbones": BACKBONES, "methods": METHODS, "routers": ROUTERS,
                            "scorers": SCORERS}.items():
         print(f"{kind}:")
+        blocks = registry.settings()
         for name, description in registry.describe():
             print(f"  {name:<10} {description}")
+            section = "router" if registry is ROUTERS else name
+            for key, field in blocks.get(name, type("none", (), {"model_fields": {}})).model_fields.items():
+                default = field.default if field.default_factory is None else field.default_factory()
+                print(f"      {section}.{field.alias or key} = {default!r}  {field.description or ''}".rstrip())
+    print("configurations (--config NAME):")
+    for name, description in profiles().items():
+        print(f"  {name:<10} {description}")
     return 0
 
 
@@ -143,18 +153,28 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace):
+    """The validated run configuration of `run` and `sweep`: --config, then --setting/--methods, then KEY=VALUE."""
     from mllmcl.config import load_config, parse_overrides
-    from mllmcl.report import render_report
-    from mllmcl.report.tables import summary_table
-    from mllmcl.runner import run
 
     overrides = parse_overrides(args.overrides)
     if args.setting:
         overrides["setting"] = args.setting
     if args.methods:
         overrides["methods"] = args.methods
-    config = load_config(args.config, overrides)
+    return load_config(args.config, overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mllmcl.config import to_yaml
+    from mllmcl.report import render_report
+    from mllmcl.report.tables import summary_table
+    from mllmcl.runner import run
+
+    config = _config(args)
+    if args.dry_run:
+        print(to_yaml(config), end="")
+        return 0
     out = args.out or f"runs/{config.setting}"
     results = run(config, out, progress=not args.no_progress)
     print()
@@ -162,6 +182,22 @@ def _run(args: argparse.Namespace) -> int:
     report = render_report([out])
     print(f"\nresults: {out}/results.json · report: {report} · seconds this session: "
           f"{results['run']['seconds_this_session']}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from mllmcl.report.sweep import sweep_table
+    from mllmcl.sweep import cells, sweep
+
+    config = _config(args)
+    if args.dry_run:
+        for name, cell in cells(config, args.orders, args.seeds):
+            print(f"{name}: seed {cell.seed}, order {cell.data.order or 'benchmark'}")
+        return 0
+    summary = sweep(config, args.out, args.orders, args.seeds, progress=not args.no_progress)
+    print()
+    print(sweep_table(summary))
+    print(f"\nsweep: {args.out}/sweep.json · report: {args.out}/report.md")
     return 0
 
 
@@ -205,22 +241,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("ls", _ls, "list registered backbones, methods, routers and scorers")
 
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", default=None,
+                       help="a YAML config file (keys as in `config.yaml` of any run folder), or the name of a shipped "
+                            "configuration (`mllmcl ls` lists them, e.g. full: the full-size synthetic benchmark)")
+        p.add_argument("--setting", default=None,
+                       help="dcl: domains RS, Med, AD, Sci, Fin; acl: abilities OCR, Math, VP, APP (default: dcl); "
+                            "a data root with its own manifest may name another")
+        p.add_argument("--methods", default=None,
+                       help="comma-separated, in order (default: zero-shot,seq-lora,mr-lora,oracle); e.g. replay, joint, "
+                            "ewc+replay (any method that trains on its data, plus a replay buffer), mr-lora[mllm] "
+                            "(mr-lora with another router: mllm, prototype, oracle); `mllmcl ls` lists them all")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per step still prints)")
+        p.add_argument("--dry-run", action="store_true",
+                       help="check the configuration and print it (resolved, as config.yaml would hold it); run nothing")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="config overrides (every key: docs/methods.md, `mllmcl ls`), e.g. train.epochs=1 "
+                            "data.tasks=RS,Med data.order=random:1 router.kind=mllm ewc.lambda=100 seed=1 "
+                            "data.benchmark=/data/Domain_data (an MLLM-CL root instead of the synthetic one)")
+
     p = command("run", _run, "run continual learning: every method learns the tasks in order and is evaluated on "
                 "every task after each; prints the paper's table and writes results, predictions, report and "
                 "heatmaps to --out (see docs/results.md). Re-running with the same --out resumes.")
-    p.add_argument("--config", default=None, help="a YAML config file (keys as in `config.yaml` of any run folder)")
-    p.add_argument("--setting", default=None,
-                   help="dcl: domains RS, Med, AD, Sci, Fin; acl: abilities OCR, Math, VP, APP (default: dcl); "
-                        "a data root with its own manifest may name another")
-    p.add_argument("--methods", default=None,
-                   help="comma-separated, in order (default: zero-shot,seq-lora,mr-lora,oracle); also replay, joint, "
-                        "mr-lora[mllm] (mr-lora with another router: mllm, prototype, oracle); see `mllmcl ls`")
+    run_options(p)
     p.add_argument("--out", default=None, help="run folder (default: runs/<setting>); an existing one is resumed")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per step still prints)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="config overrides (every key: docs/methods.md), e.g. train.epochs=1 data.tasks=RS,Med "
-                        "router.kind=mllm seed=1 "
-                        "data.benchmark=/data/Domain_data (an MLLM-CL root instead of the synthetic one)")
+
+    p = command("sweep", _sweep, "the same run over several task orders and seeds: one run folder per cell "
+                "(MR-LoRA experts trained once per seed and shared by its orders), then sweep.json and a report "
+                "with every metric as mean ± std (see docs/results.md). Re-running with the same --out resumes.")
+    run_options(p)
+    p.add_argument("--orders", type=_positive_int, default=3,
+                   help="task orders: random:0 (the benchmark's own) … random:N-1 (default: 3)")
+    p.add_argument("--seeds", type=_positive_int, default=1,
+                   help="seeds: seed … seed+M-1, each the default of data.seed and train.seed (default: 1)")
+    p.add_argument("--out", required=True, help="sweep folder; an existing one is resumed")
 
     p = command("metrics", _metrics, "print MFT, MFN, MAA, BWT, Forgetting and FWT as JSON for an accuracy matrix "
                 "given as {\"matrix\": [[...]], \"zero_shot\": [...]} (zero_shot optional, needed for FWT)")
@@ -340,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     # `run`'s KEY=VALUE overrides may come before, between or after its options
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if getattr(args, "command", None) != "run" or any(a.startswith("-") or "=" not in a for a in extra):
+        if getattr(args, "command", None) not in ("run", "sweep") or any(a.startswith("-") or "=" not in a for a in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
     try:

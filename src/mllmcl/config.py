@@ -17,6 +17,7 @@ line naming the key. The resolved configuration is written next to the results (
 """
 from __future__ import annotations
 
+import math
 import random
 import re
 from importlib import resources
@@ -384,15 +385,21 @@ def to_yaml(config: RunConfig) -> str:
 
 
 def resolve_order(order: str, names: Sequence[str]) -> list[str]:
-    """The training order of the tasks `names` (benchmark order) under `data.order`."""
+    """The training order of the tasks `names` (benchmark order) under `data.order`. `random:k` is the k-th
+    of a fixed seeded stream of distinct permutations that starts with the benchmark's own order (k = 0), so
+    the first N orders of a sweep are N different orders (cycling once all n! are used)."""
     names = list(names)
     if not order:
         return names
     if order.startswith("random:"):
-        k = int(order.split(":", 1)[1])
-        if k:
-            random.Random(f"mllmcl-order/{k}").shuffle(names)
-        return names
+        k = int(order.split(":", 1)[1]) % math.factorial(len(names))
+        stream, rng = [names], random.Random("mllmcl-order")
+        while len(stream) <= k:
+            candidate = list(names)
+            rng.shuffle(candidate)
+            if candidate not in stream:
+                stream.append(candidate)
+        return stream[k]
     wanted = order.split(",")
     if sorted(wanted) != sorted(names):
         raise UserError(f"config key 'data.order': {order!r} is not an order of the run's tasks "

@@ -54,7 +54,7 @@ def _metric(results: dict, method: str, metric: str) -> Any:
 
 # ---------------------------------------------------------------------------------------------- layout
 
-def _plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Aligned columns: the first (names) left-aligned, the others (numbers) right-aligned."""
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
 
@@ -75,7 +75,7 @@ def _escape(cell: str) -> str:
     return str(cell).replace("|", "\\|")
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Markdown: names left-aligned, numbers right-aligned; a "|" inside a cell is escaped."""
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(_escape(c) for c in cells) + " |"
@@ -101,7 +101,7 @@ def _summary_rows(results: dict) -> tuple[list[str], list[list[str]]]:
 def summary_table(results: dict) -> str:
     """The paper-style plain-text table for the terminal: one row per method, per-task final accuracy, then
     MFT, MFN, MAA, BWT, Forgetting, FWT and routing accuracy."""
-    return _plain_table(*_summary_rows(results))
+    return plain_table(*_summary_rows(results))
 
 
 def comparison_table(runs: Sequence[tuple[str, dict]]) -> str:
@@ -110,7 +110,7 @@ def comparison_table(runs: Sequence[tuple[str, dict]]) -> str:
     header = ["method", *(f"{label} {metric}" for label, _ in runs for metric in COMPARED)]
     rows = [[name, *(fmt(_metric(results, name, metric)) for _, results in runs for metric in COMPARED)]
             for name in methods]
-    return _markdown_table(header, rows)
+    return markdown_table(header, rows)
 
 
 # ---------------------------------------------------------------------------------------------- details
@@ -134,7 +134,7 @@ def matrix_table(method: dict, tasks: Sequence[str]) -> str:
     matrix = method.get("matrix") or []
     for i, task in enumerate(tasks):
         rows.append([f"after {task}", *_cells(matrix[i] if i < len(matrix) else None, len(tasks))])
-    return _markdown_table(["", *tasks], rows)
+    return markdown_table(["", *tasks], rows)
 
 
 def routing_section(routing: dict, tasks: Sequence[str]) -> str:
@@ -143,16 +143,16 @@ def routing_section(routing: dict, tasks: Sequence[str]) -> str:
              f"test samples sent to their own task's expert."]
     per_task = routing.get("per_task") or {}
     if per_task:
-        parts.append(_markdown_table(["task", "routing accuracy"], [[t, fmt(a)] for t, a in per_task.items()]))
+        parts.append(markdown_table(["task", "routing accuracy"], [[t, fmt(a)] for t, a in per_task.items()]))
     stages = routing.get("stages") or []
     if stages:
-        parts.append(_markdown_table(["stage", "seen tasks", "routing accuracy"],
+        parts.append(markdown_table(["stage", "seen tasks", "routing accuracy"],
                                      [[str(s.get("stage")), ", ".join(s.get("seen", [])), fmt(s.get("accuracy"))]
                                       for s in stages]))
     confusion = routing.get("confusion")
     if confusion:
         parts.append("Confusion (rows: true task, columns: chosen expert):\n\n" +
-                     _markdown_table(["true \\ chosen", *tasks],
+                     markdown_table(["true \\ chosen", *tasks],
                                      [[t, *(str(n) for n in row)] for t, row in zip(tasks, confusion)]))
     return "\n\n".join(parts)
 
@@ -164,7 +164,7 @@ def run_section(results: dict, label: str | None, level: int = 2) -> str:
     tasks = list(results.get("tasks", []))
     methods = results.get("methods", {})
     header, rows = _summary_rows(results)
-    parts = [f"{h} Settings\n\n{_settings(results)}", f"{h} Summary\n\n{_markdown_table(header, rows)}"]
+    parts = [f"{h} Settings\n\n{_settings(results)}", f"{h} Summary\n\n{markdown_table(header, rows)}"]
     for name, method in methods.items():
         if has_matrix(method):
             parts.append(f"{h} Accuracy matrix: {name}\n\n{matrix_table(method, tasks)}\n\n"

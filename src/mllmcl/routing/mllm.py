@@ -25,6 +25,7 @@ from pydantic import Field
 from mllmcl.config import Settings
 from mllmcl.context import fresh_adapter, train_adapter
 from mllmcl.data.mllm_cl import Sample
+from mllmcl.data.official_router import OFFICIAL_LETTERS, official_prompt
 from mllmcl.data.records import Example
 from mllmcl.engine import delete_adapter, load_adapter, next_token_logits, save_adapter
 from mllmcl.errors import UserError
@@ -52,6 +53,10 @@ class MLLMRouterSettings(Settings):
     """the router LoRA's rank (alpha = 2 x rank)"""
     vision: bool = False
     """the router LoRA also adapts the vision tower"""
+    prompt: Literal["mllmcl", "official"] = "mllmcl"
+    """mllmcl: experts listed by letter with their descriptions, the question cut to fit the backbone;
+    official: the released MR-LoRA router prompt and letter maps, byte-exact (the official tasks only; needs a
+    backbone whose window holds ~1.5k characters of prompt, e.g. LLaVA-1.5-7B)"""
 
 
 @ROUTERS.register("mllm", "MR-LoRA's MLLM router: a router LoRA picks the expert's letter",
@@ -62,7 +67,7 @@ class MLLMRouter:
     def __init__(self, ctx):
         self.ctx = ctx
         self.experts: list[tuple[str, str]] = []   # (name, description) in letter order
-        self._letter_ids: list[int] = []
+        self._letter_ids: dict[str, int] = {}
         self._head_lengths: dict[str, int] = {}
 
     # -- the prompt
@@ -70,6 +75,8 @@ class MLLMRouter:
         return description.split(":")[0].strip() if self.ctx.config.router.describe == "short" else description
 
     def prompt(self, question: str, descriptions: Sequence[str] | None = None) -> str:
+        if self.ctx.config.router.prompt == "official":
+            return official_prompt(question, self.ctx.config.setting)
         descriptions = [d for _, d in self.experts] if descriptions is None else list(descriptions)
         if len(descriptions) > len(LETTERS):
             raise UserError(f"the mllm router names experts by letter: at most {len(LETTERS)}, got {len(descriptions)}")
@@ -103,20 +110,31 @@ class MLLMRouter:
             self._head_lengths[head] = ids.shape[1] + 4
         return self._head_lengths[head]
 
-    def letter_ids(self, n: int) -> list[int]:
-        """The tokens of the first `n` letter answers (what the model emits right after `ASSISTANT:`)."""
-        while len(self._letter_ids) < n:
+    def letters(self) -> list[str]:
+        """The answer letter of each fitted expert: A, B, … in expert order, or the official map's letter."""
+        if self.ctx.config.router.prompt != "official":
+            return list(LETTERS[:len(self.experts)])
+        setting = self.ctx.config.setting
+        official = {task: letter for letter, task in OFFICIAL_LETTERS.get(setting, {}).items()}
+        unknown = [name for name, _ in self.experts if name not in official]
+        if unknown:
+            raise UserError(f"router.prompt=official knows the {setting} tasks {', '.join(official) or '(none)'}, "
+                            f"not {', '.join(unknown)}; use router.prompt=mllmcl")
+        return [official[name] for name, _ in self.experts]
+
+    def letter_id(self, letter: str) -> int:
+        """The token of the answer `letter` (what the model emits right after `ASSISTANT:`)."""
+        if letter not in self._letter_ids:
             backbone = self.ctx.backbone
             tokenizer, template = backbone.tokenizer, backbone.template
             prompt = template.prompt("?")
             start = len(tokenizer(prompt).input_ids)
-            letter = LETTERS[len(self._letter_ids)]
             token = tokenizer(prompt + template.target(letter, "")).input_ids[start:]
-            if len(token) != 1 or tokenizer.decode(token).strip() != letter or token[0] in self._letter_ids:
+            if len(token) != 1 or tokenizer.decode(token).strip() != letter or token[0] in self._letter_ids.values():
                 raise UserError(f"backbone {backbone.name}: the answer {letter!r} is not a token of its own, so the mllm "
                                 "router cannot score it in one pass; use router.kind=prototype")
-            self._letter_ids.append(token[0])
-        return self._letter_ids[:n]
+            self._letter_ids[letter] = token[0]
+        return self._letter_ids[letter]
 
     # -- training and routing
     def fit(self, experts: Sequence[Expert]) -> None:
@@ -126,7 +144,8 @@ class MLLMRouter:
         self.experts = [(e.name, e.description) for e in experts]
         if len(experts) == 1:  # one expert: nothing to learn until a second one arrives
             return
-        rows = [Example(s.image, self.prompt(s.question), LETTERS[i])
+        letters = self.letters()
+        rows = [Example(s.image, self.prompt(s.question), letters[i])
                 for i, expert in enumerate(experts) for s in expert.buffer]
         stage = len(experts)
         recipe = replace(self.ctx.config.lora, rank=cfg.rank, alpha=2.0 * cfg.rank, vision=cfg.vision)
@@ -139,7 +158,7 @@ class MLLMRouter:
         prompts = [self.prompt(s.question) for s in samples]
         logits = next_token_logits(self.ctx.backbone, [s.image for s in samples], prompts,
                                    adapters=[ADAPTER] * len(samples), batch_size=self.ctx.config.eval.batch_size)
-        return logits[:, self.letter_ids(len(self.experts))]
+        return logits[:, [self.letter_id(letter) for letter in self.letters()]]
 
     def route(self, samples: Sequence[Sample]) -> Routing:
         if not self.experts:
@@ -154,8 +173,9 @@ class MLLMRouter:
         folder = Path(folder)
         if ADAPTER in self.ctx.backbone.adapter_names:
             save_adapter(self.ctx.backbone, ADAPTER, folder)
-        write_json_atomic(folder / STATE, {"kind": self.kind, "letters": {LETTERS[i]: name for i, (name, _) in
-                                                                         enumerate(self.experts)},
+        write_json_atomic(folder / STATE, {"kind": self.kind, "prompt": self.ctx.config.router.prompt,
+                                           "experts": [name for name, _ in self.experts],
+                                           "letters": dict(zip(self.letters(), (name for name, _ in self.experts))),
                                            "descriptions": {name: d for name, d in self.experts}})
 
     def load(self, folder: Path) -> bool:
@@ -164,7 +184,7 @@ class MLLMRouter:
             return False
         try:
             state = json.loads((folder / STATE).read_text())
-            self.experts = [(name, state["descriptions"][name]) for _, name in sorted(state["letters"].items())]
+            self.experts = [(name, state["descriptions"][name]) for name in state["experts"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise UserError(f"{folder / STATE}: cannot read the mllm router's saved state ({err})") from None
         if ADAPTER in self.ctx.backbone.adapter_names:
