@@ -91,3 +91,31 @@ def test_test_rows_carry_the_fields_the_official_scorers_read(tmp_path):
     assert all(r["answer_type"] for r in rows["OCR"])
     assert all(r["question_type"] in ("multi_choice", "free_form") for r in rows["Math"])
     assert all(r["type"] in ("2D", "3D") and r["task"] for r in rows["VP"])
+
+
+def test_the_cache_key_is_the_generator_code_not_a_number(tmp_path, monkeypatch):
+    import re
+
+    import mllmcl.data.synth.write as write
+
+    key = write.synth_fingerprint()
+    assert re.fullmatch(r"[0-9a-f]{12}", key) and write.synth_fingerprint() == key
+    names = [name for name, _ in write.fingerprint_inputs()]
+    assert {"mllmcl/data/synth/rs.py", "mllmcl/data/synth/rows.py", "mllmcl/data/synth/write.py",
+            "mllmcl/data/tasks.py", "Pillow"} <= set(names)
+    spec = SynthSpec(train=2, test=2, router_k=1, replay_k=1)
+    root = write_synth(tmp_path / "d", spec, progress=False)
+    assert json.loads((root / "synth.json").read_text())["fingerprint"] == key
+
+    code = write.fingerprint_inputs()  # a drawer edited since: same spec, other code
+    monkeypatch.setattr(write, "fingerprint_inputs",
+                        lambda: [(n, d + b"\n# edited" if n.endswith("/rs.py") else d) for n, d in code])
+    assert write.synth_fingerprint() != key
+    with pytest.raises(UserError, match="other generator code"):
+        write_synth(root, spec, progress=False)
+    stale = json.loads((root / "synth.json").read_text())  # a folder from before fingerprints: refused too
+    stale.pop("fingerprint")
+    (root / "synth.json").write_text(json.dumps({**stale, "version": 1}))
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="other generator code"):
+        write_synth(root, spec, progress=False)

@@ -1,7 +1,8 @@
 """`mllmcl data synth`: write the synthetic benchmark in the official MLLM-CL layout.
 
     OUT/mllmcl.json                 manifest: setting, task folders, router/replay files
-    OUT/synth.json                  how it was drawn (the SynthSpec), so a cached copy is reused only if equal
+    OUT/synth.json                  how it was drawn (the SynthSpec and the generator's fingerprint), so a
+                                    cached copy is reused only if both are equal
     OUT/RS/images/*.png             DCL: one folder per task with train.json and test.json
     OUT/RS/train.json, test.json
     OUT/OCR/images, train.json      ACL: training folder …
@@ -14,9 +15,15 @@ rule applied, e.g. Fin's answer-format suffix), so what an expert learns is what
 
 The folder is written under a temporary name and renamed into place when complete, so an interrupted
 run leaves no half-written dataset; asking again for the same dataset returns the existing one.
+
+Cache key: a dataset is a function of its `SynthSpec` and of the generator's code, so `synth.json` also
+stores `synth_fingerprint()`, a hash of that code (and of the libraries that draw the pixels). A folder
+drawn by other code is refused, never reused; put the fingerprint in a cache folder's name to keep one
+copy per generator version side by side.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -24,13 +31,15 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy
+import PIL
+
+from mllmcl.data import tasks as task_definitions
 from mllmcl.data.synth import MODULES, item_rng, synth_task
 from mllmcl.data.synth.rows import image_name, question_row, conversation_row
 from mllmcl.data.tasks import builtin_spec, write_manifest
 from mllmcl.errors import UserError
 
-#: Bumped whenever a drawer changes what it draws, so a cached dataset from older code is not reused.
-SYNTH_VERSION = 1
 SPEC_FILE = "synth.json"
 ROUTER_FILE, REPLAY_FILE = "router/train.json", "replay/train.json"
 
@@ -46,7 +55,6 @@ class SynthSpec:
     image_size: int = 48    # px; the tiny backbone's input size
     router_k: int = 20      # router-training samples per task
     replay_k: int = 20      # replay samples per task
-    version: int = SYNTH_VERSION
 
     def __post_init__(self):
         if self.setting not in MODULES:
@@ -59,6 +67,34 @@ class SynthSpec:
                 raise UserError(f"synth {key} must be between 0 and train={self.train}, got {getattr(self, key)}")
 
 
+def fingerprint_inputs() -> list[tuple[str, bytes]]:
+    """What a synthetic dataset depends on besides its `SynthSpec`, as (name, bytes) pairs: the source of
+    every module of `mllmcl.data.synth` (drawers, helpers, row formats, the writer), of `mllmcl.data.tasks`
+    (the prompt rules applied to written questions, the manifest), and the versions of Pillow (fonts,
+    drawing, resampling) and numpy (the texture streams of `numpy.random.Generator` may change between
+    releases). The package's files are listed from its folder rather than named here: a hand-kept list
+    would have the failure this replaces (a new helper module forgotten, stale data reused)."""
+    package = Path(__file__).parent
+    files = sorted(package.glob("*.py")) + [Path(task_definitions.__file__)]
+    inputs = [(f"mllmcl/data/{path.relative_to(package.parent).as_posix()}", path.read_bytes()) for path in files]
+    return inputs + [("Pillow", PIL.__version__.encode()), ("numpy", numpy.__version__.encode())]
+
+
+def synth_fingerprint() -> str:
+    """12 hex digits of the sha256 of `fingerprint_inputs()`: changes whenever the generator's code (or
+    Pillow / numpy) changes; short enough for a cache folder name."""
+    digest = hashlib.sha256()
+    for name, data in fingerprint_inputs():
+        for part in (name.encode(), data):  # length-prefixed, so no two input lists hash alike
+            digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()[:12]
+
+
+def _stamp(spec: SynthSpec) -> dict:
+    """The content of `synth.json`: the spec and the fingerprint of the code that draws it."""
+    return {**asdict(spec), "fingerprint": synth_fingerprint()}
+
+
 def task_folders(setting: str, task: str) -> tuple[str, str]:
     """(train folder, test folder) of `task` in the README layout."""
     return (task, task) if setting == "dcl" else (task, f"{task}_test")
@@ -68,9 +104,14 @@ def write_synth(out: str | Path, spec: SynthSpec = SynthSpec(), progress: bool =
     """Write the dataset `spec` to `out` (or return `out` if it already holds exactly that dataset)."""
     out = Path(out)
     if (out / SPEC_FILE).exists():
-        existing = json.loads((out / SPEC_FILE).read_text())
-        if existing == asdict(spec):
+        existing, wanted = json.loads((out / SPEC_FILE).read_text()), _stamp(spec)
+        if existing == wanted:
             return out
+        same_spec = {k: v for k, v in existing.items() if k not in ("fingerprint", "version")} == asdict(spec)
+        if same_spec:  # "version": the hand-bumped number that the fingerprint replaced
+            raise UserError(f"{out} was drawn by other generator code (fingerprint "
+                            f"{existing.get('fingerprint', 'none')}, this code {wanted['fingerprint']}); "
+                            "delete it or choose another --out")
         raise UserError(f"{out} already holds another synthetic dataset ({out / SPEC_FILE}: {existing}); "
                         "choose another --out or delete it")
     if out.exists() and any(out.iterdir()):
@@ -117,7 +158,7 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         _dump(root / path, rows)
     write_manifest(root, spec.setting, specs, router=ROUTER_FILE, replay=REPLAY_FILE)
-    (root / SPEC_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    (root / SPEC_FILE).write_text(json.dumps(_stamp(spec), indent=2) + "\n")
 
 
 def _write_split(folder: Path, task, name: str, split: str, spec: SynthSpec, make_row, bar) -> list[dict]:
