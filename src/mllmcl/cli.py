@@ -127,7 +127,7 @@ def _data_check(args: argparse.Namespace) -> int:
 def _data_synth(args: argparse.Namespace) -> int:
     from mllmcl.data.synth.write import SynthSpec, write_synth
 
-    spec = SynthSpec(setting=args.setting, train=args.train, test=args.test, seed=args.seed,
+    spec = SynthSpec(setting=args.setting, train=args.train, test=args.test, val=args.val, seed=args.seed,
                      image_size=args.image_size, router_k=args.router_k, replay_k=args.replay_k)
     out = write_synth(args.out, spec, progress=not args.no_progress)
     print(f"synthetic {args.setting} data in {out} (check it with: mllmcl data check --root {out})")
@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="folder to create; an existing copy of the same dataset is reused")
     q.add_argument("--train", type=_positive_int, default=2000, help="training items per task (default: 2000)")
     q.add_argument("--test", type=_positive_int, default=300, help="test items per task (default: 300)")
+    q.add_argument("--val", type=int, default=100,
+                   help="validation items per task, written to val.json beside test.json: the test distribution "
+                        "with items of their own; tune on them, never on test (default: 100; 0: none)")
     q.add_argument("--seed", type=int, default=0, help="seed of every drawn item (default: 0)")
     q.add_argument("--image-size", type=_positive_int, default=48,
                    help="image side in pixels (default: 48, the tiny backbone's input)")

@@ -1,6 +1,7 @@
 """`mllmcl data check`: validate every row and every image of an MLLM-CL data root and report all problems.
 
-Rows are validated by the same parser the loader uses. Each distinct image is checked once: by default it
+Rows are validated by the same parser the loader uses; validation files (`val.json`, where a root has them)
+are validated like test files. Each distinct image is checked once: by default it
 must exist and pass PIL's `verify()`, which reads the header and the file's structure (for PNG also the
 chunk checksums) but does not decode the pixels, so a truncated JPEG body can pass; `decode=True` opens and
 fully decodes every image instead (several times slower).
@@ -33,6 +34,7 @@ class TaskReport:
     name: str
     train: FileReport | None
     test: FileReport | None
+    val: FileReport | None = None  # optional: the release has no validation file
 
 
 @dataclass
@@ -64,13 +66,14 @@ class CheckReport:
 
         lines = [f"data root {self.root}  setting {self.setting}  "
                  f"manifest {rel(self.manifest) if self.manifest else '(none: built-in definitions)'}"]
-        header = f"{'task':<8}{'train rows':>11}{'images':>9}{'test rows':>11}{'images':>9}  files"
+        header = f"{'task':<8}{'train rows':>11}{'images':>9}{'test rows':>11}{'images':>9}{'val rows':>10}  files"
         lines += [header, "-" * len(header)]
         for t in self.tasks:
-            tr, te = t.train, t.test
+            tr, te, va = t.train, t.test, t.val
             lines.append(f"{t.name:<8}{tr.rows if tr else '-':>11}{tr.images if tr else '-':>9}"
-                         f"{te.rows if te else '-':>11}{te.images if te else '-':>9}  "
-                         f"{rel(tr.path if tr else None)}, {rel(te.path if te else None)}")
+                         f"{te.rows if te else '-':>11}{te.images if te else '-':>9}{va.rows if va else '-':>10}  "
+                         f"{rel(tr.path if tr else None)}, {rel(te.path if te else None)}"
+                         + (f", {rel(va.path)}" if va else ""))
         for name, extra in (("router", self.router), ("replay", self.replay)):
             looked = ", ".join(self.looked_for.get(name, [])) or "nothing"
             lines.append(f"{name}: {rel(extra.path)}: {extra.rows} rows, {extra.images} images" if extra
@@ -140,7 +143,8 @@ def check_benchmark(root: str | Path, setting: str | None = None, tasks: Sequenc
     replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems)
 
     sources: list[tuple[Path | None, Parsed]] = [(d.train_file, d.train) for d in found]
-    sources += [(d.test_file, d.test) for d in found] + [(router_file, router_rows), (replay_file, replay_rows)]
+    sources += [(d.test_file, d.test) for d in found] + [(d.val_file, d.val) for d in found]
+    sources += [(router_file, router_rows), (replay_file, replay_rows)]
     refs: dict[Path, tuple[Path, int, str, int]] = {}  # image → first (file, row, id) naming it, row count
     renamed = 0
     for file, parsed in sources:
@@ -155,8 +159,8 @@ def check_benchmark(root: str | Path, setting: str | None = None, tasks: Sequenc
         notes.append(f"{renamed} training row(s) repeat an earlier id in their file; they are loaded as "
                      "<id>#<row> (ids label training rows only)")
     return CheckReport(path, layout.setting, layout.manifest,
-                       [TaskReport(d.spec.name, _file_report(d.train_file, d.train), _file_report(d.test_file, d.test))
-                        for d in found],
+                       [TaskReport(d.spec.name, _file_report(d.train_file, d.train), _file_report(d.test_file, d.test),
+                                   _file_report(d.val_file, d.val)) for d in found],
                        _file_report(router_file, router_rows), _file_report(replay_file, replay_rows),
                        len(refs), decode, {"router": [e.file for e in layout.router],
                                            "replay": [e.file for e in layout.replay]}, problems, notes)

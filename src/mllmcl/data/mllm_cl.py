@@ -1,5 +1,6 @@
 """The MLLM-CL release on disk, read into records: `load_benchmark(root, setting)` → a `Benchmark` with its
-tasks in training order, each holding train and test `Sample`s, plus the router and replay training sets.
+tasks in training order, each holding train, test and (where the root has them) validation `Sample`s, plus
+the router and replay training sets.
 
 Rows are parsed and validated when the benchmark is loaded; images are not opened (a `Sample` holds an
 absolute path, `mllmcl.data.records.load_image` opens it when the engine asks), so a 100k-row task loads in
@@ -8,7 +9,7 @@ about a second. `mllmcl.data.check` validates every row and every image of a roo
 Formats (see docs/data.md):
 - training rows (tasks, router, replay): LLaVA conversations, `{"id" | "question_id", "image",
   "conversations": [{"from": "human", "value": "<image>\\n…"}, {"from": "gpt", "value": "…"}, …]}`;
-- test rows: `{"question_id", "image", "text", "answer", …task fields}`.
+- test and validation rows: `{"question_id", "image", "text", "answer", …task fields}`.
 Image paths are relative to the task folder in task files, to the data root (or the folder an `ExtraFile`
 names) in router and replay files. One image per row: the engine takes one image per sample, so rows with
 several images, or none, are refused with the file, row and id.
@@ -55,7 +56,9 @@ class Sample:
 
 @dataclass(frozen=True, eq=False)
 class Task:
-    """One task of a benchmark: its definition, where its files are, and its samples."""
+    """One task of a benchmark: its definition, where its files are, and its samples. `val` holds the
+    validation rows (test format, read from `val_file` in the test folder; empty when there is none, as in
+    the real release): tune on them, never on `test`."""
 
     spec: TaskSpec
     root: Path
@@ -65,6 +68,8 @@ class Task:
     test_file: Path
     train: tuple[Sample, ...]
     test: tuple[Sample, ...]
+    val: tuple[Sample, ...] = ()
+    val_file: Path | None = None
 
     @property
     def name(self) -> str:
@@ -308,6 +313,8 @@ class TaskData:
     test_folder: Path | None = None
     test_file: Path | None = None
     test: Parsed = field(default_factory=list)
+    val_file: Path | None = None
+    val: Parsed = field(default_factory=list)
 
 
 def read_task(root: Path, spec: TaskSpec, problems: list[Problem]) -> TaskData:
@@ -330,6 +337,12 @@ def read_task(root: Path, spec: TaskSpec, problems: list[Problem]) -> TaskData:
         rows = read_rows(data.test_file, problems)
         if rows is not None:
             data.test = parse_rows(rows, data.test_file, problems, kind="test", spec=spec, base=data.test_folder)
+    found = find_file(root, spec.test_folders, spec.val_files)  # optional: no problem when absent
+    if found is not None:
+        val_folder, data.val_file = found
+        rows = read_rows(data.val_file, problems)
+        if rows is not None:
+            data.val = parse_rows(rows, data.val_file, problems, kind="test", spec=spec, base=val_folder)
     return data
 
 
@@ -415,6 +428,7 @@ def load_benchmark(root: str | Path, setting: str | None = None, tasks: Sequence
     if problems:
         raise UserError(summarise(problems, path))
     built = tuple(Task(d.spec, path, d.folder, d.test_folder, d.train_file, d.test_file,
-                       tuple(s for _, s in d.train), tuple(s for _, s in d.test)) for d in found)
+                       tuple(s for _, s in d.train), tuple(s for _, s in d.test), tuple(s for _, s in d.val),
+                       d.val_file) for d in found)
     return Benchmark(layout.setting, path, built, tuple(s for _, s in router_rows), tuple(s for _, s in replay_rows),
                      router_file, replay_file, layout.manifest)

@@ -44,7 +44,9 @@ class TaskSpec:
     """How to find, prompt and score one task.
 
     `folders` / `test_folders` are candidate folders relative to the data root, tried in order; the first
-    that holds one of `train_files` / `test_files` is used. `description` is the one sentence the MLLM
+    that holds one of `train_files` / `test_files` is used. `val_files`: an optional validation file in
+    the test format, looked for in the test folders (the synthetic benchmark writes one; the release has
+    none). `description` is the one sentence the MLLM
     router prompt uses for the task's expert. `prompt_rule` names an entry of `PROMPT_RULES`.
     `answers_public` is False where the test set has no local ground truth (APP is scored by a server), so
     test rows may lack `answer`.
@@ -58,6 +60,7 @@ class TaskSpec:
     test_folders: tuple[str, ...]
     train_files: tuple[str, ...] = ("train.json",)
     test_files: tuple[str, ...] = ("test.json",)
+    val_files: tuple[str, ...] = ("val.json",)
     max_new_tokens: int = 128
     prompt_rule: str | None = None
     answers_public: bool = True
@@ -69,7 +72,7 @@ class TaskSpec:
         for key in ("setting", "scorer", "description"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise UserError(f"{where}: {key!r} must be a non-empty string")
-        for key in ("folders", "test_folders", "train_files", "test_files"):
+        for key in ("folders", "test_folders", "train_files", "test_files", "val_files"):
             value = getattr(self, key)
             if not value or not all(isinstance(v, str) and v for v in value):
                 raise UserError(f"{where}: {key!r} must be a non-empty list of non-empty strings")
@@ -88,7 +91,7 @@ class TaskSpec:
         """This spec as a manifest task entry (the inverse of the manifest parser)."""
         return {"name": self.name, "folder": list(self.folders), "test_folder": list(self.test_folders),
                  "scorer": self.scorer, "description": self.description, "train_file": list(self.train_files),
-                 "test_file": list(self.test_files), "max_new_tokens": self.max_new_tokens,
+                 "test_file": list(self.test_files), "val_file": list(self.val_files), "max_new_tokens": self.max_new_tokens,
                  "prompt_rule": self.prompt_rule, "answers_public": self.answers_public}
 
 
@@ -179,10 +182,10 @@ class Layout:
 
 
 _MANIFEST_KEYS = {"setting", "tasks", "router", "router_images", "replay", "replay_images"}
-_TASK_KEYS = {"name", "folder", "test_folder", "scorer", "description", "train_file", "test_file",
+_TASK_KEYS = {"name", "folder", "test_folder", "scorer", "description", "train_file", "test_file", "val_file",
               "max_new_tokens", "prompt_rule", "answers_public"}
 _TASK_FIELD = {"folder": "folders", "test_folder": "test_folders", "train_file": "train_files",
-               "test_file": "test_files"}
+               "test_file": "test_files", "val_file": "val_files"}
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:

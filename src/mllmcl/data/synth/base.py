@@ -6,7 +6,9 @@ registered under the real task's name (`RS`, `Med`, … `APP`) in `SYNTH_TASKS`.
 the real release reads the synthetic one unchanged.
 
 Determinism: each item is drawn from its own `random.Random` seeded by (seed, task, split, index), so an
-item never depends on how many items were drawn before it or on the order of drawing.
+item never depends on how many items were drawn before it or on the order of drawing. The validation
+split ("val") is drawn by the test drawer (`split="test"`) from generators seeded with "val", so it
+follows the test distribution with items of its own.
 """
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ from PIL import Image, ImageFont
 from mllmcl.registry import Registry
 
 Split = Literal["train", "test"]
+"""The distribution a drawer draws from (ACL drawers shift the test split)."""
+SeedSplit = Literal["train", "val", "test"]
+"""The split an item's generator is seeded with: validation items are drawn like test items, from seeds of
+their own."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def register(name: str, setting: Literal["dcl", "acl"], shift: str = "") -> Call
     return decorate
 
 
-def item_rng(seed: int, task: str, split: Split, index: int) -> random.Random:
+def item_rng(seed: int, task: str, split: SeedSplit, index: int) -> random.Random:
     """The private generator of one item (string seeds are hashed deterministically by `random`)."""
     return random.Random(f"mllmcl-synth/{seed}/{task}/{split}/{index}")
 

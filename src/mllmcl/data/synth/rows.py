@@ -23,11 +23,11 @@ def conversation_row(item: SynthItem, task: str, index: int, image: str) -> dict
     }
 
 
-def question_row(item: SynthItem, task: str, index: int, image: str) -> dict:
-    """A test row: `question_id`, `image`, `text` (the prompt, fed as is), `answer`, plus the task's own
-    fields (`answer_type`, `choices`, `type`, …) from `item.extra`; `extra` may override `answer` (OCR's
-    list of accepted strings)."""
-    row = {"question_id": f"{task}_test_{index:05d}", "image": image, "text": item.question,
+def question_row(item: SynthItem, task: str, index: int, image: str, split: str = "test") -> dict:
+    """A test (or validation) row: `question_id` (`<task>_<split>_<index>`), `image`, `text` (the prompt,
+    fed as is), `answer`, plus the task's own fields (`answer_type`, `choices`, `type`, …) from
+    `item.extra`; `extra` may override `answer` (OCR's list of accepted strings)."""
+    row = {"question_id": f"{task}_{split}_{index:05d}", "image": image, "text": item.question,
            "answer": item.answer}
     row.update(item.extra)
     return row

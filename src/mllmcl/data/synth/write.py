@@ -3,15 +3,19 @@
     OUT/mllmcl.json                 manifest: setting, task folders, router/replay files
     OUT/synth.json                  how it was drawn (the SynthSpec and the generator's fingerprint), so a
                                     cached copy is reused only if both are equal
-    OUT/RS/images/*.png             DCL: one folder per task with train.json and test.json
-    OUT/RS/train.json, test.json
+    OUT/RS/images/*.png             DCL: one folder per task with train.json, val.json and test.json
+    OUT/RS/train.json, val.json, test.json
     OUT/OCR/images, train.json      ACL: training folder …
-    OUT/OCR_test/images, test.json  … and a separate test folder, as in the release
+    OUT/OCR_test/images, val.json, test.json   … and a separate test folder, as in the release
     OUT/router/train.json           k training samples per task for the MLLM router (paths from OUT)
     OUT/replay/train.json           k training samples per task for replay methods (paths from OUT)
 
 Training questions are written as the official evaluation will ask them at test time (the task's prompt
 rule applied, e.g. Fin's answer-format suffix), so what an expert learns is what it is asked.
+
+`val.json` holds validation rows in the test format, drawn from the test distribution (the shifted one in
+ACL) with item seeds of their own (split "val"), so no validation item is a test item: drawers, recipes
+and router defaults are tuned on it, never on test. The real release has no validation file.
 
 The folder is written under a temporary name and renamed into place when complete, so an interrupted
 run leaves no half-written dataset; asking again for the same dataset returns the existing one.
@@ -51,6 +55,7 @@ class SynthSpec:
     setting: str = "dcl"
     train: int = 2000       # training items per task
     test: int = 300         # test items per task
+    val: int = 100          # validation items per task (test distribution, own seeds); 0: no val.json
     seed: int = 0
     image_size: int = 48    # px; the tiny backbone's input size
     router_k: int = 20      # router-training samples per task
@@ -62,6 +67,8 @@ class SynthSpec:
         for key in ("train", "test", "image_size"):
             if getattr(self, key) < 1:
                 raise UserError(f"synth {key} must be positive, got {getattr(self, key)}")
+        if self.val < 0:
+            raise UserError(f"synth val must be 0 or more, got {self.val}")
         for key in ("router_k", "replay_k"):
             if not 0 <= getattr(self, key) <= self.train:
                 raise UserError(f"synth {key} must be between 0 and train={self.train}, got {getattr(self, key)}")
@@ -133,7 +140,7 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     tasks = list(MODULES[spec.setting])
-    bar = tqdm(total=len(tasks) * (spec.train + spec.test), desc=f"synth {spec.setting}", unit="image",
+    bar = tqdm(total=len(tasks) * (spec.train + spec.val + spec.test), desc=f"synth {spec.setting}", unit="image",
                disable=not progress, dynamic_ncols=True)
     router, replay, specs = [], [], []
     for name in tasks:
@@ -141,14 +148,17 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
         train_dir, test_dir = task_folders(spec.setting, name)
         task_spec = replace(builtin_spec(name), folders=(train_dir,), test_folders=(test_dir,))
 
-        def as_asked(item, task_name, index, image):
+        def as_asked(item, task_name, index, image, split):
             return conversation_row(replace(item, question=task_spec.prompt(item.question, item.answer)), task_name,
-                             index, image)
+                                    index, image)
 
-        train_rows = _write_split(root / train_dir, task, name, "train", spec, as_asked, bar)
-        test_rows = _write_split(root / test_dir, task, name, "test", spec, question_row, bar)
+        train_rows = _write_split(root / train_dir, task, name, "train", spec.train, spec, as_asked, bar)
+        test_rows = _write_split(root / test_dir, task, name, "test", spec.test, spec, question_row, bar)
         _dump(root / train_dir / "train.json", train_rows)
         _dump(root / test_dir / "test.json", test_rows)
+        if spec.val:
+            val_rows = _write_split(root / test_dir, task, name, "val", spec.val, spec, question_row, bar)
+            _dump(root / test_dir / "val.json", val_rows)
         rng = random.Random(f"mllmcl-synth/{spec.seed}/{name}/buffers")
         router += [_from_root(train_rows[i], train_dir, name) for i in sorted(rng.sample(range(spec.train), spec.router_k))]
         replay += [_from_root(train_rows[i], train_dir, name) for i in sorted(rng.sample(range(spec.train), spec.replay_k))]
@@ -161,14 +171,15 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
     (root / SPEC_FILE).write_text(json.dumps(_stamp(spec), indent=2) + "\n")
 
 
-def _write_split(folder: Path, task, name: str, split: str, spec: SynthSpec, make_row, bar) -> list[dict]:
+def _write_split(folder: Path, task, name: str, split: str, count: int, spec: SynthSpec, make_row, bar) -> list[dict]:
+    """Draw, save and turn into rows `count` items of `split`; "val" is drawn like "test" from its own seeds."""
     (folder / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for index in range(spec.train if split == "train" else spec.test):
-        item = task.draw(item_rng(spec.seed, name, split, index), split, spec.image_size)
+    for index in range(count):
+        item = task.draw(item_rng(spec.seed, name, split, index), "test" if split == "val" else split, spec.image_size)
         image = image_name(item, split, index)
         item.image.save(folder / image)
-        rows.append(make_row(item, name, index, image))
+        rows.append(make_row(item, name, index, image, split))
         bar.update(1)
     return rows
 
