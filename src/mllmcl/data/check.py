@@ -1,7 +1,7 @@
 """`mllmcl data check`: validate every row and every image of an MLLM-CL data root and report all problems.
 
 Rows are validated by the same parser the loader uses; validation files (`val.json`, where a root has them)
-are validated like test files. Each distinct image is checked once: by default it
+are validated like test files, and so are the held-out rows a manifest names (`unseen`). Each distinct image is checked once: by default it
 must exist and pass PIL's `verify()`, which reads the header and the file's structure (for PNG also the
 chunk checksums) but does not decode the pixels, so a truncated JPEG body can pass; `decode=True` opens and
 fully decodes every image instead (several times slower).
@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from PIL import Image
 from tqdm import tqdm
 
-from mllmcl.data.mllm_cl import Parsed, Problem, load_layout, read_extra, read_task, select
+from mllmcl.data.mllm_cl import Parsed, Problem, load_layout, read_extra, read_task, read_unseen, select
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class CheckReport:
     looked_for: dict[str, list[str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unseen: FileReport | None = None  # held-out test rows the manifest names, if any
 
     @property
     def ok(self) -> bool:
@@ -78,6 +79,9 @@ class CheckReport:
             looked = ", ".join(self.looked_for.get(name, [])) or "nothing"
             lines.append(f"{name}: {rel(extra.path)}: {extra.rows} rows, {extra.images} images" if extra
                          else f"{name}: none found (looked for {looked})")
+        if self.unseen:
+            lines.append(f"unseen (held-out domain, not a task): {rel(self.unseen.path)}: {self.unseen.rows} rows, "
+                         f"{self.unseen.images} images")
         how = "opened and fully decoded" if self.decode else "exist and pass PIL verify(), pixels not decoded"
         lines.append(f"{self.images_checked} distinct images checked ({how})")
         lines += [f"note: {n}" for n in self.notes]
@@ -141,10 +145,11 @@ def check_benchmark(root: str | Path, setting: str | None = None, tasks: Sequenc
     found = [read_task(path, spec, problems) for spec in select(layout.specs, tasks)]
     router_file, router_rows = read_extra(path, layout.router, layout.specs, problems)
     replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems)
+    unseen_file, unseen_rows = read_unseen(path, layout, problems)
 
     sources: list[tuple[Path | None, Parsed]] = [(d.train_file, d.train) for d in found]
     sources += [(d.test_file, d.test) for d in found] + [(d.val_file, d.val) for d in found]
-    sources += [(router_file, router_rows), (replay_file, replay_rows)]
+    sources += [(router_file, router_rows), (replay_file, replay_rows), (unseen_file, unseen_rows)]
     refs: dict[Path, tuple[Path, int, str, int]] = {}  # image → first (file, row, id) naming it, row count
     renamed = 0
     for file, parsed in sources:
@@ -163,5 +168,6 @@ def check_benchmark(root: str | Path, setting: str | None = None, tasks: Sequenc
                                    _file_report(d.val_file, d.val)) for d in found],
                        _file_report(router_file, router_rows), _file_report(replay_file, replay_rows),
                        len(refs), decode, {"router": [e.file for e in layout.router],
-                                           "replay": [e.file for e in layout.replay]}, problems, notes)
+                                           "replay": [e.file for e in layout.replay]}, problems, notes,
+                       _file_report(unseen_file, unseen_rows))
 

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
-from mllmcl.data.tasks import ExtraFile, Layout, TaskSpec, resolve_layout
+from mllmcl.data.tasks import UNSEEN, ExtraFile, Layout, TaskSpec, resolve_layout
 from mllmcl.errors import UserError
 
 IMAGE_TOKEN = "<image>"
@@ -79,7 +79,9 @@ class Task:
 @dataclass(frozen=True, eq=False)
 class Benchmark:
     """A data root read in one setting: tasks in training order, router and replay training sets (empty
-    when the root has none). Router/replay samples carry the task whose folder holds their image, or ""."""
+    when the root has none). Router/replay samples carry the task whose folder holds their image, or "".
+    `unseen`: test samples of a held-out domain that is not among the tasks (task "Unseen"; from the
+    manifest's `unseen` file, empty without one), for open-world checks."""
 
     setting: str
     root: Path
@@ -89,6 +91,8 @@ class Benchmark:
     router_file: Path | None = None
     replay_file: Path | None = None
     manifest: Path | None = None
+    unseen: tuple[Sample, ...] = ()
+    unseen_file: Path | None = None
 
     @property
     def names(self) -> list[str]:
@@ -376,6 +380,19 @@ def read_extra(root: Path, candidates: Sequence[ExtraFile], specs: Sequence[Task
     return None, []
 
 
+def read_unseen(root: Path, layout: Layout, problems: list[Problem]) -> tuple[Path | None, Parsed]:
+    """The held-out test rows the manifest names (`unseen`), parsed as test rows of `tasks.UNSEEN`, image
+    paths relative to the file's folder; (None, []) when the manifest names none."""
+    if layout.unseen is None:
+        return None, []
+    path = root / layout.unseen
+    rows = read_rows(path, problems)
+    if rows is None:
+        return path, []
+    return path, parse_rows(rows, path, problems, kind="test", spec=replace(UNSEEN, setting=layout.setting),
+                            base=path.parent)
+
+
 # --- loading ------------------------------------------------------------------------------------------
 
 def data_root(root: str | Path) -> Path:
@@ -425,10 +442,11 @@ def load_benchmark(root: str | Path, setting: str | None = None, tasks: Sequence
     found = [read_task(path, spec, problems) for spec in select(layout.specs, tasks)]
     router_file, router_rows = read_extra(path, layout.router, layout.specs, problems)
     replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems)
+    unseen_file, unseen_rows = read_unseen(path, layout, problems)
     if problems:
         raise UserError(summarise(problems, path))
     built = tuple(Task(d.spec, path, d.folder, d.test_folder, d.train_file, d.test_file,
                        tuple(s for _, s in d.train), tuple(s for _, s in d.test), tuple(s for _, s in d.val),
                        d.val_file) for d in found)
     return Benchmark(layout.setting, path, built, tuple(s for _, s in router_rows), tuple(s for _, s in replay_rows),
-                     router_file, replay_file, layout.manifest)
+                     router_file, replay_file, layout.manifest, tuple(s for _, s in unseen_rows), unseen_file)
