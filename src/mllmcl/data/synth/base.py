@@ -46,29 +46,39 @@ class SynthItem:
     source: str = ""
 
 
-Drawer = Callable[[random.Random, Split, int], SynthItem]
-"""`draw(rng, split, size) -> SynthItem`: one item of `split` on a `size`×`size` canvas."""
+Drawer = Callable[..., SynthItem]
+"""`draw(rng, split, size) -> SynthItem`: one item of `split` on a `size`×`size` canvas. Domain drawers also
+take `look=` (a `draw.Look`: their own backdrop palette, or the pool shared by all domains)."""
+
+SharedRule = Callable[..., SynthItem]
+"""`shared(rng, family, size, look) -> SynthItem`: a domain's one fixed rule for the shared-format question
+`family` ("yesno", "letter"; `mllmcl.data.synth.shared`): the image and the answer it determines (the
+question is left empty; the shared module writes it, identical in every domain)."""
 
 
 @dataclass(frozen=True)
 class SynthTask:
-    """A registered synthetic task: its drawer and the documented train→test shift (empty for IID)."""
+    """A registered synthetic task: its drawer, the documented train→test shift (empty for IID) and, for
+    a domain, its rule for the shared-format questions (None: the task has none, as the ACL tasks)."""
 
     name: str
     setting: Literal["dcl", "acl"]
     draw: Drawer
     shift: str = ""
+    shared: SharedRule | None = None
 
 
 SYNTH_TASKS: Registry[SynthTask] = Registry("synthetic task")
 
 
-def register(name: str, setting: Literal["dcl", "acl"], shift: str = "") -> Callable[[Drawer], Drawer]:
-    """Decorator: register `draw` as the synthetic stand-in for the real task `name`."""
+def register(name: str, setting: Literal["dcl", "acl"], shift: str = "",
+             shared: SharedRule | None = None) -> Callable[[Drawer], Drawer]:
+    """Decorator: register `draw` as the synthetic stand-in for the real task `name` (with `shared`, its
+    rule for the shared-format questions)."""
 
     def decorate(draw: Drawer) -> Drawer:
         description = (draw.__doc__ or "").strip().split("\n")[0]
-        SYNTH_TASKS.register(name, description)(lambda: SynthTask(name, setting, draw, shift))
+        SYNTH_TASKS.register(name, description)(lambda: SynthTask(name, setting, draw, shift, shared))
         return draw
 
     return decorate

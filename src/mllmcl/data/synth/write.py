@@ -9,6 +9,7 @@
     OUT/OCR_test/images, val.json, test.json   … and a separate test folder, as in the release
     OUT/router/train.json           k training samples per task for the MLLM router (paths from OUT)
     OUT/replay/train.json           k training samples per task for replay methods (paths from OUT)
+    OUT/unseen/images, test.json    DCL: test rows of a held-out domain no method trains on (`unseen`)
 
 Training questions are written as the official evaluation will ask them at test time (the task's prompt
 rule applied, e.g. Fin's answer-format suffix), so what an expert learns is what it is asked.
@@ -16,6 +17,11 @@ rule applied, e.g. Fin's answer-format suffix), so what an expert learns is what
 `val.json` holds validation rows in the test format, drawn from the test distribution (the shifted one in
 ACL) with item seeds of their own (split "val"), so no validation item is a test item: drawers, recipes
 and router defaults are tuned on it, never on test. The real release has no validation file.
+
+DCL knobs (`mllmcl.data.synth.shared`): `overlap`, the share of items asked in question formats shared by
+all domains; `visual_overlap`, the share drawn with backdrops from a pool shared by all domains; `unseen`,
+the number of test items of the held-out domain (`mllmcl.data.synth.unseen`), recorded by the manifest's
+`unseen` key and loaded as `Benchmark.unseen`, never as a task.
 
 The folder is written under a temporary name and renamed into place when complete, so an interrupted
 run leaves no half-written dataset; asking again for the same dataset returns the existing one.
@@ -39,13 +45,15 @@ import numpy
 import PIL
 
 from mllmcl.data import tasks as task_definitions
-from mllmcl.data.synth import MODULES, item_rng, synth_task
+from mllmcl.data.synth import MODULES, synth_task
 from mllmcl.data.synth.rows import image_name, question_row, conversation_row
-from mllmcl.data.tasks import builtin_spec, write_manifest
+from mllmcl.data.synth.shared import draw_item
+from mllmcl.data.tasks import UNSEEN, builtin_spec, write_manifest
 from mllmcl.errors import UserError
 
 SPEC_FILE = "synth.json"
 ROUTER_FILE, REPLAY_FILE = "router/train.json", "replay/train.json"
+UNSEEN_DIR = "unseen"
 
 
 @dataclass(frozen=True)
@@ -60,10 +68,25 @@ class SynthSpec:
     image_size: int = 48    # px; the tiny backbone's input size
     router_k: int = 20      # router-training samples per task
     replay_k: int = 20      # replay samples per task
+    overlap: float = 0.0    # dcl: share of items in question formats shared by all domains
+    visual_overlap: float = 0.0  # dcl: share of items with backdrops from the pool shared by all domains
+    unseen: int | None = None    # test items of the held-out domain; None: 100 for dcl, 0 for acl
 
     def __post_init__(self):
         if self.setting not in MODULES:
             raise UserError(f"unknown setting {self.setting!r}; known: {', '.join(MODULES)}")
+        for key in ("overlap", "visual_overlap"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise UserError(f"synth {key} must be a number between 0 and 1, got {value!r}")
+            if value and self.setting != "dcl":
+                raise UserError(f"synth {key} is defined for dcl (the five domains), not {self.setting}; got {value}")
+            object.__setattr__(self, key, float(value))
+        if self.unseen is None:
+            object.__setattr__(self, "unseen", 100 if self.setting == "dcl" else 0)
+        if self.unseen < 0 or (self.unseen and self.setting != "dcl"):
+            raise UserError(f"synth unseen is 0 or more test items of a held-out domain, defined for dcl; "
+                            f"got {self.unseen} for {self.setting}")
         for key in ("train", "test", "image_size"):
             if getattr(self, key) < 1:
                 raise UserError(f"synth {key} must be positive, got {getattr(self, key)}")
@@ -140,8 +163,8 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     tasks = list(MODULES[spec.setting])
-    bar = tqdm(total=len(tasks) * (spec.train + spec.val + spec.test), desc=f"synth {spec.setting}", unit="image",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(tasks) * (spec.train + spec.val + spec.test) + spec.unseen, desc=f"synth {spec.setting}",
+               unit="image", disable=not progress, dynamic_ncols=True)
     router, replay, specs = [], [], []
     for name in tasks:
         task = synth_task(name)
@@ -163,11 +186,17 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
         router += [_from_root(train_rows[i], train_dir, name) for i in sorted(rng.sample(range(spec.train), spec.router_k))]
         replay += [_from_root(train_rows[i], train_dir, name) for i in sorted(rng.sample(range(spec.train), spec.replay_k))]
         specs.append(task_spec)
+    unseen = None
+    if spec.unseen:  # a held-out domain: test rows only, never a task
+        unseen = f"{UNSEEN_DIR}/test.json"
+        rows = _write_split(root / UNSEEN_DIR, synth_task(UNSEEN.name), UNSEEN.name, "test", spec.unseen, spec,
+                            question_row, bar)
+        _dump(root / unseen, rows)
     bar.close()
     for path, rows in ((ROUTER_FILE, router), (REPLAY_FILE, replay)):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         _dump(root / path, rows)
-    write_manifest(root, spec.setting, specs, router=ROUTER_FILE, replay=REPLAY_FILE)
+    write_manifest(root, spec.setting, specs, router=ROUTER_FILE, replay=REPLAY_FILE, unseen=unseen)
     (root / SPEC_FILE).write_text(json.dumps(_stamp(spec), indent=2) + "\n")
 
 
@@ -176,7 +205,7 @@ def _write_split(folder: Path, task, name: str, split: str, count: int, spec: Sy
     (folder / "images").mkdir(parents=True, exist_ok=True)
     rows = []
     for index in range(count):
-        item = task.draw(item_rng(spec.seed, name, split, index), "test" if split == "val" else split, spec.image_size)
+        item = draw_item(task, spec.seed, split, index, spec.image_size, spec.overlap, spec.visual_overlap)
         image = image_name(item, split, index)
         item.image.save(folder / image)
         rows.append(make_row(item, name, index, image, split))
