@@ -1,9 +1,10 @@
 """Measure the difficulty of the synthetic tasks on the shipped tiny backbone, through the real data path.
 
 Writes the synthetic benchmark (or reuses it) with `mllmcl data synth`'s writer, reads it back with the
-release loader, and for each task: answers the test set zero-shot, trains a fresh LoRA expert on the task
-alone at the default budget (2 epochs of the training set, batch 32, the default LoRA recipe), answers
-again, and scores both with the task's official scorer (per-item credit; for OCR that is the hit rate,
+release loader, and for each task: answers the validation rows (`--split val`, the default: tune on these)
+or the test set zero-shot, trains a fresh LoRA expert on the task alone at the default budget (2 epochs of
+the training set, batch 32, the default LoRA recipe), answers again, and scores both with the task's
+official scorer (per-item credit; for OCR that is the hit rate,
 not OCRBench's hits/10). Prints a line per task, accuracy per question family, and a few wrong answers.
 
     python bench/calibrate.py --setting dcl                  # RS, Med, AD, Sci, Fin
@@ -22,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from mllmcl.data import load_benchmark
-from mllmcl.data.synth.write import SynthSpec, write_synth
+from mllmcl.data.synth.write import SynthSpec, synth_fingerprint, write_synth
 from mllmcl.engine import add_adapter, delete_adapter
 from mllmcl.engine.generate import generate
 from mllmcl.engine.train import TrainConfig, train
@@ -39,9 +40,10 @@ def family(sample) -> str:
     return " ".join(sample.question.split("Question:", 1)[-1].split()[:4])
 
 
-def calibrate(task, backbone, epochs: float, lr: float, seed: int, max_new_tokens: int, show: int) -> dict:
+def calibrate(task, backbone, epochs: float, lr: float, seed: int, max_new_tokens: int, show: int,
+              split: str = "val") -> dict:
     scorer = get_scorer(task.spec.scorer)
-    test = task.test
+    test = task.val if split == "val" else task.test
     images, questions = [s.image for s in test], [s.question for s in test]
     tokens = min(task.spec.max_new_tokens, max_new_tokens)
     zero = generate(backbone, images, questions, max_new_tokens=tokens, batch_size=64)
@@ -92,15 +94,18 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32, help="answer length cap (default 32)")
     parser.add_argument("--data", default="runs/calibrate", help="where the synthetic data is cached")
     parser.add_argument("--show", type=int, default=6, help="wrong expert answers to print per task")
+    parser.add_argument("--split", choices=["val", "test"], default="val",
+                        help="score on the validation rows (default: tune drawers and recipes on these) or on test")
     args = parser.parse_args()
     lock = exclusive()  # noqa: F841 (held until exit)
     spec = SynthSpec(setting=args.setting, train=args.train, test=args.test, seed=args.seed)
     t0 = time.perf_counter()
-    root = write_synth(Path(args.data) / f"{args.setting}-{args.train}-{args.test}-s{args.seed}", spec)
+    folder = f"{args.setting}-{args.train}-{args.test}-s{args.seed}-{synth_fingerprint()}"
+    root = write_synth(Path(args.data) / folder, spec)
     bench = load_benchmark(root, tasks=args.tasks.split(",") if args.tasks else None)
     print(f"data: {root} ({time.perf_counter() - t0:.1f} s)")
     backbone = load_backbone("tiny")
-    results = [calibrate(task, backbone, args.epochs, args.lr, args.seed, args.max_new_tokens, args.show)
+    results = [calibrate(task, backbone, args.epochs, args.lr, args.seed, args.max_new_tokens, args.show, args.split)
                for task in bench.tasks]
     print("\ntask   zero-shot  expert  train_s  steps")
     for r in results:

@@ -358,12 +358,32 @@ def test_bad_manifest_is_an_error_naming_the_key(tmp_path, manifest, message):
 
 
 def test_write_manifest_round_trips(tmp_path):
-    spec = TaskSpec("Shapes", "mine", "vp", "shapes: simple shapes", ("shapes",), ("shapes_test",), max_new_tokens=8)
+    spec = TaskSpec("Shapes", "mine", "vp", "shapes: simple shapes", ("shapes",), ("shapes_test",), max_new_tokens=8,
+                    val_files=("dev.json",))
     make_task(tmp_path, "Shapes", "shapes", "shapes_test")
     write_manifest(tmp_path, "mine", [spec], router="r.json")
     dump(tmp_path / "r.json", [conv_row("r0", "shapes/images/tr0.png", "Which?", "A")])
     bench = load_benchmark(tmp_path)
     assert bench.task("Shapes").spec == spec and len(bench.router) == 1
+    assert json.loads((tmp_path / "mllmcl.json").read_text())["tasks"][0]["val_file"] == ["dev.json"]
+
+
+def test_validation_file_is_optional_and_read_like_a_test_file(tmp_path):
+    acl_root(tmp_path)
+    bench = load_benchmark(tmp_path, "acl")
+    assert all(t.val == () and t.val_file is None for t in bench.tasks)  # the release has none
+    dump(tmp_path / "OCR_test" / "val.json", [qa_row("v0", "images/te0.png", answer="7"),
+                                              qa_row("v1", "images/te1.png", text="Read it.", answer="8")])
+    ocr = load_benchmark(tmp_path, "acl").task("OCR")
+    assert ocr.val_file == tmp_path / "OCR_test" / "val.json" and [s.id for s in ocr.val] == ["v0", "v1"]
+    assert ocr.val[1].question == "Read it." and ocr.val[1].image == tmp_path / "OCR_test" / "images" / "te1.png"
+    report = check_benchmark(tmp_path, "acl", progress=False)
+    assert report.ok and report.tasks[0].val.rows == 2 and report.tasks[1].val is None
+    dump(tmp_path / "OCR_test" / "val.json", [qa_row("v0", "images/te0.png"), qa_row("v0", "images/gone.png", text="")])
+    text = problems_text(check_benchmark(tmp_path, "acl", progress=False))
+    assert f"{tmp_path / 'OCR_test' / 'val.json'}: row 1 (id 'v0'): empty 'text'" in text
+    with pytest.raises(UserError, match="val.json"):
+        load_benchmark(tmp_path, "acl")
 
 
 def test_setting_is_required_without_a_manifest(tmp_path):
@@ -521,11 +541,12 @@ def test_data_check_json_good_root(tmp_path, capsys):
     code = main(["data", "check", "--root", str(tmp_path), "--setting", "dcl", "--json", "--no-progress"])
     report = json.loads(capsys.readouterr().out)  # stdout is the one JSON object and nothing else
     assert code == 0 and report["ok"] is True and report["problems"] == []
-    assert report["tasks"] == {"RS": {"train": 3, "test": 2, "router": 1, "replay": 1},
-                               "Med": {"train": 3, "test": 2, "router": 2, "replay": 0},
-                               "AD": {"train": 3, "test": 2, "router": 0, "replay": 0},
-                               "Sci": {"train": 3, "test": 2, "router": 0, "replay": 0},
-                               "Fin": {"train": 3, "test": 2, "router": 0, "replay": 1}}
+    assert report["tasks"] == {"RS": {"train": 3, "test": 2, "val": 0, "router": 1, "replay": 1},
+                               "Med": {"train": 3, "test": 2, "val": 0, "router": 2, "replay": 0},
+                               "AD": {"train": 3, "test": 2, "val": 0, "router": 0, "replay": 0},
+                               "Sci": {"train": 3, "test": 2, "val": 0, "router": 0, "replay": 0},
+                               "Fin": {"train": 3, "test": 2, "val": 0, "router": 0, "replay": 1}}
+    assert report["unseen"] == 0
     assert report["unassigned"] == {"router": 0, "replay": 1}  # p2's image lies in no task's folder
     assert report["setting"] == "dcl" and report["root"] == str(tmp_path)
 
@@ -543,8 +564,8 @@ def test_data_check_json_bad_root_exits_1_with_every_problem(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert code == 1 and report["ok"] is False
     assert list(report["tasks"]) == ["RS", "Med"]
-    assert report["tasks"]["RS"] == {"train": 3, "test": 2, "router": 1, "replay": 0}
-    assert report["tasks"]["Med"] == {"train": 3, "test": 0, "router": 0, "replay": 0}
+    assert report["tasks"]["RS"] == {"train": 3, "test": 2, "val": 0, "router": 1, "replay": 0}
+    assert report["tasks"]["Med"] == {"train": 3, "test": 0, "val": 0, "router": 0, "replay": 0}
     problems = report["problems"]
     assert len(problems) == 5  # all of them, whatever --limit says
     assert {"file": str(router), "row": 1, "id": "r1",

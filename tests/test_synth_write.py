@@ -91,3 +91,59 @@ def test_test_rows_carry_the_fields_the_official_scorers_read(tmp_path):
     assert all(r["answer_type"] for r in rows["OCR"])
     assert all(r["question_type"] in ("multi_choice", "free_form") for r in rows["Math"])
     assert all(r["type"] in ("2D", "3D") and r["task"] for r in rows["VP"])
+
+
+def test_the_cache_key_is_the_generator_code_not_a_number(tmp_path, monkeypatch):
+    import re
+
+    import mllmcl.data.synth.write as write
+
+    key = write.synth_fingerprint()
+    assert re.fullmatch(r"[0-9a-f]{12}", key) and write.synth_fingerprint() == key
+    names = [name for name, _ in write.fingerprint_inputs()]
+    assert {"mllmcl/data/synth/rs.py", "mllmcl/data/synth/rows.py", "mllmcl/data/synth/write.py",
+            "mllmcl/data/tasks.py", "Pillow"} <= set(names)
+    spec = SynthSpec(train=2, test=2, router_k=1, replay_k=1)
+    root = write_synth(tmp_path / "d", spec, progress=False)
+    assert json.loads((root / "synth.json").read_text())["fingerprint"] == key
+
+    code = write.fingerprint_inputs()  # a drawer edited since: same spec, other code
+    monkeypatch.setattr(write, "fingerprint_inputs",
+                        lambda: [(n, d + b"\n# edited" if n.endswith("/rs.py") else d) for n, d in code])
+    assert write.synth_fingerprint() != key
+    with pytest.raises(UserError, match="other generator code"):
+        write_synth(root, spec, progress=False)
+    stale = json.loads((root / "synth.json").read_text())  # a folder from before fingerprints: refused too
+    stale.pop("fingerprint")
+    (root / "synth.json").write_text(json.dumps({**stale, "version": 1}))
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="other generator code"):
+        write_synth(root, spec, progress=False)
+
+
+@pytest.mark.parametrize("setting", ["dcl", "acl"])
+def test_validation_rows_follow_the_test_distribution_with_items_of_their_own(tmp_path, setting):
+    from PIL import Image
+
+    from mllmcl.data.check import check_benchmark
+    from mllmcl.data.synth import item_rng, synth_task
+
+    root = write_synth(tmp_path / setting, SynthSpec(setting=setting, train=2, test=5, val=5, router_k=1, replay_k=1),
+                       progress=False)
+    bench = load_benchmark(root)
+    for task in bench.tasks:  # in the test folder: OCR_test/val.json (ACL), RS/val.json (DCL)
+        assert task.val_file == task.test_folder / "val.json" and len(task.val) == 5
+        assert [s.id for s in task.val] == [f"{task.name}_val_{i:05d}" for i in range(5)]
+        assert {s.id for s in task.val}.isdisjoint(s.id for s in task.test)
+        assert {s.image.read_bytes() for s in task.val}.isdisjoint(s.image.read_bytes() for s in task.test)
+        for i, sample in enumerate(task.val):  # the test drawer (ACL: the shifted one), seeded with "val"
+            item = synth_task(task.name).draw(item_rng(0, task.name, "val", i), "test", 48)
+            assert Image.open(sample.image).tobytes() == item.image.tobytes() and sample.row["text"] == item.question
+    report = check_benchmark(root, progress=False)
+    assert report.ok and [t.val.rows for t in report.tasks] == [5] * len(bench.tasks)
+    assert "val rows" in report.format()
+    none = load_benchmark(write_synth(tmp_path / "none", SynthSpec(setting=setting, train=2, test=2, val=0,
+                                                                   router_k=1, replay_k=1), progress=False))
+    assert all(t.val == () and t.val_file is None for t in none.tasks)
+    with pytest.raises(UserError, match="val must be 0 or more"):
+        SynthSpec(val=-1)

@@ -137,8 +137,9 @@ def _data_check(args: argparse.Namespace) -> int:
 def _data_synth(args: argparse.Namespace) -> int:
     from mllmcl.data.synth.write import SynthSpec, write_synth
 
-    spec = SynthSpec(setting=args.setting, train=args.train, test=args.test, seed=args.seed,
-                     image_size=args.image_size, router_k=args.router_k, replay_k=args.replay_k)
+    spec = SynthSpec(setting=args.setting, train=args.train, test=args.test, val=args.val, seed=args.seed,
+                     image_size=args.image_size, router_k=args.router_k, replay_k=args.replay_k,
+                     overlap=args.overlap, visual_overlap=args.visual_overlap, unseen=args.unseen)
     out = write_synth(args.out, spec, progress=not args.no_progress)
     print(f"synthetic {args.setting} data in {out} (check it with: mllmcl data check --root {out})")
     return 0
@@ -376,11 +377,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="folder to create; an existing copy of the same dataset is reused")
     q.add_argument("--train", type=_positive_int, default=2000, help="training items per task (default: 2000)")
     q.add_argument("--test", type=_positive_int, default=300, help="test items per task (default: 300)")
+    q.add_argument("--val", type=int, default=100,
+                   help="validation items per task, written to val.json beside test.json: the test distribution "
+                        "with items of their own; tune on them, never on test (default: 100; 0: none)")
     q.add_argument("--seed", type=int, default=0, help="seed of every drawn item (default: 0)")
     q.add_argument("--image-size", type=_positive_int, default=48,
                    help="image side in pixels (default: 48, the tiny backbone's input)")
     q.add_argument("--router-k", type=int, default=20, help="router-training samples per task (default: 20)")
     q.add_argument("--replay-k", type=int, default=20, help="replay samples per task (default: 20)")
+    q.add_argument("--overlap", type=float, default=0.0,
+                   help="dcl: share of items (train, val, test, unseen) asked in question formats shared by all "
+                        "domains (a yes/no and a letter template, identical text, one fixed rule per domain); at 1 "
+                        "the question says nothing about the task (default: 0)")
+    q.add_argument("--visual-overlap", type=float, default=0.0,
+                   help="dcl: share of items whose backdrop colours come from one pool shared by all domains "
+                        "instead of the domain's palette (default: 0)")
+    q.add_argument("--unseen", type=int, default=None,
+                   help="test items of a held-out domain no method trains on (retail shelves), written to "
+                        "OUT/unseen/test.json and loaded as Benchmark.unseen, not as a task (default: 100 for dcl, "
+                        "0 for acl)")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     parser.set_defaults(_commands=commands)

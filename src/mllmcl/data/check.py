@@ -1,6 +1,7 @@
 """`mllmcl data check`: validate every row and every image of an MLLM-CL data root and report all problems.
 
-Rows are validated by the same parser the loader uses. Each distinct image is checked once: by default it
+Rows are validated by the same parser the loader uses; validation files (`val.json`, where a root has them)
+are validated like test files, and so are the held-out rows a manifest names (`unseen`). Each distinct image is checked once: by default it
 must exist and pass PIL's `verify()`, which reads the header and the file's structure (for PNG also the
 chunk checksums) but does not decode the pixels, so a truncated JPEG body can pass; `decode=True` opens and
 fully decodes every image instead (several times slower).
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 from PIL import Image
 from tqdm import tqdm
 
-from mllmcl.data.mllm_cl import Parsed, Problem, load_layout, read_extra, read_task, select
+from mllmcl.data.mllm_cl import Parsed, Problem, load_layout, read_extra, read_task, read_unseen, select
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class TaskReport:
     test: FileReport | None
     router: int = 0
     replay: int = 0
+    val: FileReport | None = None  # optional: the release has no validation file
 
 
 @dataclass
@@ -57,6 +59,7 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)
     unassigned: dict[str, int] = field(default_factory=dict)
     """Router/replay rows that belong to none of the checked tasks (no task, or a task not checked)."""
+    unseen: FileReport | None = None  # held-out test rows the manifest names, if any
 
     @property
     def ok(self) -> bool:
@@ -69,8 +72,9 @@ class CheckReport:
             return report.rows if report else 0
 
         return {
-            "tasks": {t.name: {"train": rows(t.train), "test": rows(t.test), "router": t.router, "replay": t.replay}
-                      for t in self.tasks},
+            "tasks": {t.name: {"train": rows(t.train), "test": rows(t.test), "val": rows(t.val), "router": t.router,
+                               "replay": t.replay} for t in self.tasks},
+            "unseen": rows(self.unseen),
             "problems": [{"file": str(p.file), "row": p.row, "id": p.id, "message": p.message}
                          for p in self.problems],
             "ok": self.ok,
@@ -88,17 +92,21 @@ class CheckReport:
 
         lines = [f"data root {self.root}  setting {self.setting}  "
                  f"manifest {rel(self.manifest) if self.manifest else '(none: built-in definitions)'}"]
-        header = f"{'task':<8}{'train rows':>11}{'images':>9}{'test rows':>11}{'images':>9}  files"
+        header = f"{'task':<8}{'train rows':>11}{'images':>9}{'test rows':>11}{'images':>9}{'val rows':>10}  files"
         lines += [header, "-" * len(header)]
         for t in self.tasks:
-            tr, te = t.train, t.test
+            tr, te, va = t.train, t.test, t.val
             lines.append(f"{t.name:<8}{tr.rows if tr else '-':>11}{tr.images if tr else '-':>9}"
-                         f"{te.rows if te else '-':>11}{te.images if te else '-':>9}  "
-                         f"{rel(tr.path if tr else None)}, {rel(te.path if te else None)}")
+                         f"{te.rows if te else '-':>11}{te.images if te else '-':>9}{va.rows if va else '-':>10}  "
+                         f"{rel(tr.path if tr else None)}, {rel(te.path if te else None)}"
+                         + (f", {rel(va.path)}" if va else ""))
         for name, extra in (("router", self.router), ("replay", self.replay)):
             looked = ", ".join(self.looked_for.get(name, [])) or "nothing"
             lines.append(f"{name}: {rel(extra.path)}: {extra.rows} rows, {extra.images} images" if extra
                          else f"{name}: none found (looked for {looked})")
+        if self.unseen:
+            lines.append(f"unseen (held-out domain, not a task): {rel(self.unseen.path)}: {self.unseen.rows} rows, "
+                         f"{self.unseen.images} images")
         how = "opened and fully decoded" if self.decode else "exist and pass PIL verify(), pixels not decoded"
         lines.append(f"{self.images_checked} distinct images checked ({how})")
         lines += [f"note: {n}" for n in self.notes]
@@ -163,9 +171,11 @@ def check_benchmark(root: str | Path, setting: str | None = None, tasks: Sequenc
     router_file, router_rows = read_extra(path, layout.router, layout.specs, problems, setting=layout.setting,
                                           router=True)
     replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems, setting=layout.setting)
+    unseen_file, unseen_rows = read_unseen(path, layout, problems)
 
     sources: list[tuple[Path | None, Parsed]] = [(d.train_file, d.train) for d in found]
-    sources += [(d.test_file, d.test) for d in found] + [(router_file, router_rows), (replay_file, replay_rows)]
+    sources += [(d.test_file, d.test) for d in found] + [(d.val_file, d.val) for d in found]
+    sources += [(router_file, router_rows), (replay_file, replay_rows), (unseen_file, unseen_rows)]
     refs: dict[Path, tuple[Path, int, str, int]] = {}  # image → first (file, row, id) naming it, row count
     renamed = 0
     for file, parsed in sources:
@@ -186,8 +196,10 @@ def check_benchmark(root: str | Path, setting: str | None = None, tasks: Sequenc
                   for kind, counts in per_task.items()}
     return CheckReport(path, layout.setting, layout.manifest,
                        [TaskReport(d.spec.name, _file_report(d.train_file, d.train), _file_report(d.test_file, d.test),
-                                   per_task["router"][d.spec.name], per_task["replay"][d.spec.name])
-                        for d in found],
+                                   per_task["router"][d.spec.name], per_task["replay"][d.spec.name],
+                                   _file_report(d.val_file, d.val)) for d in found],
                        _file_report(router_file, router_rows), _file_report(replay_file, replay_rows),
                        len(refs), decode, {"router": [e.file for e in layout.router],
-                                           "replay": [e.file for e in layout.replay]}, problems, notes, unassigned)
+                                           "replay": [e.file for e in layout.replay]}, problems, notes, unassigned,
+                       _file_report(unseen_file, unseen_rows))
+

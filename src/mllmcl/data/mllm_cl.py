@@ -1,5 +1,6 @@
 """The MLLM-CL release on disk, read into records: `load_benchmark(root, setting)` → a `Benchmark` with its
-tasks in training order, each holding train and test `Sample`s, plus the router and replay training sets.
+tasks in training order, each holding train, test and (where the root has them) validation `Sample`s, plus
+the router and replay training sets.
 
 Rows are parsed and validated when the benchmark is loaded; images are not opened (a `Sample` holds an
 absolute path, `mllmcl.data.records.load_image` opens it when the engine asks), so a 100k-row task loads in
@@ -8,7 +9,7 @@ about a second. `mllmcl.data.check` validates every row and every image of a roo
 Formats (see docs/data.md):
 - training rows (tasks, router, replay): LLaVA conversations, `{"id" | "question_id", "image",
   "conversations": [{"from": "human", "value": "<image>\\n…"}, {"from": "gpt", "value": "…"}, …]}`;
-- test rows: `{"question_id", "image", "text", "answer", …task fields}`.
+- test and validation rows: `{"question_id", "image", "text", "answer", …task fields}`.
 Image paths are relative to the task folder in task files, to the data root (or the folder an `ExtraFile`
 names) in router and replay files. One image per row: the engine takes one image per sample, so rows with
 several images, or none, are refused with the file, row and id.
@@ -22,7 +23,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
 from mllmcl.data.official_router import OFFICIAL_LETTERS, letter_map, looks_official, parse_official_prompt
-from mllmcl.data.tasks import ExtraFile, Layout, TaskSpec, resolve_layout
+from mllmcl.data.tasks import UNSEEN, ExtraFile, Layout, TaskSpec, resolve_layout
 from mllmcl.errors import UserError
 
 IMAGE_TOKEN = "<image>"
@@ -56,7 +57,9 @@ class Sample:
 
 @dataclass(frozen=True, eq=False)
 class Task:
-    """One task of a benchmark: its definition, where its files are, and its samples."""
+    """One task of a benchmark: its definition, where its files are, and its samples. `val` holds the
+    validation rows (test format, read from `val_file` in the test folder; empty when there is none, as in
+    the real release): tune on them, never on `test`."""
 
     spec: TaskSpec
     root: Path
@@ -67,6 +70,7 @@ class Task:
     train: tuple[Sample, ...]
     test: tuple[Sample, ...]
     val: tuple[Sample, ...] = ()
+    val_file: Path | None = None
 
     @property
     def name(self) -> str:
@@ -78,7 +82,8 @@ class Benchmark:
     """A data root read in one setting: tasks in training order, router and replay training sets (empty
     when the root has none). Router/replay samples carry their task: an official router row's letter (its
     question is then the bare question), else the row's `task` field, else the task whose folder holds the
-    image, or "" (see `read_extra`)."""
+    image, or "" (see `read_extra`). `unseen`: test samples of a held-out domain that is not among the tasks
+    (task "Unseen"; from the manifest's `unseen` file, empty without one), for open-world checks."""
 
     setting: str
     root: Path
@@ -88,6 +93,8 @@ class Benchmark:
     router_file: Path | None = None
     replay_file: Path | None = None
     manifest: Path | None = None
+    unseen: tuple[Sample, ...] = ()
+    unseen_file: Path | None = None
 
     @property
     def names(self) -> list[str]:
@@ -313,6 +320,8 @@ class TaskData:
     test_folder: Path | None = None
     test_file: Path | None = None
     test: Parsed = field(default_factory=list)
+    val_file: Path | None = None
+    val: Parsed = field(default_factory=list)
 
 
 def read_task(root: Path, spec: TaskSpec, problems: list[Problem]) -> TaskData:
@@ -335,6 +344,12 @@ def read_task(root: Path, spec: TaskSpec, problems: list[Problem]) -> TaskData:
         rows = read_rows(data.test_file, problems)
         if rows is not None:
             data.test = parse_rows(rows, data.test_file, problems, kind="test", spec=spec, base=data.test_folder)
+    found = find_file(root, spec.test_folders, spec.val_files)  # optional: no problem when absent
+    if found is not None:
+        val_folder, data.val_file = found
+        rows = read_rows(data.val_file, problems)
+        if rows is not None:
+            data.val = parse_rows(rows, data.val_file, problems, kind="test", spec=spec, base=val_folder)
     return data
 
 
@@ -409,6 +424,19 @@ def read_extra(root: Path, candidates: Sequence[ExtraFile], specs: Sequence[Task
     return None, []
 
 
+def read_unseen(root: Path, layout: Layout, problems: list[Problem]) -> tuple[Path | None, Parsed]:
+    """The held-out test rows the manifest names (`unseen`), parsed as test rows of `tasks.UNSEEN`, image
+    paths relative to the file's folder; (None, []) when the manifest names none."""
+    if layout.unseen is None:
+        return None, []
+    path = root / layout.unseen
+    rows = read_rows(path, problems)
+    if rows is None:
+        return path, []
+    return path, parse_rows(rows, path, problems, kind="test", spec=replace(UNSEEN, setting=layout.setting),
+                            base=path.parent)
+
+
 # --- loading ------------------------------------------------------------------------------------------
 
 def data_root(root: str | Path) -> Path:
@@ -459,9 +487,11 @@ def load_benchmark(root: str | Path, setting: str | None = None, tasks: Sequence
     router_file, router_rows = read_extra(path, layout.router, layout.specs, problems, setting=layout.setting,
                                           router=True)
     replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems, setting=layout.setting)
+    unseen_file, unseen_rows = read_unseen(path, layout, problems)
     if problems:
         raise UserError(summarise(problems, path))
     built = tuple(Task(d.spec, path, d.folder, d.test_folder, d.train_file, d.test_file,
-                       tuple(s for _, s in d.train), tuple(s for _, s in d.test)) for d in found)
+                       tuple(s for _, s in d.train), tuple(s for _, s in d.test), tuple(s for _, s in d.val),
+                       d.val_file) for d in found)
     return Benchmark(layout.setting, path, built, tuple(s for _, s in router_rows), tuple(s for _, s in replay_rows),
-                     router_file, replay_file, layout.manifest)
+                     router_file, replay_file, layout.manifest, tuple(s for _, s in unseen_rows), unseen_file)

@@ -44,7 +44,9 @@ class TaskSpec:
     """How to find, prompt and score one task.
 
     `folders` / `test_folders` are candidate folders relative to the data root, tried in order; the first
-    that holds one of `train_files` / `test_files` is used. `description` is the one sentence the MLLM
+    that holds one of `train_files` / `test_files` is used. `val_files`: an optional validation file in
+    the test format, looked for in the test folders (the synthetic benchmark writes one; the release has
+    none). `description` is the one sentence the MLLM
     router prompt uses for the task's expert. `prompt_rule` names an entry of `PROMPT_RULES`.
     `answers_public` is False where the test set has no local ground truth (APP is scored by a server), so
     test rows may lack `answer`.
@@ -58,6 +60,7 @@ class TaskSpec:
     test_folders: tuple[str, ...]
     train_files: tuple[str, ...] = ("train.json",)
     test_files: tuple[str, ...] = ("test.json",)
+    val_files: tuple[str, ...] = ("val.json",)
     max_new_tokens: int = 128
     prompt_rule: str | None = None
     answers_public: bool = True
@@ -69,7 +72,7 @@ class TaskSpec:
         for key in ("setting", "scorer", "description"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise UserError(f"{where}: {key!r} must be a non-empty string")
-        for key in ("folders", "test_folders", "train_files", "test_files"):
+        for key in ("folders", "test_folders", "train_files", "test_files", "val_files"):
             value = getattr(self, key)
             if not value or not all(isinstance(v, str) and v for v in value):
                 raise UserError(f"{where}: {key!r} must be a non-empty list of non-empty strings")
@@ -88,7 +91,7 @@ class TaskSpec:
         """This spec as a manifest task entry (the inverse of the manifest parser)."""
         return {"name": self.name, "folder": list(self.folders), "test_folder": list(self.test_folders),
                  "scorer": self.scorer, "description": self.description, "train_file": list(self.train_files),
-                 "test_file": list(self.test_files), "max_new_tokens": self.max_new_tokens,
+                 "test_file": list(self.test_files), "val_file": list(self.val_files), "max_new_tokens": self.max_new_tokens,
                  "prompt_rule": self.prompt_rule, "answers_public": self.answers_public}
 
 
@@ -131,6 +134,12 @@ BUILTIN: dict[str, tuple[TaskSpec, ...]] = {
     ),
 }
 """The nine official tasks, per setting, in the official training order."""
+
+UNSEEN = TaskSpec("Unseen", "dcl", "fin", "an unseen domain that no task trains on (the synthetic benchmark's "
+                  "retail shelves)", ("unseen",), ("unseen",))
+"""How held-out test rows (the manifest's `unseen` file) are read: no prompt rule, scored by exact match
+after lower-casing and removing spaces and periods (the `fin` rule), as every answer is one closed word
+or letter. It is not a task: no method trains on it, the benchmark lists it apart."""
 
 
 # --- router and replay files --------------------------------------------------------------------------
@@ -180,13 +189,14 @@ class Layout:
     router: tuple[ExtraFile, ...]
     replay: tuple[ExtraFile, ...]
     manifest: Path | None = None
+    unseen: str | None = None  # held-out test rows (root-relative file; images relative to its folder)
 
 
-_MANIFEST_KEYS = {"setting", "tasks", "router", "router_images", "replay", "replay_images"}
-_TASK_KEYS = {"name", "folder", "test_folder", "scorer", "description", "train_file", "test_file",
+_MANIFEST_KEYS = {"setting", "tasks", "router", "router_images", "replay", "replay_images", "unseen"}
+_TASK_KEYS = {"name", "folder", "test_folder", "scorer", "description", "train_file", "test_file", "val_file",
               "max_new_tokens", "prompt_rule", "answers_public"}
 _TASK_FIELD = {"folder": "folders", "test_folder": "test_folders", "train_file": "train_files",
-               "test_file": "test_files"}
+               "test_file": "test_files", "val_file": "val_files"}
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
@@ -299,6 +309,9 @@ def resolve_layout(root: Path, setting: str | None, *, specs: Sequence[TaskSpec]
         declared_replay = _extra(manifest, "replay", str(manifest_path))
         router_files = router_files if declared_router is None else declared_router  # () = declared absent
         replay_files = replay_files if declared_replay is None else declared_replay
+        unseen = manifest.get("unseen")
+        if unseen is not None and (not isinstance(unseen, str) or not unseen):
+            raise UserError(f"{manifest_path}: 'unseen' must be a file path or null, got {unseen!r}")
     if specs is not None:
         layout_specs = tuple(specs)
     names = [s.name for s in layout_specs]
@@ -316,7 +329,7 @@ def resolve_layout(root: Path, setting: str | None, *, specs: Sequence[TaskSpec]
     if replay is not None:
         replay_files = (replay if isinstance(replay, ExtraFile) else ExtraFile(str(replay)),)
     return Layout(setting, layout_specs, tuple(router_files), tuple(replay_files),
-                  manifest_path if manifest is not None else None)
+                  manifest_path if manifest is not None else None, manifest.get("unseen") if manifest else None)
 
 
 def _override_folders(spec: TaskSpec, key: str, candidates: tuple[str, ...]) -> TaskSpec:
@@ -326,13 +339,17 @@ def _override_folders(spec: TaskSpec, key: str, candidates: tuple[str, ...]) -> 
 
 
 def write_manifest(root: str | Path, setting: str, specs: Sequence[TaskSpec], *, router: str | None = None,
-                   router_images: str = ".", replay: str | None = None, replay_images: str = ".") -> Path:
-    """Write `root/mllmcl.json` describing `specs` (atomically); returns its path. For data generators."""
+                   router_images: str = ".", replay: str | None = None, replay_images: str = ".",
+                   unseen: str | None = None) -> Path:
+    """Write `root/mllmcl.json` describing `specs` (atomically); returns its path. For data generators.
+    `unseen`: a file of held-out test rows (no task trains on them), root-relative."""
     data: dict[str, Any] = {"setting": setting, "tasks": [s.to_manifest() for s in specs]}
     if router is not None:
         data.update(router=router, router_images=router_images)
     if replay is not None:
         data.update(replay=replay, replay_images=replay_images)
+    if unseen is not None:
+        data.update(unseen=unseen)
     path = Path(root) / MANIFEST
     write_json_atomic(path, data)
     return path

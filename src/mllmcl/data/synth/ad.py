@@ -26,13 +26,18 @@ family was answered from the lamp colour alone. So vehicles are drawn in a magen
 no other element of a road scene uses, the car ahead is close (a car or a taller van), the signal head
 has a large lit lamp, a wide glow and a reflection on the road, and the object question is asked on
 views without a signal.
+
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`): the generic yes/no question means "is there a
+vehicle close ahead?" (the object drawing, no signal), the generic letter question the signal, A red / B
+yellow / C green / D no traffic light at all. Under the shared look (`visual_overlap`) the sky and the
+roadside take neutral tones from the shared pool; the road, the lamps and the vehicles keep their colours.
 """
 from __future__ import annotations
 
 import random
 
-from mllmcl.data.synth.base import SynthItem, jitter, register
-from mllmcl.data.synth.draw import NO, YES, Canvas, mix, shade
+from mllmcl.data.synth.base import SynthItem, jitter, letters, register
+from mllmcl.data.synth.draw import NO, OWN_LOOK, YES, Canvas, Look, mix, shade
 
 SKIES = ((110, 165, 225), (150, 190, 230), (170, 175, 185), (40, 50, 90), (200, 200, 205), (60, 70, 100))
 GROUNDS = ((90, 140, 70), (140, 120, 90), (160, 160, 155), (110, 120, 80), (190, 180, 150))
@@ -52,15 +57,15 @@ HORIZON = (0.36, 0.46)
 class Street:
     """The front view: sky, ground and a road converging to a vanishing point near the horizon."""
 
-    def __init__(self, rng: random.Random, size: int):
+    def __init__(self, rng: random.Random, size: int, look: Look = OWN_LOOK):
         self.rng = rng
-        self.sky = jitter(rng, rng.choice(SKIES), 14)
+        self.sky = look.pick(rng, SKIES, "light", 14)
         self.horizon = rng.uniform(*HORIZON)
         self.vx = rng.uniform(0.4, 0.6)  # vanishing point, x
         self.canvas = c = Canvas(size, self.sky)
         h = self.horizon
         c.rect(0, h * 0.55, 1, h, fill=mix(self.sky, (255, 255, 255), rng.uniform(0.1, 0.3)))  # haze
-        ground = jitter(rng, rng.choice(GROUNDS), 15)
+        ground = look.pick(rng, GROUNDS, "ground", 15)
         c.rect(0, h, 1, 1, fill=ground)
         self.road = road = jitter(rng, rng.choice(ROADS), 10)
         half = rng.uniform(0.5, 0.65)  # road half-width at the bottom edge
@@ -105,11 +110,32 @@ class Street:
             c.ellipse(x, top + 0.08 + k * 0.16, 0.09 if k == k_lit else 0.06, fill=lamp if k == k_lit else (70, 70, 70))
 
 
-@register("AD", "dcl")
-def draw(rng: random.Random, split: str, size: int = 48) -> SynthItem:
+SIGNALS = (*LAMPS, "none")
+"""The shared letter options A-D of AD: the lamp that is lit, or no signal in view."""
+
+
+def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
+    """AD's rule for a shared-format question (see the module doc); the question is the shared one."""
+    street = Street(rng, size, look)
+    if family == "yesno":  # a vehicle close ahead?
+        answer = rng.choice((YES, NO))
+        if answer == YES:
+            street.vehicle(near=True)
+    else:  # letter: the signal
+        signal = rng.choice(SIGNALS)
+        if signal != "none":
+            street.traffic_light(signal)
+        answer = letters(4)[SIGNALS.index(signal)]
+    if rng.random() < 0.4:  # distant traffic in a neighbouring lane is never the answer
+        street.vehicle(near=False, lane=rng.choice((-1, 1)))
+    return SynthItem(street.canvas.finish(), "", answer)
+
+
+@register("AD", "dcl", shared=shared)
+def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """A forward camera view with DriveLM-style perception and planning questions."""
     family = rng.choice(FAMILIES)
-    street = Street(rng, size)
+    street = Street(rng, size, look)
     if family == "object":
         answer = rng.choice((YES, NO))
         if answer == YES:

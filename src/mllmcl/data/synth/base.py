@@ -6,7 +6,9 @@ registered under the real task's name (`RS`, `Med`, … `APP`) in `SYNTH_TASKS`.
 the real release reads the synthetic one unchanged.
 
 Determinism: each item is drawn from its own `random.Random` seeded by (seed, task, split, index), so an
-item never depends on how many items were drawn before it or on the order of drawing.
+item never depends on how many items were drawn before it or on the order of drawing. The validation
+split ("val") is drawn by the test drawer (`split="test"`) from generators seeded with "val", so it
+follows the test distribution with items of its own.
 """
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ from PIL import Image, ImageFont
 from mllmcl.registry import Registry
 
 Split = Literal["train", "test"]
+"""The distribution a drawer draws from (ACL drawers shift the test split)."""
+SeedSplit = Literal["train", "val", "test"]
+"""The split an item's generator is seeded with: validation items are drawn like test items, from seeds of
+their own."""
 
 
 @dataclass(frozen=True)
@@ -40,35 +46,45 @@ class SynthItem:
     source: str = ""
 
 
-Drawer = Callable[[random.Random, Split, int], SynthItem]
-"""`draw(rng, split, size) -> SynthItem`: one item of `split` on a `size`×`size` canvas."""
+Drawer = Callable[..., SynthItem]
+"""`draw(rng, split, size) -> SynthItem`: one item of `split` on a `size`×`size` canvas. Domain drawers also
+take `look=` (a `draw.Look`: their own backdrop palette, or the pool shared by all domains)."""
+
+SharedRule = Callable[..., SynthItem]
+"""`shared(rng, family, size, look) -> SynthItem`: a domain's one fixed rule for the shared-format question
+`family` ("yesno", "letter"; `mllmcl.data.synth.shared`): the image and the answer it determines (the
+question is left empty; the shared module writes it, identical in every domain)."""
 
 
 @dataclass(frozen=True)
 class SynthTask:
-    """A registered synthetic task: its drawer and the documented train→test shift (empty for IID)."""
+    """A registered synthetic task: its drawer, the documented train→test shift (empty for IID) and, for
+    a domain, its rule for the shared-format questions (None: the task has none, as the ACL tasks)."""
 
     name: str
     setting: Literal["dcl", "acl"]
     draw: Drawer
     shift: str = ""
+    shared: SharedRule | None = None
 
 
 SYNTH_TASKS: Registry[SynthTask] = Registry("synthetic task")
 
 
-def register(name: str, setting: Literal["dcl", "acl"], shift: str = "") -> Callable[[Drawer], Drawer]:
-    """Decorator: register `draw` as the synthetic stand-in for the real task `name`."""
+def register(name: str, setting: Literal["dcl", "acl"], shift: str = "",
+             shared: SharedRule | None = None) -> Callable[[Drawer], Drawer]:
+    """Decorator: register `draw` as the synthetic stand-in for the real task `name` (with `shared`, its
+    rule for the shared-format questions)."""
 
     def decorate(draw: Drawer) -> Drawer:
         description = (draw.__doc__ or "").strip().split("\n")[0]
-        SYNTH_TASKS.register(name, description)(lambda: SynthTask(name, setting, draw, shift))
+        SYNTH_TASKS.register(name, description)(lambda: SynthTask(name, setting, draw, shift, shared))
         return draw
 
     return decorate
 
 
-def item_rng(seed: int, task: str, split: Split, index: int) -> random.Random:
+def item_rng(seed: int, task: str, split: SeedSplit, index: int) -> random.Random:
     """The private generator of one item (string seeds are hashed deterministically by `random`)."""
     return random.Random(f"mllmcl-synth/{seed}/{task}/{split}/{index}")
 

@@ -4,14 +4,24 @@ Every domain scene is laid out in *relative* units (0..1 of the image side) on a
 then downscaled with LANCZOS, exactly like the pretraining corpus (`mllmcl.pretrain.corpus`); a larger
 `size` therefore gives a sharper copy of the same scene. Textures come from a numpy Generator seeded
 from the item's `random.Random`, so the item's generator stays the only source of randomness.
+
+Looks (`visual_overlap`): every domain drawer takes its backdrop colours (the ground of an aerial tile, the
+stroma of a slide, the sky and roadside of a street, the paper of a diagram, the background of a chart, the
+wall of a shop) through `Look.pick`. With the task's own look it picks from the task's palette exactly as
+before; with `SHARED_LOOK` it picks from `SHARED_BACKDROPS`, one pool of neutral tones used by every
+domain, so the backdrop no longer tells the domains apart. Colours that carry an answer (water, roofs,
+lamps, the green/red of a chart, a stain's palette when the stain is asked) stay the task's own.
 """
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from mllmcl.data.synth.base import jitter
 
 RGB = tuple[int, int, int]
 SUPERSAMPLE = 4
@@ -22,6 +32,40 @@ SUPERSAMPLE = 4
 #: "Yes"/"No" (a different token path) were learned to ~100 %. Every DCL scorer lower-cases, so scoring is
 #: unchanged.
 YES, NO = "Yes", "No"
+
+#: Land-cover colours, shared by RS (aerial tiles) and Sci (land-cover maps): the two tasks' shared-format
+#: letter items ask for the dominant cover in the same colours, so an RS expert reads Sci's maps (transfer).
+WATER = ((40, 80, 140), (30, 95, 120), (50, 70, 110), (35, 110, 140), (55, 90, 105))
+ROOFS = ((200, 70, 55), (175, 65, 50), (215, 95, 60), (165, 55, 60), (190, 80, 45))
+VEGETATION = ((70, 135, 55), (85, 150, 60), (60, 120, 50), (95, 140, 65))
+BARE = ((205, 185, 140), (195, 170, 120), (215, 195, 155), (190, 165, 125))
+LAND_COVER = {"water": WATER, "built-up": ROOFS, "vegetation": VEGETATION, "bare": BARE}
+"""Cover → palette, in the order of the shared letter options A-D."""
+
+Backdrop = Literal["light", "dark", "ground"]
+
+#: The pool of backdrops every domain draws from under the shared look: neutral greys, stones and
+#: charcoals, no hue that any task uses as an answer (blue water, red roofs, green/red price moves, lamps).
+SHARED_BACKDROPS: dict[str, tuple[RGB, ...]] = {
+    "light": ((238, 236, 230), (226, 228, 232), (232, 226, 218), (214, 218, 222), (242, 240, 236)),
+    "dark": ((28, 28, 32), (42, 40, 38), (34, 38, 46), (50, 48, 52)),
+    "ground": ((146, 142, 134), (128, 124, 118), (160, 152, 140), (118, 120, 122), (138, 132, 122)),
+}
+
+
+@dataclass(frozen=True)
+class Look:
+    """Where a drawer takes its backdrop colours from: its own palette, or (`shared`) the pool of one
+    `Backdrop` kind shared by all domains. Both draw the same number of values from the item's generator."""
+
+    shared: bool = False
+
+    def pick(self, rng: random.Random, own: Sequence[RGB], kind: Backdrop, amount: int = 15) -> RGB:
+        """A jittered backdrop colour: one of `own`, or of the shared pool of `kind`."""
+        return jitter(rng, rng.choice(SHARED_BACKDROPS[kind] if self.shared else own), amount)
+
+
+OWN_LOOK, SHARED_LOOK = Look(False), Look(True)
 
 
 def np_rng(rng: random.Random) -> np.random.Generator:

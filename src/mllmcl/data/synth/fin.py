@@ -24,13 +24,20 @@ uncoloured line, the month of the peak, which half swings more, whole-period vol
 and even colour-coded thin lines and 16 thin candles (a few % of the pixels) all stayed at or near
 chance. Hence large colour-coded areas, columns, volume bars and change bars, whose balance of green and
 red is the answer.
+
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`): the generic yes/no question means "did the
+price go up?" (the trend drawing), the generic letter question the number of up days on the daily-change
+chart in four bands, A 1-3 / B 5-7 / C 9-11 / D 13-15 of the 16 days. Sci asks its yes/no question about the
+same charts with the opposite rule (Yes when the plotted value fell): Sci → Fin is the benchmark's conflict
+pair. Under the shared look (`visual_overlap`) the chart background takes a neutral tone from the shared
+pool (light or dark as before); the green and red that carry the answers stay.
 """
 from __future__ import annotations
 
 import random
 
 from mllmcl.data.synth.base import SynthItem, jitter, letters, register
-from mllmcl.data.synth.draw import NO, YES, Canvas, mix
+from mllmcl.data.synth.draw import NO, OWN_LOOK, RGB, YES, Canvas, Look, mix
 
 LIGHT = ((252, 252, 252), (245, 242, 230), (230, 232, 236), (235, 245, 250))
 DARK = ((18, 20, 28), (30, 34, 48), (45, 45, 50), (20, 35, 60))
@@ -41,6 +48,8 @@ DAYS = 16
 
 SENTIMENTS = ("bullish", "bearish")
 UP_DAYS = {"fewer than 5": (1, 3), "between 5 and 10": (7, 9), "more than 10": (13, 15)}
+UP_DAY_BANDS = ((1, 3), (5, 7), (9, 11), (13, 15))
+"""The shared letter options A-D of Fin: how many of the 16 days closed up."""
 
 TREND_Q = ("Is the stock price going up over the period?", "Did the stock price rise over the period shown?")
 SENTIMENT_Q = ("Is the chart bullish or bearish?", "What is the overall sentiment of this stock chart?")
@@ -49,13 +58,13 @@ UP_DAYS_Q = ("On how many days did the stock close higher than it opened?",
 FAMILIES = ("trend", "sentiment", "up_days")
 
 
-def _trend(rng: random.Random, rising: bool) -> list[float]:
+def trend_closes(rng: random.Random, rising: bool) -> list[float]:
     """16 closing prices on a steady drift: nearly every day moves with the trend."""
     drift = rng.uniform(0.6, 1.0) * (1 if rising else -1)
     return [drift * t / (DAYS - 1) + rng.gauss(0, 0.03) for t in range(DAYS)]
 
 
-def _up_days(rng: random.Random, ups: int) -> list[float]:
+def up_day_closes(rng: random.Random, ups: int) -> list[float]:
     """16 closing prices of which exactly `ups` close above the previous close (the first above its open)."""
     moves = [1] * ups + [-1] * (DAYS - ups)
     rng.shuffle(moves)
@@ -66,10 +75,13 @@ def _up_days(rng: random.Random, ups: int) -> list[float]:
     return closes
 
 
-def _chart(rng: random.Random, size: int, closes: list[float], style: str):
-    """Draw `closes` (day 0 opens at 0) as an area, columns, candlesticks over volume, or daily changes."""
-    dark = rng.random() < 0.4
-    bg = jitter(rng, rng.choice(DARK if dark else LIGHT), 8)
+def chart(rng: random.Random, size: int, closes: list[float], style: str, look: Look = OWN_LOOK,
+          papers: tuple[RGB, ...] | None = None):
+    """Draw `closes` (day 0 opens at 0) as an area, columns, candlesticks over volume, or daily changes, on a
+    light or dark chart background (`papers`: on one of these light backgrounds instead, as Sci's textbook
+    graphs are)."""
+    dark = rng.random() < 0.4 if papers is None else False
+    bg = look.pick(rng, papers or (DARK if dark else LIGHT), "dark" if dark else "light", 8)
     ink = mix(bg, (255, 255, 255) if dark else (0, 0, 0), 0.55)
     c = Canvas(size, bg)
     x0, x1, y0, y1 = 0.07, 0.97, 0.05, 0.9  # plot area
@@ -107,25 +119,35 @@ def _chart(rng: random.Random, size: int, closes: list[float], style: str):
     return c.finish()
 
 
-@register("Fin", "dcl")
-def draw(rng: random.Random, split: str, size: int = 48) -> SynthItem:
+def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
+    """Fin's rule for a shared-format question (see the module doc); the question is the shared one."""
+    if family == "yesno":  # did the price go up?
+        answer = rng.choice((YES, NO))
+        return SynthItem(chart(rng, size, trend_closes(rng, answer == YES), rng.choice(STYLES), look), "", answer)
+    band = rng.randrange(len(UP_DAY_BANDS))  # letter: how many up days
+    closes = up_day_closes(rng, rng.randint(*UP_DAY_BANDS[band]))
+    return SynthItem(chart(rng, size, closes, "changes", look), "", letters(4)[band])
+
+
+@register("Fin", "dcl", shared=shared)
+def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """Stock price charts with StockQA-style trend, sentiment and up-day questions."""
     family = rng.choice(FAMILIES)
     extra: dict = {"question_type": family}
     if family == "trend":
         answer = rng.choice((YES, NO))
-        closes, style = _trend(rng, answer == YES), rng.choice(STYLES)
+        closes, style = trend_closes(rng, answer == YES), rng.choice(STYLES)
         question = rng.choice(TREND_Q)
     else:
         options = SENTIMENTS if family == "sentiment" else tuple(UP_DAYS)
         correct = rng.choice(options)
         if family == "sentiment":
-            closes, style = _trend(rng, correct == "bullish"), rng.choice(STYLES)
+            closes, style = trend_closes(rng, correct == "bullish"), rng.choice(STYLES)
         else:
-            closes, style = _up_days(rng, rng.randint(*UP_DAYS[correct])), "changes"
+            closes, style = up_day_closes(rng, rng.randint(*UP_DAYS[correct])), "changes"
         marks = letters(len(options))
         lines = "\n".join(f"{m}. {o}" for m, o in zip(marks, options))
         question = f"{rng.choice(SENTIMENT_Q if family == 'sentiment' else UP_DAYS_Q)}\n{lines}"
         answer = marks[options.index(correct)]
         extra["choices"] = list(options)
-    return SynthItem(_chart(rng, size, closes, style), question, answer, extra)
+    return SynthItem(chart(rng, size, closes, style, look), question, answer, extra)

@@ -22,14 +22,19 @@ the field in a colour of its own (dark purple nest / deep pink-red necrosis), an
 drawn in H&E only, the cells covering the field, as PathVQA's cell-type questions mostly show. Answers
 are few tokens: "immunohistochemistry" (13 tokens) was never spelled out within the budget, so the third
 stain is silver.
+
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`): the generic yes/no question means "is there a
+tumor?" (the presence drawing), the generic letter question the cell type, A lymphocytes / B adipose cells
+/ C red blood cells / D squamous cells. Under the shared look (`visual_overlap`) the stroma takes a neutral
+tone from the shared pool, except on stain questions, whose answer is the stroma's palette.
 """
 from __future__ import annotations
 
 import math
 import random
 
-from mllmcl.data.synth.base import SynthItem, jitter, register
-from mllmcl.data.synth.draw import NO, YES, Canvas, mix, np_rng, shade, texture
+from mllmcl.data.synth.base import SynthItem, jitter, letters, register
+from mllmcl.data.synth.draw import NO, OWN_LOOK, YES, Canvas, Look, mix, np_rng, shade, texture
 
 # stain -> (stroma tones, nucleus tones, accent tones: trichrome cytoplasm / silver-black fibre knots)
 STAINS = {
@@ -52,10 +57,10 @@ FAMILIES = ("presence", "cell_type", "stain")
 class Slide:
     """One stained field: the palette of its stain and a canvas already holding the stroma."""
 
-    def __init__(self, rng: random.Random, size: int, stain: str):
+    def __init__(self, rng: random.Random, size: int, stain: str, look: Look = OWN_LOOK):
         stroma, nuclei, accents = STAINS[stain]
         self.rng, self.stain = rng, stain
-        self.base = jitter(rng, rng.choice(stroma), 14)
+        self.base = look.pick(rng, stroma, "light", 14)
         self.nucleus = jitter(rng, rng.choice(nuclei), 12)
         self.accent = jitter(rng, rng.choice(accents), 12)
         self.canvas = Canvas(size, texture(np_rng(rng), size, self.base, amount=16, grain=7, cells=8))
@@ -121,15 +126,30 @@ class Slide:
                     c.ellipse(x, y, 0.02, fill=self.nucleus)
 
 
-@register("Med", "dcl")
-def draw(rng: random.Random, split: str, size: int = 48) -> SynthItem:
+def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
+    """Med's rule for a shared-format question (see the module doc); the question is the shared one."""
+    if family == "yesno":  # a tumor?
+        answer = rng.choice((YES, NO))
+        slide = Slide(rng, size, "h&e" if rng.random() < 0.7 else rng.choice(("trichrome", "silver")), look)
+        slide.background_cells(rng.randint(15, 30))
+        if answer == YES:
+            slide.tumor()
+        return SynthItem(slide.canvas.finish(), "", answer)
+    kind = rng.choice(CELL_TYPES)  # letter: the cell type
+    slide = Slide(rng, size, "h&e", look)
+    slide.cells(kind)
+    return SynthItem(slide.canvas.finish(), "", letters(4)[CELL_TYPES.index(kind)])
+
+
+@register("Med", "dcl", shared=shared)
+def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """Stained tissue fields with PathVQA-style presence, cell type and stain questions."""
     family = rng.choice(FAMILIES)
     if family == "stain":
         stain = rng.choice(list(STAINS))
     else:  # cell types are shown in H&E; lesions mostly so
         stain = "h&e" if family == "cell_type" or rng.random() < 0.7 else rng.choice(("trichrome", "silver"))
-    slide = Slide(rng, size, stain)
+    slide = Slide(rng, size, stain, OWN_LOOK if family == "stain" else look)  # a stain is asked by its palette
     if family == "cell_type":
         answer = rng.choice(CELL_TYPES)
         slide.cells(answer)

@@ -21,19 +21,24 @@ chance. So water covers about half of the tile when present, roofs are always re
 palettes hold no red), count ranges are drawn as no roofs / 1-3 large roofs / a dense grid of 14-16 (so
 the amount of roof colour separates them), and the comparison pits a large water body against a few
 roofs or a small pond (or none) against many.
+
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`): the generic yes/no question means "is there a
+large water body?" (the presence drawing); the generic letter question means the dominant land cover, A
+water / B built-up (a dense grid of roofs) / C vegetation / D bare ground (parcels of green, or of sand and
+dry soil, covering the tile), drawn on grey ground that looks like none of the four. Sci asks its letter question about flat land-cover maps in the same colours
+(`draw.LAND_COVER`): RS → Sci is the benchmark's transfer pair.
 """
 from __future__ import annotations
 
 import random
 
-from mllmcl.data.synth.base import SynthItem, jitter, register
-from mllmcl.data.synth.draw import NO, YES, Canvas, np_rng, place, shade, texture
+from mllmcl.data.synth.base import SynthItem, jitter, letters, register
+from mllmcl.data.synth.draw import (BARE, LAND_COVER, NO, OWN_LOOK, ROOFS, VEGETATION, WATER, YES, Canvas, Look,
+                                    np_rng, place, shade, texture)
 
 LAND = ((96, 140, 70), (150, 160, 80), (140, 110, 80), (200, 180, 135), (110, 115, 75), (170, 150, 100))
 URBAN_GROUND = ((150, 145, 135), (170, 160, 150), (125, 125, 120), (185, 175, 160))
 FIELD_TONES = ((80, 130, 55), (170, 170, 90), (130, 100, 70), (190, 175, 110), (110, 150, 80))
-WATER = ((40, 80, 140), (30, 95, 120), (50, 70, 110), (35, 110, 140), (55, 90, 105))
-ROOFS = ((200, 70, 55), (175, 65, 50), (215, 95, 60), (165, 55, 60), (190, 80, 45))
 ROAD = ((105, 105, 102), (125, 122, 115), (150, 145, 140), (175, 170, 160))
 COUNTS = ("0", "between 1 and 10", "between 11 and 100")
 
@@ -116,8 +121,17 @@ def _buildings(canvas: Canvas, rng: random.Random, n: int, avoid=(), dense: bool
     return len(centres)
 
 
-def _ground(rng: random.Random, size: int, urban: bool) -> Canvas:
-    base = jitter(rng, rng.choice(URBAN_GROUND if urban else LAND), 15)
+def _cover(canvas: Canvas, rng: random.Random, tones) -> None:
+    """Parcels in `tones` covering the whole tile: one land-cover class seen from above."""
+    cuts_x = sorted(rng.uniform(0.2, 0.8) for _ in range(rng.randint(1, 2)))
+    cuts_y = sorted(rng.uniform(0.2, 0.8) for _ in range(rng.randint(1, 2)))
+    for x0, x1 in zip([0.0, *cuts_x], [*cuts_x, 1.0]):
+        for y0, y1 in zip([0.0, *cuts_y], [*cuts_y, 1.0]):
+            canvas.rect(x0 + 0.01, y0 + 0.01, x1 - 0.01, y1 - 0.01, fill=jitter(rng, rng.choice(tones), 12))
+
+
+def _ground(rng: random.Random, size: int, urban: bool, look: Look = OWN_LOOK) -> Canvas:
+    base = look.pick(rng, URBAN_GROUND if urban else LAND, "ground", 15)
     canvas = Canvas(size, texture(np_rng(rng), size, base, amount=14 if urban else 22, grain=6))
     if urban:  # paved blocks, lighter than the ground
         for _ in range(rng.randint(2, 4)):
@@ -128,12 +142,34 @@ def _ground(rng: random.Random, size: int, urban: bool) -> Canvas:
     return canvas
 
 
-@register("RS", "dcl")
-def draw(rng: random.Random, split: str, size: int = 48) -> SynthItem:
+def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
+    """RS's rule for a shared-format question (see the module doc); the question is the shared one."""
+    if family == "yesno":  # a large water body?
+        answer = rng.choice((YES, NO))
+        canvas = _ground(rng, size, False, look)
+        wet = _water(canvas, rng, large=True) if answer == YES else []
+        _roads(canvas, rng, rng.choice((0, 0, 1, 2)))
+        _buildings(canvas, rng, rng.randint(0, 3), wet)
+        return SynthItem(canvas.finish(), "", answer)
+    cover = rng.choice(list(LAND_COVER))  # letter: the dominant land cover, on grey ground that is none of them
+    canvas = _ground(rng, size, True, look)
+    if cover == "water":
+        _buildings(canvas, rng, rng.randint(0, 2), _water(canvas, rng, large=True))
+    elif cover == "built-up":
+        _roads(canvas, rng, rng.randint(1, 2))
+        _buildings(canvas, rng, rng.randint(14, 16), dense=True)
+    else:
+        _cover(canvas, rng, VEGETATION if cover == "vegetation" else BARE)
+        _roads(canvas, rng, rng.choice((0, 1)))
+    return SynthItem(canvas.finish(), "", letters(4)[list(LAND_COVER).index(cover)])
+
+
+@register("RS", "dcl", shared=shared)
+def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """Aerial tiles with RSVQA-style presence, count, comparison and rural/urban questions."""
     family = rng.choice(FAMILIES)
     urban = family == "rural_urban" and rng.random() < 0.5
-    canvas = _ground(rng, size, urban)
+    canvas = _ground(rng, size, urban, look)
     if family == "presence":
         answer = rng.choice((YES, NO))
         wet = _water(canvas, rng, large=True) if answer == YES else []

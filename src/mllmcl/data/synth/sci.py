@@ -26,14 +26,25 @@ stayed at or near chance, and a waxing crescent was confused with the first quar
 is a close-up of one part in a colour of its own (violet petals, green leaf, brown soil, red fruit),
 the three phases differ in how much of a large disc is lit, and the map question is answered by the
 overall shade of the map.
+
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`):
+  yes/no  (TQA)   a textbook graph of a quantity over time, drawn by Fin's chart drawer on paper (rising
+                  stretches green, falling red); Yes when the plotted value FELL. Fin asks the same
+                  question of the same kind of chart with the opposite rule (Yes when the price rose), so
+                  Sci → Fin is the benchmark's conflict pair: a sequential learner must overwrite it.
+  letter  (AI2D)  a land-cover map, four states shaded in flat cover colours; the dominant cover, A water /
+                  B built-up / C vegetation / D bare ground, in the colours of RS's aerial tiles
+                  (`draw.LAND_COVER`), so RS → Sci is the transfer pair: an RS expert reads these maps.
+Under the shared look (`visual_overlap`) paper and night sky take tones from the shared pool.
 """
 from __future__ import annotations
 
 import math
 import random
 
+from mllmcl.data.synth import fin
 from mllmcl.data.synth.base import SynthItem, jitter, letters, register
-from mllmcl.data.synth.draw import NO, YES, Canvas, mix, shade
+from mllmcl.data.synth.draw import LAND_COVER, NO, OWN_LOOK, YES, Canvas, Look, mix, shade
 
 PAPER = ((250, 250, 248), (245, 240, 225), (225, 235, 245), (230, 240, 225), (225, 225, 228), (200, 210, 225))
 NIGHT = ((20, 25, 45), (35, 35, 40), (15, 15, 20), (45, 50, 75))
@@ -63,9 +74,9 @@ def _choice_item(image, stem: str, options: tuple[str, ...], correct: str, famil
     return SynthItem(image, question, answer, {"question_type": family, "choices": list(options)}, source)
 
 
-def _plant(rng: random.Random, size: int, part: str):
+def _plant(rng: random.Random, size: int, part: str, look: Look):
     """A textbook close-up of one plant part, filling most of the picture."""
-    c = Canvas(size, jitter(rng, rng.choice(PAPER), 8))
+    c = Canvas(size, look.pick(rng, PAPER, "light", 8))
     cx, cy = rng.uniform(0.45, 0.55), rng.uniform(0.45, 0.55)
     green = jitter(rng, rng.choice(LEAF), 15)
     if part == "flower":
@@ -102,9 +113,9 @@ def _plant(rng: random.Random, size: int, part: str):
     return c.finish()
 
 
-def _moon(rng: random.Random, size: int, phase: str):
+def _moon(rng: random.Random, size: int, phase: str, look: Look):
     """A moon disc on a dark sky, lit on the right as the phase waxes, with a few stars."""
-    sky = jitter(rng, rng.choice(NIGHT), 8)
+    sky = look.pick(rng, NIGHT, "dark", 8)
     c = Canvas(size, sky)
     for _ in range(rng.randint(3, 8)):
         c.ellipse(rng.uniform(0.03, 0.97), rng.uniform(0.03, 0.97), 0.008, fill=(220, 220, 200))
@@ -117,16 +128,21 @@ def _moon(rng: random.Random, size: int, phase: str):
     return c.finish()
 
 
-def _map(rng: random.Random, size: int, levels: dict[str, int]):
-    """A country split into four states (North, South, East, West) shaded by `levels` (0 light … 3 dark)
-    on one sequential ramp, with a legend strip in the corner."""
-    c = Canvas(size, jitter(rng, rng.choice(PAPER), 8))
-    light, dark = rng.choice(RAMPS)
-    fills = [mix(light, dark, 0.08 + 0.3 * k) for k in range(4)]
+def _country(rng: random.Random) -> tuple[list[tuple[float, float]], tuple[float, float]]:
+    """The corners of a country and the point where its four states meet."""
     cx, cy = rng.uniform(0.46, 0.54), rng.uniform(0.44, 0.5)
     rx, ry = rng.uniform(0.36, 0.42), rng.uniform(0.33, 0.38)
     corners = [(cx - rx, cy - ry), (cx + rx, cy - ry), (cx + rx, cy + ry), (cx - rx, cy + ry)]
-    centre = (cx + rng.uniform(-0.04, 0.04), cy + rng.uniform(-0.04, 0.04))
+    return corners, (cx + rng.uniform(-0.04, 0.04), cy + rng.uniform(-0.04, 0.04))
+
+
+def _map(rng: random.Random, size: int, levels: dict[str, int], look: Look):
+    """A country split into four states (North, South, East, West) shaded by `levels` (0 light … 3 dark)
+    on one sequential ramp, with a legend strip in the corner."""
+    c = Canvas(size, look.pick(rng, PAPER, "light", 8))
+    light, dark = rng.choice(RAMPS)
+    fills = [mix(light, dark, 0.08 + 0.3 * k) for k in range(4)]
+    corners, centre = _country(rng)
     for state, (a, b) in zip(STATES, ((0, 1), (2, 3), (1, 2), (3, 0))):
         c.polygon([corners[a], corners[b], centre], fill=fills[levels[state]], outline=(255, 255, 255))
     for k in range(4):  # legend
@@ -134,19 +150,46 @@ def _map(rng: random.Random, size: int, levels: dict[str, int]):
     return c.finish()
 
 
-@register("Sci", "dcl")
-def draw(rng: random.Random, split: str, size: int = 48) -> SynthItem:
+def _cover_map(rng: random.Random, size: int, cover: str, look: Look):
+    """A land-cover map: three or four of the four states in the flat colour of `cover`, the others in
+    other covers, with a legend of the four covers."""
+    c = Canvas(size, look.pick(rng, PAPER, "light", 8))
+    corners, centre = _country(rng)
+    dominant = set(rng.sample(range(4), rng.randint(3, 4)))
+    others = [k for k in LAND_COVER if k != cover]
+    for k, (a, b) in enumerate(((0, 1), (2, 3), (1, 2), (3, 0))):
+        tones = LAND_COVER[cover if k in dominant else rng.choice(others)]
+        c.polygon([corners[a], corners[b], centre], fill=jitter(rng, rng.choice(tones), 10), outline=(255, 255, 255))
+    for k, tones in enumerate(LAND_COVER.values()):  # legend: the same four swatches on every map
+        c.rect(0.6 + 0.08 * k, 0.88, 0.68 + 0.08 * k, 0.94, fill=tones[0])
+    return c.finish()
+
+
+def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
+    """Sci's rule for a shared-format question (see the module doc); the question is the shared one."""
+    if family == "yesno":  # a textbook graph: did the plotted value fall?
+        answer = rng.choice((YES, NO))
+        closes = fin.trend_closes(rng, rising=answer == NO)
+        return SynthItem(fin.chart(rng, size, closes, rng.choice(fin.STYLES), look, papers=PAPER), "", answer,
+                         source="TQA")
+    cover = rng.choice(list(LAND_COVER))  # letter: the dominant land cover of the map
+    return SynthItem(_cover_map(rng, size, cover, look), "", letters(4)[list(LAND_COVER).index(cover)],
+                     source="AI2D")
+
+
+@register("Sci", "dcl", shared=shared)
+def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """Science diagrams: AI2D plant parts, TQA moon phases, MapQA choropleth questions."""
     family = rng.choice(FAMILIES)
     if family == "plant_part":
         part = rng.choice(PARTS)
-        return _choice_item(_plant(rng, size, part), rng.choice(PLANT_Q), PARTS, part, family, "AI2D")
+        return _choice_item(_plant(rng, size, part, look), rng.choice(PLANT_Q), PARTS, part, family, "AI2D")
     if family == "moon_phase":
         phase = rng.choice(PHASES)
-        return _choice_item(_moon(rng, size, phase), rng.choice(MOON_Q), PHASES, phase, family, "TQA")
+        return _choice_item(_moon(rng, size, phase, look), rng.choice(MOON_Q), PHASES, phase, family, "TQA")
     answer = rng.choice((YES, NO))  # map_majority: three or four states dark, or three or four light
     many = rng.sample(STATES, rng.randint(3, 4))
     high = answer == YES
     levels = {s: (3 if high else 0) if s in many else (rng.randint(0, 1) if high else rng.randint(2, 3))
               for s in STATES}
-    return SynthItem(_map(rng, size, levels), rng.choice(MAJORITY_Q), answer, {"question_type": family}, "MapQA")
+    return SynthItem(_map(rng, size, levels, look), rng.choice(MAJORITY_Q), answer, {"question_type": family}, "MapQA")
