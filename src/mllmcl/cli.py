@@ -35,7 +35,8 @@ def _ls(args: argparse.Namespace) -> int:
             section = "router" if registry is ROUTERS else name
             for key, field in blocks.get(name, type("none", (), {"model_fields": {}})).model_fields.items():
                 default = field.default if field.default_factory is None else field.default_factory()
-                print(f"      {section}.{field.alias or key} = {default!r}  {field.description or ''}".rstrip())
+                help_text = " ".join((field.description or "").split())
+                print(f"      {section}.{field.alias or key} = {default!r}  {help_text}".rstrip())
     print("configurations (--config NAME):")
     for name, description in profiles().items():
         print(f"  {name:<10} {description}")

@@ -67,8 +67,9 @@ class DataConfig(Settings):
     """synth only: test items per task"""
     val: int = Field(100, ge=0)
     """synth only: validation items per task (the split to tune on; see eval.split)"""
-    unseen: int = Field(100, ge=0)
-    """synth only: test items of a held-out domain no method trains on (open-world checks)"""
+    unseen: int | None = Field(None, ge=0)
+    """synth only: test items of a held-out domain no method trains on, for open-world checks (default: 100
+    for dcl, 0 for acl, which has none)"""
     overlap: float = Field(0.0, ge=0.0, le=1.0)
     """synth only: share of items asked with question templates and answer formats shared by all tasks"""
     visual_overlap: float = Field(0.0, ge=0.0, le=1.0)
@@ -181,7 +182,7 @@ class RunConfig(Settings):
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
-        from mllmcl.methods import check_method_spec
+        from mllmcl.methods import check_methods
         from mllmcl.routing import ROUTERS
 
         if not self.setting:
@@ -193,7 +194,7 @@ class RunConfig(Settings):
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"config key 'methods': a method is listed twice in {list(self.methods)}")
         for key, check in (("router.kind", lambda: ROUTERS.get(self.router.kind)),
-                           ("methods", lambda: [check_method_spec(spec) for spec in self.methods]),
+                           ("methods", lambda: check_methods(self)),
                            ("backbone", lambda: _check_backbone(self.backbone))):
             try:
                 check()

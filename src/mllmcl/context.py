@@ -73,12 +73,12 @@ def fresh_adapter(ctx: Context, name: str, seed: int, recipe: LoraRecipe | None 
 
 
 def train_adapter(ctx: Context, name: str, rows: Sequence, seed: int, desc: str, loss_fn: LossFn = causal_lm_loss,
-                  **changes) -> TrainStats:
+                  frozen_adapters: Sequence[str] = (), **changes) -> TrainStats:
     """One call of the shared engine with the run's training settings (`changes` override some) and,
-    optionally, a method's own loss (`loss_fn(model, batch)`)."""
+    optionally, a method's own loss (`loss_fn(model, batch)`) and frozen adapters active beside `name`."""
     config = replace(ctx.config.train, seed=seed, desc=desc, **changes)
     config = replace(config, progress=config.progress and ctx.progress)
-    return train(ctx.backbone, rows, name, config, loss_fn=loss_fn)
+    return train(ctx.backbone, rows, name, config, loss_fn=loss_fn, frozen_adapters=frozen_adapters)
 
 
 def answer_with(ctx: Context, samples: Sequence[Sample], adapters: Sequence[str | None] | None,

@@ -51,11 +51,11 @@ def prepare_benchmark(config: RunConfig, progress: bool = True) -> Benchmark:
     explicit = data.order.split(",") if data.order and not data.order.startswith("random:") else []
     tasks = list(data.tasks) or explicit or None  # an explicit order alone also picks the tasks
     if data.benchmark == "synth":
-        from mllmcl.data.synth.write import SynthSpec, write_synth
+        from mllmcl.data.synth.write import SynthSpec, cache_name, write_synth
 
-        spec = SynthSpec(setting=config.setting, train=data.train, test=data.test, seed=data.seed)
-        root = write_synth(Path(data.cache) / f"{config.setting}-{data.train}-{data.test}-s{data.seed}", spec,
-                           progress=progress)
+        spec = SynthSpec(setting=config.setting, train=data.train, test=data.test, val=data.val, seed=data.seed,
+                         overlap=data.overlap, visual_overlap=data.visual_overlap, unseen=data.unseen)
+        root = write_synth(Path(data.cache) / cache_name(spec), spec, progress=progress)
     else:
         root = data.benchmark
     bench = load_benchmark(root, config.setting, tasks)

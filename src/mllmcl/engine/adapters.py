@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
@@ -47,6 +48,46 @@ class LoraRecipe:
     extra_targets: str = ""
     """an extra regex alternative over module names, e.g. .*\\.fc2"""
 
+    # What an adapter is beyond peft's LoRA is up to its recipe: a recipe class may add modules of its own
+    # (`attach`), name the parameters they train (`extra_parameters`), save and load them (`extra_state`,
+    # `load_extra_state`), and say whether the mixed-adapter fast path applies (`plain`). Plain LoRA adds none.
+    kind: ClassVar[str] = "lora"
+    plain: ClassVar[bool] = True
+
+    def peft_config(self, backbone: Backbone):
+        """The peft LoraConfig of this recipe on `backbone`."""
+        from peft import LoraConfig
+
+        modules_to_save = projector_linears(backbone.base_model) if self.projector else None
+        target = self.target_regex(used_vision_layers(backbone.base_model))
+        return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=target, modules_to_save=modules_to_save, bias="none")
+
+    def attach(self, backbone: Backbone, name: str) -> None:
+        """Called once adapter `name` exists on `backbone` (added or loaded)."""
+
+    def detach(self, backbone: Backbone, name: str) -> None:
+        """Called before adapter `name` is deleted."""
+
+    def extra_parameters(self, backbone: Backbone, name: str) -> dict[str, torch.nn.Parameter]:
+        """Parameters of adapter `name` outside peft's LoRA weights (trained, saved and anchored with them)."""
+        return {}
+
+    def extra_state(self, backbone: Backbone, name: str) -> dict[str, torch.Tensor]:
+        """The extra parameters as saved: keyed without the adapter's name (it may load under another)."""
+        return {_unnamed(k, name): p.detach() for k, p in self.extra_parameters(backbone, name).items()}
+
+    def load_extra_state(self, backbone: Backbone, name: str, tensors: dict[str, torch.Tensor]) -> None:
+        params = {_unnamed(k, name): p for k, p in self.extra_parameters(backbone, name).items()}
+        if set(tensors) != set(params):
+            raise ValueError(f"saved extra state holds {sorted(tensors)[:3]}…, the recipe expects {sorted(params)[:3]}…")
+        with torch.no_grad():
+            for key, param in params.items():
+                param.copy_(tensors[key])
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
     def target_regex(self, vision_layers: int | None = None) -> str:
         """The peft target regex. `vision_layers`: how many vision encoder layers feed the projector; LoRA
         on later layers would get no gradient (LLaVA-1.5 reads the second-to-last layer), which DDP rejects."""
@@ -66,12 +107,27 @@ class LoraRecipe:
 
     @classmethod
     def from_dict(cls, values: dict) -> "LoraRecipe":
-        """A recipe from plain data (a saved `mllmcl_recipe.json`); a bad key or value is a UserError."""
+        """A recipe from plain data (a saved `mllmcl_recipe.json`: its `kind` picks the recipe class); a bad key
+        or value is a UserError."""
+        values = dict(values)
+        kind = values.pop("kind", "lora")
+        recipe_cls = RECIPES.get(kind)
+        if recipe_cls is None:
+            raise UserError(f"unknown adapter recipe kind {kind!r}; known: {', '.join(sorted(RECIPES))}")
         try:
-            return TypeAdapter(cls).validate_python(values)
+            return TypeAdapter(recipe_cls).validate_python(values)
         except ValidationError as err:
             first = err.errors(include_url=False)[0]
             raise UserError(f"LoRA recipe key {'.'.join(map(str, first['loc'])) or '?'!r}: {first['msg']}") from None
+
+
+def _unnamed(key: str, name: str) -> str:
+    return key.replace(f".{name}.", ".<adapter>.", 1)
+
+
+RECIPES: dict[str, type[LoraRecipe]] = {"lora": LoraRecipe}
+"""Recipe kind → class (a recipe module registers its class here: `RECIPES[MyRecipe.kind] = MyRecipe`)."""
+EXTRA_STATE = "mllmcl_extra.safetensors"
 
 
 def projector_linears(model: torch.nn.Module) -> list[str]:
@@ -97,15 +153,6 @@ def used_vision_layers(model: torch.nn.Module) -> int | None:
     return layer + 1 if layer >= 0 else total + 1 + layer
 
 
-def peft_config(backbone: Backbone, recipe: LoraRecipe):
-    from peft import LoraConfig
-
-    modules_to_save = projector_linears(backbone.base_model) if recipe.projector else None
-    target = recipe.target_regex(used_vision_layers(backbone.base_model))
-    return LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
-                      target_modules=target, modules_to_save=modules_to_save, bias="none")
-
-
 def check_name(name: str) -> str:
     if name == BASE or not _NAME.match(name):
         raise UserError(f"invalid adapter name {name!r}: use letters, digits, '_' and '-'")
@@ -123,12 +170,13 @@ def add_adapter(backbone: Backbone, name: str, recipe: LoraRecipe = LoraRecipe()
     check_name(name)
     if name in backbone.adapter_names:
         raise UserError(f"adapter {name!r} already exists on backbone {backbone.name}")
-    config = peft_config(backbone, recipe)
+    config = recipe.peft_config(backbone)
     if backbone.adapter_names:
         backbone.model.add_adapter(name, config)
     else:
         backbone.model = get_peft_model(backbone.model, config, adapter_name=name)
     _recipes(backbone)[name] = recipe
+    recipe.attach(backbone, name)
 
 
 def _recipes(backbone: Backbone) -> dict[str, LoraRecipe]:
@@ -137,11 +185,28 @@ def _recipes(backbone: Backbone) -> dict[str, LoraRecipe]:
     return backbone.model._mllmcl_recipes
 
 
+def recipe_of(backbone: Backbone, name: str) -> LoraRecipe:
+    """The recipe adapter `name` was made with (plain LoRA for an adapter loaded without one)."""
+    require(backbone, [name])
+    return _recipes(backbone).get(name) or LoraRecipe()
+
+
+def adapter_parameters(backbone: Backbone, name: str) -> dict[str, torch.nn.Parameter]:
+    """Every parameter of adapter `name`, by name: its LoRA weights, its projector copy, and what its recipe
+    adds. What a method reads, anchors or regularises (EWC's Fisher, O-LoRA's orthogonality)."""
+    require(backbone, [name])
+    marker = re.compile(rf"\.{re.escape(name)}(\.|$)")
+    params = {key: p for key, p in backbone.model.named_parameters()
+              if marker.search(key) and (".lora_" in key or ".modules_to_save." in key)}
+    params.update(recipe_of(backbone, name).extra_parameters(backbone, name))
+    return params
+
+
 def delete_adapter(backbone: Backbone, name: str) -> None:
     """Remove adapter `name`; removing the last one gives back the bare transformers model."""
     require(backbone, [name])
-    recipes = _recipes(backbone)
-    recipes.pop(name, None)
+    recipe_of(backbone, name).detach(backbone, name)
+    _recipes(backbone).pop(name, None)
     backbone.model.delete_adapter(name)
     if not backbone.adapter_names:
         backbone.model = backbone.model.unload()  # restores the original projector layers too
@@ -175,7 +240,12 @@ def save_adapter(backbone: Backbone, name: str, directory: str | Path) -> Path:
     written = tmp / name if (tmp / name / "adapter_config.json").is_file() else tmp
     recipe = _recipes(backbone).get(name)
     if recipe is not None:
-        (written / "mllmcl_recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+        (written / "mllmcl_recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
+        extra = recipe.extra_state(backbone, name)
+        if extra:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous().cpu() for k, v in extra.items()}, str(written / EXTRA_STATE))
     old = None
     if final.exists():  # keep the previous adapter until the new one is in place
         old = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}.old."))
@@ -209,6 +279,15 @@ def load_adapter(backbone: Backbone, name: str, path: str | Path) -> None:
                         f"({str(err).splitlines()[0][:300]})") from None
     if recipe is not None:
         _recipes(backbone)[name] = recipe
+        recipe.attach(backbone, name)
+        if (path / EXTRA_STATE).is_file():
+            from safetensors.torch import load_file
+
+            try:
+                recipe.load_extra_state(backbone, name, load_file(str(path / EXTRA_STATE)))
+            except (OSError, ValueError, RuntimeError) as err:
+                delete_adapter(backbone, name)
+                raise UserError(f"{path / EXTRA_STATE}: cannot load the adapter's extra state ({err})") from None
     backbone.model.to(backbone.device)
 
 
@@ -216,3 +295,17 @@ def _rmtree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path)
+
+
+def sum_adapters(backbone: Backbone, names: list[str], into: str) -> None:
+    """A new adapter `into` whose update is exactly the sum of the plain LoRA adapters `names` (their ranks
+    concatenated: peft's "cat" combination), e.g. to answer with every task's LoRA in one pass. Adapters
+    with a projector copy or a recipe of their own cannot be summed."""
+    require(backbone, names)
+    check_name(into)
+    recipes = [recipe_of(backbone, name) for name in names]
+    if any(not r.plain or r.projector for r in recipes):
+        raise ValueError("only plain LoRA adapters without a projector copy can be summed")
+    backbone.model.add_weighted_adapter(names, [1.0] * len(names), into, combination_type="cat")
+    config = backbone.model.peft_config[into]
+    _recipes(backbone)[into] = replace(recipes[0], rank=config.r, alpha=float(config.lora_alpha))

@@ -47,8 +47,12 @@ def adapter_runs(names: Sequence[str]) -> list[Run] | None:
 
 
 def supports(model: torch.nn.Module, names: Iterable[str]) -> bool:
-    """True when every layer holding one of the adapters `names` is plain LoRA on a linear layer."""
+    """True when every layer holding one of the adapters `names` is plain LoRA on a linear layer, and no
+    adapter's recipe adds computation of its own (e.g. MoE-LoRA's gates)."""
     adapters = set(names) - {BASE}
+    recipes = getattr(model, "_mllmcl_recipes", {})
+    if any(not recipes[a].plain for a in adapters if a in recipes):
+        return False
     for module in model.modules():
         if isinstance(module, LoraLayer):
             held = [a for a in adapters if any(a in getattr(module, part) for part in module.adapter_layer_names)]

@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch.utils.data import DataLoader
 
-from mllmcl.engine.adapters import require
+from mllmcl.engine.adapters import adapter_parameters, require
 from mllmcl.data.records import VQAExample
 from mllmcl.models.backbone import Backbone
 
@@ -78,9 +78,15 @@ class TrainStats:
         return float(np.mean(tail)) if tail else float("nan")
 
 
+def model_inputs(batch: dict) -> dict:
+    """The batch without its metadata (keys starting with "_", e.g. `_index`: each row's position in the
+    examples handed to `train`), ready for `model(**...)`."""
+    return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+
 def causal_lm_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """Mean cross-entropy over the assistant's tokens (labels != -100)."""
-    return model(**batch).loss
+    return model(**model_inputs(batch)).loss
 
 
 def conversation(example: VQAExample) -> tuple[tuple[str, str], ...]:
@@ -102,37 +108,62 @@ def make_accelerator():
     return Accelerator(cpu=not torch.cuda.is_available())
 
 
-def trainable_parameters(backbone: Backbone, adapter: str | None, freeze: str = "") -> list[torch.nn.Parameter]:
-    """Select what trains: only adapter `adapter`, or every parameter of the bare model except those whose
-    names match the regex `freeze` (e.g. "vision_tower", as LLaVA-1.5 keeps its CLIP encoder frozen)."""
+def trainable_parameters(backbone: Backbone, adapter: str | None, freeze: str = "",
+                         frozen_adapters: Sequence[str] = ()) -> list[torch.nn.Parameter]:
+    """Select what trains: only adapter `adapter` (with `frozen_adapters` active beside it, their outputs
+    summed into the forward pass but their weights frozen), or every parameter of the bare model except
+    those whose names match the regex `freeze` (e.g. "vision_tower", as LLaVA-1.5 keeps its CLIP frozen)."""
     model = backbone.model
     if adapter is None:
         if backbone.adapter_names:
             raise ValueError("full fine-tuning needs a backbone without adapters")
+        if frozen_adapters:
+            raise ValueError("frozen adapters go with an adapter to train")
         frozen = re.compile(freeze) if freeze else None
         for name, p in model.named_parameters():
             p.requires_grad_(frozen is None or frozen.search(name) is None)
+        params = [p for p in model.parameters() if p.requires_grad]
     else:
         if freeze:
             raise ValueError("freeze applies to full fine-tuning; an adapter trains only its own weights")
-        require(backbone, [adapter])
-        model.set_adapter(adapter)  # peft: only this adapter's weights require grad
-    params = [p for p in model.parameters() if p.requires_grad]
+        if adapter in frozen_adapters:
+            raise ValueError(f"adapter {adapter!r} cannot be both trained and frozen")
+        require(backbone, [adapter, *frozen_adapters])
+        if frozen_adapters:  # peft: every active adapter's LoRA weights require grad …
+            model.base_model.set_adapter([*frozen_adapters, adapter])
+            for name in frozen_adapters:  # … so the frozen ones are frozen again
+                for p in adapter_parameters(backbone, name).values():
+                    p.requires_grad_(False)
+        else:
+            model.set_adapter(adapter)  # peft: only this adapter's weights require grad
+        params = list(adapter_parameters(backbone, adapter).values())
+        for p in params:
+            p.requires_grad_(True)
     if not params:
         raise ValueError(f"nothing to train for adapter {adapter!r}")
     return params
 
 
 def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | None, config: TrainConfig = TrainConfig(),
-          loss_fn: LossFn = causal_lm_loss, freeze: str = "") -> TrainStats:
+          loss_fn: LossFn = causal_lm_loss, freeze: str = "", frozen_adapters: Sequence[str] = ()) -> TrainStats:
     """Train `adapter` (or, with `adapter=None`, the full model but the parameters whose names match the
-    regex `freeze`) on `examples` for `config`; returns loss history and throughput."""
-    params = trainable_parameters(backbone, adapter, freeze)
+    regex `freeze`) on `examples` for `config`; returns loss history and throughput. `loss_fn(model, batch)`
+    replaces the answers' cross-entropy (a method's own loss; `batch["_index"]` gives each row's position in
+    `examples`); `frozen_adapters` stay active, summed into the forward pass, but do not train (O-LoRA)."""
+    params = trainable_parameters(backbone, adapter, freeze, frozen_adapters)
 
-    def collate(items: list[VQAExample]) -> dict:
-        return backbone.encode_conversations([e.image for e in items], [conversation(e) for e in items])
+    def collate(items: list[tuple[int, VQAExample]]) -> dict:
+        batch = backbone.encode_conversations([e.image for _, e in items], [conversation(e) for _, e in items])
+        batch["_index"] = torch.tensor([i for i, _ in items])
+        return batch
 
-    return fit(backbone.model, params, list(examples), collate, config, loss_fn)
+    try:
+        return fit(backbone.model, params, list(enumerate(examples)), collate, config, loss_fn)
+    finally:
+        if frozen_adapters:  # back to one active adapter, as every other engine call expects
+            backbone.model.set_adapter(adapter)
+            for p in params:
+                p.requires_grad_(False)
 
 
 def fit(model: torch.nn.Module, params: list[torch.nn.Parameter], items: Sequence, collate: Callable[[list], dict],
@@ -221,3 +252,42 @@ def _progress(total: int, config: TrainConfig, main: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=config.desc, unit="step", dynamic_ncols=True, leave=False)
+
+
+def squared_gradients(backbone: Backbone, examples: Sequence[VQAExample], adapter: str, batch_size: int,
+                      max_batches: int, seed: int, loss_fn: LossFn = causal_lm_loss) -> dict[str, torch.Tensor]:
+    """The diagonal empirical Fisher of adapter `adapter`'s parameters on `examples`: the mean over up to
+    `max_batches` shuffled batches of each parameter's squared gradient of `loss_fn` (EWC's importance
+    weights). Nothing is updated; the model is left in eval mode with the adapter frozen."""
+    if len(examples) == 0:
+        raise ValueError("no examples to estimate the Fisher information on")
+    params = adapter_parameters(backbone, adapter)
+    model = backbone.model
+    model.set_adapter(adapter)
+    for p in params.values():
+        p.requires_grad_(True)
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    totals = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+    batches = 0
+    model.train()
+    try:
+        for start in range(0, len(order), batch_size):
+            if batches == max_batches:
+                break
+            items = [examples[i] for i in order[start:start + batch_size]]
+            batch = backbone.encode_conversations([e.image for e in items], [conversation(e) for e in items])
+            batch = {k: v.to(backbone.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch["_index"] = torch.tensor(order[start:start + batch_size], device=backbone.device)
+            model.zero_grad(set_to_none=True)
+            loss_fn(model, batch).backward()
+            for name, p in params.items():
+                if p.grad is not None:
+                    totals[name] += p.grad.detach().float() ** 2
+            batches += 1
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+        for p in params.values():
+            p.requires_grad_(False)
+    return {name: total / batches for name, total in totals.items()}

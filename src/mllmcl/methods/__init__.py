@@ -16,6 +16,7 @@ METHODS: Registry[Method] = Registry("method")
 
 # importing the modules registers them (seq_lora before the modules that build on it)
 from mllmcl.methods import seq_lora, zero_shot, joint, mr_lora, oracle, replay  # noqa: E402,F401,I001
+from mllmcl.methods import ewc, lwf, moelora, o_lora  # noqa: E402,F401,I001
 
 _SPEC = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+?)(?:\[(?P<router>[^\]]*)\])?(?P<replay>\+replay)?$")
 
@@ -61,6 +62,16 @@ def check_method_spec(spec: str) -> MethodSpec:
         able = [n for n in METHODS.names() if getattr(METHODS.get(n), "replayable", False)]
         raise UserError(f"method {spec!r}: +replay applies to the methods that train on their data: {', '.join(able)}")
     return parsed
+
+
+def check_methods(config) -> None:
+    """Every method entry of `config`, and what each method checks of the whole configuration
+    (`check_config(config)`, e.g. that MoELoRA's experts divide the LoRA rank)."""
+    for spec in config.methods:
+        method = METHODS.get(check_method_spec(spec).name)
+        check = getattr(method, "check_config", None)
+        if check is not None:
+            check(config)
 
 
 def build_method(spec: str, ctx: Context) -> Method:

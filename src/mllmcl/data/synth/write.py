@@ -120,6 +120,13 @@ def synth_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
+def cache_name(spec: SynthSpec) -> str:
+    """The cache folder of `spec` drawn by this code: readable sizes and seed, then a digest of the whole spec
+    and the generator's fingerprint, so a changed drawer or knob never reuses an old folder."""
+    digest = hashlib.sha256(json.dumps(_stamp(spec), sort_keys=True).encode()).hexdigest()[:10]
+    return f"{spec.setting}-{spec.train}-{spec.test}-s{spec.seed}-{digest}"
+
+
 def _stamp(spec: SynthSpec) -> dict:
     """The content of `synth.json`: the spec and the fingerprint of the code that draws it."""
     return {**asdict(spec), "fingerprint": synth_fingerprint()}
