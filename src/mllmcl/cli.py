@@ -179,6 +179,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     out = args.out or f"runs/{config.setting}"
     results = run(config, out, progress=not args.no_progress)
+    from mllmcl.parallel import launched
+
+    if launched() and int(os.environ.get("RANK", "0")) != 0:
+        return 0  # the main process prints the table and writes the report
     print()
     print(summary_table(results))
     report = render_report([out])
@@ -197,6 +201,10 @@ def _sweep(args: argparse.Namespace) -> int:
             print(f"{name}: seed {cell.seed}, order {cell.data.order or 'benchmark'}")
         return 0
     summary = sweep(config, args.out, args.orders, args.seeds, progress=not args.no_progress)
+    from mllmcl.parallel import launched
+
+    if launched() and int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print()
     print(sweep_table(summary))
     print(f"\nsweep: {args.out}/sweep.json · report: {args.out}/report.md")

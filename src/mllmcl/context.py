@@ -17,6 +17,7 @@ from mllmcl.engine import add_adapter, generate, train
 from mllmcl.engine.adapters import LoraRecipe
 from mllmcl.engine.train import LossFn, TrainStats, causal_lm_loss, seed_everything
 from mllmcl.models.backbone import Backbone
+from mllmcl.parallel import Processes, is_main
 
 
 @dataclass
@@ -31,6 +32,12 @@ class Context:
     folder: Path
     experts: Path | None = None
     progress: bool = True   # progress bars of training calls (the run's log lines print regardless)
+    processes: Processes | None = None  # several processes (torchrun): inference is sharded, main writes
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes files (always, in a single-process run)."""
+        return is_main(self.processes)
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
@@ -85,7 +92,7 @@ def answer_with(ctx: Context, samples: Sequence[Sample], adapters: Sequence[str 
                 max_new_tokens: int) -> list[str]:
     """Greedy answers to `samples`, with one adapter per sample (None = the base model)."""
     return generate(ctx.backbone, [s.image for s in samples], [s.question for s in samples], adapters=adapters,
-                    max_new_tokens=max_new_tokens, batch_size=ctx.config.eval.batch_size)
+                    max_new_tokens=max_new_tokens, batch_size=ctx.config.eval.batch_size, processes=ctx.processes)
 
 
 def sample_rows(rows: Sequence[Sample], k: int, seed: int) -> list[Sample]:

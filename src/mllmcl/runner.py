@@ -32,6 +32,7 @@ from mllmcl.eval.cl_metrics import cl_metrics
 from mllmcl.eval.formats import format_valid
 from mllmcl.methods import Method, build_method, parse_method_spec
 from mllmcl.methods.zero_shot import ZeroShot
+from mllmcl.parallel import Processes, barrier, is_main, main_first
 from mllmcl.report.tables import slug
 from mllmcl.utils.io import write_json_atomic, write_text_atomic
 
@@ -104,7 +105,8 @@ class Evaluation:
 def evaluate(ctx: Context, method: Method, tasks: Sequence[Task], predictions: Path) -> Evaluation:
     """Answer every evaluation sample of every task with `method` (which is not told the task), score each
     answer with the task's official rule, check its format, and write one JSONL of predictions per task
-    under `predictions/`."""
+    under `predictions/` (the main process; with several processes each answers its share of the batches
+    and every process gets every answer)."""
     start = time.perf_counter()
     accuracy, formats, experts = [], [], []
     for task in tasks:
@@ -126,7 +128,8 @@ def evaluate(ctx: Context, method: Method, tasks: Sequence[Task], predictions: P
                 line["expert"] = answers.experts[i]
                 line["confidence"] = round(answers.confidence[i], 6) if answers.confidence else None
             lines.append(json.dumps(line, ensure_ascii=False))
-        write_text_atomic(predictions / f"{slug(task.name)}.jsonl", "\n".join(lines) + "\n")
+        if ctx.main:
+            write_text_atomic(predictions / f"{slug(task.name)}.jsonl", "\n".join(lines) + "\n")
     routed = all(e is not None for e in experts)
     return Evaluation(accuracy, formats, experts if routed else None, time.perf_counter() - start)
 
@@ -272,6 +275,9 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
     where MR-LoRA's experts are kept (default `out/experts`; a sweep shares one folder across orders)."""
     from mllmcl.models import load_backbone
 
+    processes = Processes.start()
+    main = is_main(processes)
+    log = log if main else _silent
     folder = RunFolder(out)
     folder.check_config(config)
     started = time.perf_counter()
@@ -279,7 +285,8 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
         import torch
 
         torch.set_num_threads(config.threads)
-    bench = prepare_benchmark(config, progress)
+    with main_first(processes):  # the main process writes the synthetic data; the others then read it
+        bench = prepare_benchmark(config, progress and main)
     require_answers(bench)
     results = (folder.load() if folder.owned() else None) or new_results(config, bench)
     if results.get("format") != FORMAT:
@@ -288,17 +295,20 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
     if results.get("tasks") != bench.names:
         raise UserError(f"{folder.results_file}: its tasks {results.get('tasks')} are not this run's {bench.names}")
     results["run"]["finished"] = None  # set again when every method of this call is done
-    folder.path.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(folder.path / "config.yaml", to_yaml(config))
+    if processes is not None:
+        results["run"]["processes"] = processes.world
+    if main:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder.path / "config.yaml", to_yaml(config))
     log(f"run: {config.setting} · {len(bench.tasks)} tasks ({', '.join(bench.names)}) · backbone {config.backbone} · "
         f"methods {', '.join(config.methods)} · out {folder.path}")
     backbone = backbone or load_backbone(config.backbone)
-    ctx = Context(backbone, bench, config, folder.path, experts, progress)
+    ctx = Context(backbone, bench, config, folder.path, experts, progress and main, processes)
 
     if results["zero_shot"] is None:
         evaluation = evaluate(ctx, ZeroShot(ctx), bench.tasks, folder.predictions("zero-shot", "step0"))
         results["zero_shot"], results["zero_shot_format_valid"] = evaluation.accuracy, evaluation.format_valid
-        write_json_atomic(folder.results_file, results)
+        _write_results(ctx, folder, results)
         log(f"zero-shot: {_row(bench.names, evaluation.accuracy)}  ({evaluation.seconds:.1f} s)")
 
     for spec in config.methods:
@@ -307,8 +317,19 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
         run_method(ctx, method, entry, folder, results, log)
     results["run"]["finished"] = now()
     results["run"]["seconds_this_session"] = round(time.perf_counter() - started, 1)
-    write_json_atomic(folder.results_file, results)
+    _write_results(ctx, folder, results)
     return results
+
+
+def _write_results(ctx: Context, folder: RunFolder, results: dict) -> None:
+    """results.json, rewritten atomically by the main process; every process waits until it is there."""
+    if ctx.main:
+        write_json_atomic(folder.results_file, results)
+    barrier(ctx.processes)
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, results: dict, log: Log) -> None:
@@ -319,7 +340,7 @@ def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, res
     if not getattr(method, "learns", True):
         entry["steps"] = len(tasks)
         finish_entry(entry, results["zero_shot"], results.get("zero_shot_format_valid"))
-        write_json_atomic(folder.results_file, results)
+        _write_results(ctx, folder, results)
         log(f"[{method.name}] final = the zero-shot row")
         return
     done = entry["steps"]
@@ -339,8 +360,9 @@ def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, res
             evaluation = evaluate(ctx, method, tasks, folder.predictions(method.name, label))
             line += f" · {_row(ctx.task_names, evaluation.accuracy)} ({evaluation.seconds:.1f} s)"
         state = folder.state(method.name, step)
-        method.save(state)  # the step's state is on disk before results.json says the step is done
-        state.mkdir(parents=True, exist_ok=True)
+        if ctx.main:  # the step's state is on disk before results.json says the step is done
+            method.save(state)
+            state.mkdir(parents=True, exist_ok=True)
         _record(entry, ctx, step, learn_seconds, evaluation)
         if evaluation is not None and entry.get("routing") is not None and evaluation.experts is not None:
             line += f" · routing {entry['routing']['stages'][-1]['accuracy']:.2f}%"
@@ -349,8 +371,8 @@ def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, res
                 finish_entry(entry, entry["matrix"][-1], entry["format_valid"][-1])
             else:
                 finish_entry(entry, evaluation.accuracy, evaluation.format_valid)
-        write_json_atomic(folder.results_file, results)
-        if step > 1:
+        _write_results(ctx, folder, results)
+        if step > 1 and ctx.main:
             shutil.rmtree(folder.state(method.name, step - 1), ignore_errors=True)
         log(line)
 

@@ -53,8 +53,11 @@ def finished(results: dict | None, config: RunConfig) -> bool:
 def sweep(config: RunConfig, out: str | Path, orders: int, seeds: int, log: Callable[[str], None] = print,
           progress: bool = True) -> dict:
     """Run every cell (resuming what exists), then write sweep.json and the report; returns sweep.json's data."""
+    from mllmcl.parallel import Processes, barrier, is_main
     from mllmcl.runner import RunFolder, run
 
+    processes = Processes.start()
+    log = log if is_main(processes) else (lambda _: None)
     out = Path(out)
     grid = cells(config, orders, seeds)
     for i, (name, cell) in enumerate(grid, 1):
@@ -67,13 +70,16 @@ def sweep(config: RunConfig, out: str | Path, orders: int, seeds: int, log: Call
         run(cell, folder.path, log=lambda line, n=name: log(f"  [{n}] {line}"), progress=progress,
             experts=out / "experts" / f"s{cell.seed}")
     summary = summarize_sweep(out, [out / "runs" / name for name, _ in grid],
-                              {"orders": orders, "seeds": seeds, "methods": list(config.methods)})
-    render_sweep_report(out, summary)
+                              {"orders": orders, "seeds": seeds, "methods": list(config.methods)},
+                              write=is_main(processes))
+    if is_main(processes):
+        render_sweep_report(out, summary)
+    barrier(processes)
     return summary
 
 
-def summarize_sweep(out: Path, folders: Sequence[Path], grid: Mapping) -> dict:
-    """sweep.json from the cells' results.json files."""
+def summarize_sweep(out: Path, folders: Sequence[Path], grid: Mapping, write: bool = True) -> dict:
+    """sweep.json from the cells' results.json files (written unless `write` is False)."""
     from mllmcl.report import load_results
 
     runs = [load_results(folder) for folder in folders]
@@ -82,7 +88,8 @@ def summarize_sweep(out: Path, folders: Sequence[Path], grid: Mapping) -> dict:
             "cells": [{"run": str(Path(f).relative_to(out)), "seed": r["run"].get("seed"),
                        "order": r["run"].get("order"), "tasks": r["tasks"]} for f, r in zip(folders, runs)],
             "methods": aggregate(runs)}
-    write_json_atomic(out / SWEEP, data)
+    if write:
+        write_json_atomic(out / SWEEP, data)
     return data
 
 

@@ -16,6 +16,7 @@ from mllmcl.engine.adapters import BASE, require
 from mllmcl.engine.mixed import mixed_adapters, supports
 from mllmcl.data.records import ImageLike
 from mllmcl.models.backbone import Backbone
+from mllmcl.parallel import Processes
 
 
 def _adapter_list(backbone: Backbone, adapters: Sequence[str | None] | None, n: int) -> list[str] | None:
@@ -81,63 +82,85 @@ def _prompts(backbone: Backbone, images: Sequence[ImageLike], questions: Sequenc
     return {k: v.to(backbone.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def _mine(batches: list, processes: Processes | None) -> list:
+    """The batches this process computes: all of them, or its share when several processes split the work."""
+    return batches if processes is None else [b for _, b in processes.shard(batches)]
+
+
+def _gather(done: dict, processes: Processes | None) -> dict:
+    """Row → result over every process (each computed its own batches)."""
+    if processes is None:
+        return done
+    merged: dict = {}
+    for part in processes.gather(done):
+        merged.update(part)
+    return merged
+
+
 def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
              adapters: Sequence[str | None] | None = None, max_new_tokens: int = 32, batch_size: int = 32,
-             progress: bool = False, group_by_adapter: bool = True) -> list[str]:
+             progress: bool = False, group_by_adapter: bool = True, processes: Processes | None = None) -> list[str]:
     """Greedy answers, one string per sample (text after `ASSISTANT:`, stripped), in input order.
 
     With `group_by_adapter` the samples are batched in adapter order (a stable sort), so a routed test set
     mostly forms single-adapter batches; a batch that still spans several adapters runs as one mixed batch.
-    The answers do not depend on the grouping (tested)."""
+    The answers do not depend on the grouping (tested). With `processes` (several processes, all calling
+    this with the same arguments), each computes every world-th batch and all get every answer: each sample
+    is answered in the same batch as in one process, so the answers are the same."""
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images for {len(questions)} questions")
     n = len(questions)
     all_names = _adapter_list(backbone, adapters, n)
     tokenizer = backbone.tokenizer
-    answers: list[str] = [""] * n
+    done: dict[int, str] = {}
     bar = _bar(n, progress)
     with _inference(backbone, all_names) as route:
-        for rows, names in _planned_batches(n, batch_size, all_names, group_by_adapter):
+        for rows, names in _mine(list(_planned_batches(n, batch_size, all_names, group_by_adapter)), processes):
             batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
             out = backbone.model.generate(**batch, **route(names), max_new_tokens=max_new_tokens,
                                           do_sample=False, pad_token_id=tokenizer.pad_token_id)
             new_tokens = out[:, batch["input_ids"].shape[1]:]
             for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                answers[i] = text.strip()
+                done[i] = text.strip()
             if bar is not None:
                 bar.update(len(rows))
     if bar is not None:
         bar.close()
-    return answers
+    done = _gather(done, processes)
+    return [done[i] for i in range(n)]
 
 
 def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
-                      adapters: Sequence[str | None] | None = None, batch_size: int = 32) -> torch.Tensor:
-    """Logits of the first answer token for each sample, shape (n, vocab), in float32 on the CPU: one forward
-    pass per batch. Used to score a closed set of candidate answers (e.g. a router's expert letters)."""
+                      adapters: Sequence[str | None] | None = None, batch_size: int = 32,
+                      columns: Sequence[int] | None = None, processes: Processes | None = None) -> torch.Tensor:
+    """Logits of the first answer token for each sample, shape (n, vocab) — or (n, len(columns)), only those
+    token ids — in float32 on the CPU: one forward pass per batch. Used to score a closed set of candidate
+    answers (e.g. a router's expert letters). `processes`: as in `generate`."""
     n = len(questions)
     all_names = _adapter_list(backbone, adapters, n)
-    result = None
+    done: dict[int, torch.Tensor] = {}
     with _inference(backbone, all_names) as route:
-        for rows, names in _planned_batches(n, batch_size, all_names):
+        for rows, names in _mine(list(_planned_batches(n, batch_size, all_names)), processes):
             batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
             logits = backbone.model(**batch, **route(names), logits_to_keep=1).logits[:, -1, :].float().cpu()
-            if result is None:
-                result = torch.empty(n, logits.shape[-1])
-            result[rows] = logits
-    return result if result is not None else torch.empty(0)
+            if columns is not None:
+                logits = logits[:, list(columns)]
+            done.update(zip(rows, logits))
+    done = _gather(done, processes)
+    return torch.stack([done[i] for i in range(n)]) if n else torch.empty(0)
 
 
 def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
-                    batch_size: int = 32, layer: int = -1, tokens: str = "all") -> torch.Tensor:
+                    batch_size: int = 32, layer: int = -1, tokens: str = "all",
+                    processes: Processes | None = None) -> torch.Tensor:
     """The base model's hidden states of `layer` (0 = the input embeddings, image features included; -1 =
     the last layer) averaged over each prompt's `tokens` ("all", "text" or "image"), shape (n, hidden),
     float32 on the CPU, adapters off: a training-free description of what a sample is about."""
     if tokens not in ("all", "text", "image"):
         raise ValueError(f"tokens must be all, text or image, got {tokens!r}")
-    rows = []
+    done: dict[int, torch.Tensor] = {}
     with _inference(backbone, None):
-        for chunk, _ in _planned_batches(len(questions), batch_size, None):
+        for chunk, _ in _mine(list(_planned_batches(len(questions), batch_size, None)), processes):
             batch = _prompts(backbone, [images[i] for i in chunk], [questions[i] for i in chunk])
             if layer == 0 and tokens == "text":  # the text's input embeddings: no forward pass needed
                 hidden = backbone.model.get_input_embeddings()(batch["input_ids"]).float()
@@ -147,8 +170,9 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
             if tokens != "all":
                 image = (batch["input_ids"] == backbone.image_token_id).unsqueeze(-1).to(hidden.dtype)
                 mask = mask * image if tokens == "image" else mask * (1 - image)
-            rows.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
-    return torch.cat(rows) if rows else torch.empty(0)
+            done.update(zip(chunk, ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu()))
+    done = _gather(done, processes)
+    return torch.stack([done[i] for i in range(len(questions))]) if questions else torch.empty(0)
 
 
 def _bar(total: int, progress: bool):

@@ -12,7 +12,8 @@ from typing import Sequence
 
 import torch
 from pydantic import Field
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from mllmcl.config import Settings
 from mllmcl.data.mllm_cl import Task
@@ -21,6 +22,7 @@ from mllmcl.engine.train import LossFn, causal_lm_loss, squared_gradients
 from mllmcl.errors import UserError
 from mllmcl.methods import METHODS
 from mllmcl.methods.seq_lora import SeqLoRA
+from mllmcl.utils.io import write_bytes_atomic
 
 STATE = "ewc_state.safetensors"
 
@@ -75,9 +77,9 @@ class EWC(SeqLoRA):
     def save(self, folder: Path) -> None:
         super().save(folder)
         if self.fisher:
-            folder.mkdir(parents=True, exist_ok=True)
-            save_file({**{f"fisher/{k}": v.contiguous().cpu() for k, v in self.fisher.items()},
-                       **{f"anchor/{k}": v.contiguous().cpu() for k, v in self.anchor.items()}}, str(folder / STATE))
+            tensors = {**{f"fisher/{k}": v.contiguous().cpu() for k, v in self.fisher.items()},
+                       **{f"anchor/{k}": v.contiguous().cpu() for k, v in self.anchor.items()}}
+            write_bytes_atomic(folder / STATE, safetensors_bytes(tensors))
 
     def restore(self, folder: Path, learned: Sequence[Task]) -> None:
         super().restore(folder, learned)

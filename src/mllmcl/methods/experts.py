@@ -9,6 +9,7 @@ from __future__ import annotations
 from mllmcl.context import Context, adapter_name, fresh_adapter, train_adapter
 from mllmcl.data.mllm_cl import Task
 from mllmcl.engine import load_adapter, save_adapter
+from mllmcl.parallel import barrier
 
 
 class ExpertPool:
@@ -33,5 +34,7 @@ class ExpertPool:
         fresh_adapter(self.ctx, name, self.ctx.train_seed("expert", task.name, "init"))
         train_adapter(self.ctx, name, self.ctx.train_rows(task), self.ctx.train_seed("expert", task.name),
                       f"expert ← {task.name}")
-        save_adapter(backbone, name, self.folder)
+        if self.ctx.main:
+            save_adapter(backbone, name, self.folder)
+        barrier(self.ctx.processes)
         return name

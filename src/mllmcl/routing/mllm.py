@@ -156,9 +156,10 @@ class MLLMRouter:
     def scores(self, samples: Sequence[Sample]) -> torch.Tensor:
         """Router logits of the experts' letters, shape (n, experts)."""
         prompts = [self.prompt(s.question) for s in samples]
-        logits = next_token_logits(self.ctx.backbone, [s.image for s in samples], prompts,
-                                   adapters=[ADAPTER] * len(samples), batch_size=self.ctx.config.eval.batch_size)
-        return logits[:, [self.letter_id(letter) for letter in self.letters()]]
+        return next_token_logits(self.ctx.backbone, [s.image for s in samples], prompts,
+                                 adapters=[ADAPTER] * len(samples), batch_size=self.ctx.config.eval.batch_size,
+                                 columns=[self.letter_id(letter) for letter in self.letters()],
+                                 processes=self.ctx.processes)
 
     def route(self, samples: Sequence[Sample]) -> Routing:
         if not self.experts:

@@ -60,7 +60,8 @@ class PrototypeRouter:
     def _raw(self, samples: Sequence[Sample]) -> torch.Tensor:
         cfg = self.ctx.config.router
         return pooled_features(self.ctx.backbone, [s.image for s in samples], [s.question for s in samples],
-                               batch_size=self.ctx.config.eval.batch_size, layer=cfg.layer, tokens=cfg.tokens)
+                               batch_size=self.ctx.config.eval.batch_size, layer=cfg.layer, tokens=cfg.tokens,
+                               processes=self.ctx.processes)
 
     def fit(self, experts: Sequence[Expert]) -> None:
         for expert in experts:
