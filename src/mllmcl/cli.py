@@ -102,21 +102,62 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(seed=args.seed, out=args.out)
 
 
-def _bench(args: argparse.Namespace) -> int:
-    if args.which == "routing":
-        from mllmcl.bench.routing import run_routing_bench
-
-        run_routing_bench(args.run, method=args.method, repeats=args.repeats or 2)
-        return 0
+def _bench_engine(args: argparse.Namespace) -> int:
     from mllmcl.bench.engine import run_engine_bench
 
-    run_engine_bench(steps=args.steps, batch_size=args.batch_size, seed=args.seed, repeats=args.repeats or 5)
+    run_engine_bench(steps=args.steps, batch_size=args.batch_size, seed=args.seed, repeats=args.repeats)
     return 0
 
 
-def _data(args: argparse.Namespace) -> int:
-    """`mllmcl data <DATA_COMMAND>`: hand over to the sub-command's handler (set by its parser)."""
-    return args.data_handler(args)
+def _bench_routing(args: argparse.Namespace) -> int:
+    from mllmcl.bench.routing import run_routing_bench
+
+    run_routing_bench(args.run, method=args.method, repeats=args.repeats)
+    return 0
+
+
+def _bench_routers(args: argparse.Namespace) -> int:
+    from mllmcl.bench.routers import print_routers_report, run_routers_bench
+
+    print_routers_report(run_routers_bench(overlaps=args.overlaps, seed=args.seed, cache=args.cache,
+                                           split=args.split, routers=args.routers))
+    return 0
+
+
+def _bench_methods(args: argparse.Namespace) -> int:
+    from mllmcl.bench.methods import print_methods_report, run_methods_bench
+
+    print_methods_report(run_methods_bench(methods=args.methods, cache=args.cache, seed=args.seed))
+    return 0
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from mllmcl.bench.scale import ScaleConfig, print_scale_report, run_scale_bench
+
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {args.device}: no CUDA device here")
+    print_scale_report(run_scale_bench(ScaleConfig(layers=args.layers, device=args.device, dtype=args.dtype,
+                                                   steps=args.steps, samples=args.samples)))
+    return 0
+
+
+def _subcommand(args: argparse.Namespace) -> int:
+    """`mllmcl data|bench|… <SUBCOMMAND>`: hand over to the sub-command's handler (set by its parser)."""
+    return args.sub_handler(args)
+
+
+def subcommands(parser: argparse.ArgumentParser, metavar: str):
+    """A function that adds sub-commands to `parser`, each with its handler (run by `_subcommand`)."""
+    sub = parser.add_subparsers(dest=metavar.lower(), required=True, metavar=metavar)
+
+    def add(name: str, handler, help: str) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help, description=help)
+        q.set_defaults(sub_handler=handler)
+        return q
+    return add
 
 
 def _data_check(args: argparse.Namespace) -> int:
@@ -232,6 +273,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1], got {text!r}") from None
+    if not values or not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1], got {text!r}")
+    return values
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -325,17 +376,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--out", default="runs/demo", help="folder for the demo's adapter and results (default: runs/demo)")
 
-    p = command("bench", _bench, "benchmarks; `mllmcl bench engine`: engine vs bare PyTorch loop, generation speed; "
-                "`mllmcl bench routing --run DIR`: MR-LoRA's two-stage inference vs the oracle and vs answer lookup")
-    p.add_argument("which", choices=["engine", "routing"], help="what to benchmark")
-    p.add_argument("--run", default="runs/dcl", help="routing: a finished run folder (default: runs/dcl)")
-    p.add_argument("--method", default="mr-lora", help="routing: which routed method of the run (default: mr-lora)")
-    p.add_argument("--repeats", type=_positive_int, default=None,
-                   help="timed repeats; routing keeps the best (default: 2), engine the median (default: 5)")
-    p.add_argument("--steps", type=_positive_int, default=20, help="timed training steps per loop (default: 20)")
-    p.add_argument("--batch-size", type=_positive_int, default=32,
+    bench = subcommands(command("bench", _subcommand, "benchmarks that print figures (docs/engine.md, docs/methods.md)"),
+                        "BENCHMARK")
+    q = bench("engine", _bench_engine, "the engine's training loop vs a bare PyTorch loop; one adapter vs mixed "
+              "adapters in generation")
+    q.add_argument("--repeats", type=_positive_int, default=5, help="timed repeats, the median is kept (default: 5)")
+    q.add_argument("--steps", type=_positive_int, default=20, help="timed training steps per loop (default: 20)")
+    q.add_argument("--batch-size", type=_positive_int, default=32,
                    help="training batch size (default: 32; generation always uses 32)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    q.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    q = bench("routing", _bench_routing, "MR-LoRA's two-stage inference on a finished run vs the oracle and vs the "
+              "official answer lookup")
+    q.add_argument("--run", default="runs/dcl", help="a finished run folder (default: runs/dcl)")
+    q.add_argument("--method", default="mr-lora", help="which routed method of the run (default: mr-lora)")
+    q.add_argument("--repeats", type=_positive_int, default=2, help="timed repeats, the best is kept (default: 2)")
+    q = bench("routers", _bench_routers, "routing accuracy of each router on the synthetic DCL tasks as the "
+              "question templates overlap (data.overlap 0, 0.5, 1), on the validation split")
+    q.add_argument("--overlaps", type=_fractions, default=(0.0, 0.5, 1.0),
+                   help="comma-separated overlap levels (default: 0,0.5,1)")
+    q.add_argument("--routers", default=None,
+                   help="comma-separated router variants to run (default: all; the report lists their names)")
+    q.add_argument("--split", choices=["val", "test"], default="val",
+                   help="the split routed (default: val; tune on it, report test)")
+    q.add_argument("--cache", default="runs/data", help="where the synthetic datasets are kept (default: runs/data)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the data and the router training (default: 0)")
+    q = bench("methods", _bench_methods, "training speed of each continual-learning method relative to seq-lora, and "
+              "answering speed (o-lora's merged sum vs seq-lora's one adapter)")
+    q.add_argument("--methods", default="seq-lora,ewc,lwf,o-lora,moelora,seq-lora+replay",
+                   help="comma-separated methods (default: seq-lora,ewc,lwf,o-lora,moelora,seq-lora+replay)")
+    q.add_argument("--cache", default="runs/data", help="where the synthetic datasets are kept (default: runs/data)")
+    q.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    q = bench("scale", _bench_scale, "the engine at LLaVA-1.5-7B's shape (random weights, no download): expert "
+              "training, single and routed generation, the MLLM router's pass; samples/s and peak memory")
+    q.add_argument("--layers", type=_positive_int, default=None,
+                   help="keep the first K layers of both towers (default: all 24 + 32; a CPU needs 1 or 2)")
+    q.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    q.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="weights: auto = bf16 on GPU, fp32 on CPU (training uses bf16 autocast either way)")
+    q.add_argument("--steps", type=_positive_int, default=2, help="timed optimizer steps (default: 2)")
+    q.add_argument("--samples", type=_positive_int, default=8, help="generation and routing samples (default: 8)")
 
     p = command("score", _score, "score a predictions .jsonl with a task's official MLLM-CL rule; prints one JSON "
                 "object (see docs/scoring.md)")
@@ -351,15 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the --judge-url API key (default: OPENAI_API_KEY)")
 
-    p = command("data", _data, "data roots: `mllmcl data check` validates an MLLM-CL layout (docs/data.md); "
-                "`mllmcl data synth` writes the synthetic benchmark (docs/benchmark.md)")
-    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND",
-                                help="check or synth")
-
-    def data_command(name: str, handler, help: str) -> argparse.ArgumentParser:
-        q = data_sub.add_parser(name, help=help, description=help)
-        q.set_defaults(data_handler=handler)
-        return q
+    data_command = subcommands(command("data", _subcommand, "data roots: `mllmcl data check` validates an MLLM-CL "
+                                       "layout (docs/data.md); `mllmcl data synth` writes the synthetic benchmark "
+                                       "(docs/benchmark.md)"), "DATA_COMMAND")
 
     q = data_command("check", _data_check, "check every row and image of an MLLM-CL data root; "
                      "exit 0 if all is well, 1 if problems were found")

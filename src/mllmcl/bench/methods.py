@@ -1,0 +1,66 @@
+"""Methods benchmark: what does each continual-learning method cost beside seq-lora?
+
+Each method learns two synthetic DCL tasks (RS then Med, 400 training items each, the run's default recipe)
+on one backbone; the second task is where the methods differ (EWC's penalty, LwF's teacher pass and
+distillation, O-LoRA's frozen-but-active first LoRA and orthogonality loss, replay's extra data), so its
+learning time — everything `learn` does, the method's own extra passes included — is reported as training
+samples/s (new-task samples over seconds) and relative to seq-lora. Then each answers both tasks' test
+items (200) once: samples/s relative to seq-lora (o-lora answers with the merged sum of its LoRAs).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Sequence
+
+from mllmcl.config import load_config
+from mllmcl.context import Context
+from mllmcl.methods import build_method
+from mllmcl.runner import eval_rows, prepare_benchmark
+
+
+def run_methods_bench(methods: str | Sequence[str] = "seq-lora,ewc,lwf,o-lora,moelora,seq-lora+replay",
+                      cache: str = "runs/data", seed: int = 0, train: int = 400) -> dict:
+    from mllmcl.models import load_backbone
+
+    names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    if "seq-lora" not in names:
+        names.insert(0, "seq-lora")
+    config = load_config(None, {"methods": names, "seed": seed, "replay": {"k": 200},
+                                "data": {"tasks": ["RS", "Med"], "train": train, "test": 100, "val": 1,
+                                         "unseen": 0, "cache": cache}})
+    bench = prepare_benchmark(config, progress=False)
+    backbone = load_backbone("tiny")
+    report: dict = {"tasks": bench.names, "train_items": train, "methods": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        ctx = Context(backbone, bench, config, folder, progress=False)
+        samples = [s for t in bench.tasks for s in eval_rows(config, t)]
+        for name in names:
+            method = build_method(name, ctx)
+            times = []
+            for task in bench.tasks:
+                start = time.perf_counter()
+                method.learn(task)
+                times.append(time.perf_counter() - start)
+            new = len(ctx.train_rows(bench.tasks[1]))
+            start = time.perf_counter()
+            method.answer(samples, max_new_tokens=16)
+            answer = time.perf_counter() - start
+            report["methods"][name] = {"learn_seconds": [round(t, 2) for t in times],
+                                       "train_samples_per_second": round(new / times[1], 2),
+                                       "answer_samples_per_second": round(len(samples) / answer, 2)}
+    base = report["methods"]["seq-lora"]
+    for entry in report["methods"].values():
+        entry["train_vs_seq_lora"] = round(entry["train_samples_per_second"] / base["train_samples_per_second"], 3)
+        entry["answer_vs_seq_lora"] = round(entry["answer_samples_per_second"] / base["answer_samples_per_second"], 3)
+    return report
+
+
+def print_methods_report(report: dict) -> None:
+    print(f"methods benchmark: tasks {' → '.join(report['tasks'])}, {report['train_items']} training items each; "
+          "second task's learning (everything learn does) and answering both test sets")
+    print(f"   {'method':<18}{'learn s (1st, 2nd)':>20}{'train samples/s':>17}{'x seq-lora':>12}"
+          f"{'answer samples/s':>18}{'x seq-lora':>12}")
+    for name, e in report["methods"].items():
+        print(f"   {name:<18}{str(e['learn_seconds']):>20}{e['train_samples_per_second']:>17.2f}"
+              f"{e['train_vs_seq_lora']:>12.3f}{e['answer_samples_per_second']:>18.2f}{e['answer_vs_seq_lora']:>12.3f}")
