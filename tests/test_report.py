@@ -218,3 +218,18 @@ def test_several_runs_need_out(tmp_path):
     with pytest.raises(UserError, match="at least one"):
         render_report([])
     assert not (a / "report.md").exists()
+
+
+def test_methods_with_and_without_replay_side_by_side():
+    results = make_results()
+    results["methods"]["ewc"] = _sequential([[80.0, 10.0, 5.0], [60.0, 85.0, 5.0], [40.0, 50.0, 90.0]])
+    results["methods"]["ewc+replay"] = _sequential([[80.0, 10.0, 5.0], [75.0, 85.0, 5.0], [70.0, 80.0, 88.0]])
+    results["methods"]["replay"] = _sequential([[80.0, 10.0, 5.0], [70.0, 80.0, 5.0], [65.0, 75.0, 85.0]])
+    report = markdown_report([("run", results)])
+    section = report.split("With and without replay (the paper's layout)")[1].split("##")[0]
+    lines = [[c.strip() for c in line.strip("|").split("|")] for line in section.strip().splitlines()]
+    rows = {cells[0]: dict(zip(lines[0], cells)) for cells in lines[2:]}
+    assert set(rows) == {"seq-lora", "ewc"} and "MFN (+replay)" in lines[0]
+    assert rows["ewc"]["MFN"] == f"{(40 + 50 + 90) / 3:.2f}"
+    assert rows["ewc"]["MFN (+replay)"] == f"{(70 + 80 + 88) / 3:.2f}"
+    assert "With and without replay" not in markdown_report([("run", make_results())])

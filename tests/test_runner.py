@@ -194,3 +194,61 @@ def test_a_test_row_without_answer_is_refused_before_any_training(tmp_path):
     with pytest.raises(UserError, match=r"Codes"):
         run(config_for(root, ["seq-lora"]), tmp_path / "run", log=quiet, progress=False)
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_the_same_command_in_two_fresh_folders_gives_identical_results(toy, tmp_path):
+    """Reproducibility: two separate processes, two fresh folders, one command: the same accuracies, to the
+    last digit (training included)."""
+    import os
+    import subprocess
+    import sys
+
+    def command(out):
+        return subprocess.run([sys.executable, "-m", "mllmcl", "run", "--out", str(out), "--no-progress",
+                               "--methods", "zero-shot,seq-lora,mr-lora", "setting=toy", f"data.benchmark={toy}",
+                               "train.epochs=1", "train.batch_size=16", "router.k=8", "eval.batch_size=16"],
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
+    for out in ("a", "b"):
+        assert command(tmp_path / out).returncode == 0
+    a, b = (json.loads((tmp_path / out / "results.json").read_text()) for out in ("a", "b"))
+    assert a["zero_shot"] == b["zero_shot"]
+    for name in ("seq-lora", "mr-lora"):
+        for key in ("matrix", "final", "metrics", "format_valid"):
+            assert a["methods"][name][key] == b["methods"][name][key], (name, key)
+    for step in ("step1", "step2"):
+        path = Path("predictions") / "seq-lora" / step / "Codes.jsonl"
+        assert (tmp_path / "a" / path).read_text() == (tmp_path / "b" / path).read_text()
+
+
+def test_a_run_that_failed_before_its_first_step_does_not_block_the_corrected_one(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    # as an earlier failed run would leave it: a config that differs, no finished step
+    (out / "config.yaml").write_text("backbone: tiny\nsetting: toy\ntrain: {epochs: 9}\n")
+    results = run(config_for(toy, ["zero-shot"]), out, log=quiet, progress=False)
+    assert results["zero_shot"] is not None
+    # a folder with a finished step keeps its protection
+    with pytest.raises(UserError, match="another configuration"):
+        run(config_for(toy, ["zero-shot"], train={"epochs": 3.0}), out, log=quiet, progress=False)
+    # through the CLI: a bad backbone fails at load and writes nothing; the corrected command then runs
+    fresh = tmp_path / "fresh"
+    assert main(["run", "--out", str(fresh), "backbone=nosuch", "setting=toy", f"data.benchmark={toy}"]) == 2
+    assert "backbone" in capsys.readouterr().err and not fresh.exists()
+
+
+def test_a_folder_from_before_a_method_or_setting_existed_still_resumes(toy, tmp_path):
+    import yaml
+
+    out = tmp_path / "run"
+    reference = run(config_for(toy, ["zero-shot", "seq-lora"]), out, log=quiet, progress=False)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    for block in ("ewc", "lwf", "o-lora", "moelora"):  # written before these methods existed
+        saved.pop(block)
+    saved["router"].pop("prompt")  # … and before this router setting existed
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    log = []
+    results = run(config_for(toy, ["zero-shot", "seq-lora", "ewc"], ewc={"lambda": 10.0}), out, log=log.append,
+                  progress=False)
+    assert any("[seq-lora] finished earlier" in line for line in log)
+    assert results["methods"]["seq-lora"]["final"] == reference["methods"]["seq-lora"]["final"]
+    assert results["methods"]["ewc"]["final"] is not None

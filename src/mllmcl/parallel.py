@@ -20,6 +20,16 @@ from typing import Any, Iterator, Sequence, TypeVar
 T = TypeVar("T")
 
 
+def sharded_parameters() -> str | None:
+    """The launch's parameter sharding, if any ("FSDP" or "DeepSpeed ZeRO-3"), from what `accelerate launch`
+    sets: such a launch keeps only a shard of each weight on each process outside the training step."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return "FSDP"
+    if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        return "DeepSpeed ZeRO-3"
+    return None
+
+
 def launched() -> bool:
     """Whether a launcher started several processes for this job (torchrun / accelerate launch set these)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -32,7 +32,7 @@ from mllmcl.eval.cl_metrics import cl_metrics
 from mllmcl.eval.formats import format_valid
 from mllmcl.methods import Method, build_method, parse_method_spec
 from mllmcl.methods.zero_shot import ZeroShot
-from mllmcl.parallel import Processes, barrier, is_main, main_first
+from mllmcl.parallel import Processes, barrier, is_main, main_first, sharded_parameters
 from mllmcl.report.tables import slug
 from mllmcl.utils.io import write_json_atomic, write_text_atomic
 
@@ -275,6 +275,11 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
     where MR-LoRA's experts are kept (default `out/experts`; a sweep shares one folder across orders)."""
     from mllmcl.models import load_backbone
 
+    sharding = sharded_parameters()
+    if sharding:
+        raise UserError(f"{sharding} shards the model's weights across processes, but mllmcl run evaluates the model "
+                        "between training steps, outside the training wrapper, and needs them whole: launch it with "
+                        "the ddp or deepspeed-zero2 configuration (docs/engine.md, \"Several processes\")")
     processes = Processes.start()
     main = is_main(processes)
     log = log if main else _silent

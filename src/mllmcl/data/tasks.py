@@ -120,8 +120,10 @@ BUILTIN: dict[str, tuple[TaskSpec, ...]] = {
              "answered yes/no or with an option letter", "Fin", prompt_rule="fin"),
     ),
     "acl": (
+        # model_ocr.py hard-codes max_new_tokens=2048 in its generate call (its --max_new_tokens flag is unused)
         _acl("OCR", "ocr", "OCR: reading text in images, handwriting, documents and scene text",
-             ("OCR",), ("OCR_test",), train_files=("train.json", "train_without_dense_caption.json")),
+             ("OCR",), ("OCR_test",), train_files=("train.json", "train_without_dense_caption.json"),
+             max_new_tokens=2048),
         # model_math.py generates up to 2048 new tokens (its default; 2_eval_math.sh does not override it)
         _acl("Math", "math", "math and logic: equations, geometry, function plots, puzzles and charts",
              ("Math", "math2"), ("Math_test", "math_test"), max_new_tokens=2048),

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from mllmcl.eval.aggregate import METRICS, mean_std
 from mllmcl.report.tables import markdown_table as _table
-from mllmcl.report.tables import plain_table
+from mllmcl.report.tables import plain_table, replay_table
 from mllmcl.utils.io import write_bytes_atomic
 
 SHOWN = ("MFN", "MAA", "BWT", "Forgetting", "FWT", "MFT")
@@ -37,6 +37,9 @@ def sweep_markdown(summary: dict, plot: str | None = None) -> str:
              "the method finished (n), with the 95% confidence half-width (Student's t) in sweep.json.",
              "", "## Metrics", ""]
     parts += [_table(*_rows(summary)), ""]
+    paired = replay_table(list(methods), lambda name, metric: mean_std(methods[name][metric]))
+    if paired:
+        parts += ["## With and without replay (the paper's layout)", "", paired, ""]
     tasks = list(dict.fromkeys(t for stats in methods.values() for t in stats["final"]))
     parts += ["## Final accuracy per task", "", _table(["method", *tasks], [
         [name, *(mean_std(stats["final"].get(t)) for t in tasks)] for name, stats in methods.items()]), ""]

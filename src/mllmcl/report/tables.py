@@ -113,6 +113,32 @@ def comparison_table(runs: Sequence[tuple[str, dict]]) -> str:
     return markdown_table(header, rows)
 
 
+REPLAY_COLUMNS = ("MFN", "MAA", "BWT")
+
+
+def replay_pairs(names: Sequence[str]) -> list[tuple[str, str | None, str | None]]:
+    """The paper's layout: (method, its entry without replay, its entry with replay — the "*" row) for every
+    method that has a `+replay` entry (`replay` is `seq-lora+replay`), in first-seen order."""
+    def base(name: str) -> str:
+        return "seq-lora" if name == "replay" else name.removesuffix("+replay")
+
+    replayed = {base(n): n for n in names if n == "replay" or n.endswith("+replay")}
+    order = list(dict.fromkeys(base(n) for n in names if base(n) in replayed))
+    return [(b, b if b in names else None, replayed[b]) for b in order]
+
+
+def replay_table(names: Sequence[str], value) -> str | None:
+    """Markdown: each method without and with replay side by side (MFN, MAA, BWT), `value(entry, metric)`
+    giving a cell; None when no method was run with replay."""
+    pairs = replay_pairs(names)
+    if not pairs:
+        return None
+    header = ["method", *REPLAY_COLUMNS, *(f"{m} (+replay)" for m in REPLAY_COLUMNS)]
+    rows = [[method, *(value(plain, m) if plain else MISSING for m in REPLAY_COLUMNS),
+             *(value(replayed, m) for m in REPLAY_COLUMNS)] for method, plain, replayed in pairs]
+    return markdown_table(header, rows)
+
+
 # ---------------------------------------------------------------------------------------------- details
 
 def _settings(results: dict) -> str:
@@ -165,6 +191,9 @@ def run_section(results: dict, label: str | None, level: int = 2) -> str:
     methods = results.get("methods", {})
     header, rows = _summary_rows(results)
     parts = [f"{h} Settings\n\n{_settings(results)}", f"{h} Summary\n\n{markdown_table(header, rows)}"]
+    paired = replay_table(list(methods), lambda name, metric: fmt(_metric(results, name, metric)))
+    if paired:
+        parts.append(f"{h} With and without replay (the paper's layout)\n\n{paired}")
     for name, method in methods.items():
         if has_matrix(method):
             parts.append(f"{h} Accuracy matrix: {name}\n\n{matrix_table(method, tasks)}\n\n"
