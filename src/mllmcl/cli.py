@@ -12,7 +12,9 @@ import warnings
 from typing import Callable
 
 from mllmcl.errors import UserError
+from mllmcl.reproducible import pin_cpu_kernels
 
+pin_cpu_kernels()  # before torch loads: the same numbers on any AVX2 machine (mllmcl/reproducible.py)
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -224,10 +224,11 @@ def environment() -> dict:
     import torch
     import transformers
 
+    from mllmcl.reproducible import kernel_settings
+
     return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-            "accelerate": accelerate.__version__, "threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "device": "cuda" if torch.cuda.is_available() else "cpu"}
+            "accelerate": accelerate.__version__, "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "kernels": kernel_settings()}
 
 
 def new_results(config: RunConfig, bench: Benchmark) -> dict:
