@@ -1,6 +1,8 @@
 """The `mllmcl` command line: one dispatch table from sub-command to handler.
 
-Errors a user can cause print one line `mllmcl: error: …` and exit with status 2; nothing else is written.
+Errors a user can cause (a `UserError`, or a bad option) print one line `mllmcl: error: …` and exit with
+status 2; nothing else is written. Anything else is a bug in mllmcl: one line `mllmcl: error: internal
+error: …`, status 1. `--debug` (or `MLLMCL_DEBUG=1`) shows the Python traceback of either instead.
 """
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import json
 import os
 import sys
 import warnings
-from typing import Callable
+from typing import Callable, NoReturn
 
-from mllmcl.errors import UserError
+from mllmcl.errors import UserError, one_line
 from mllmcl.reproducible import pin_cpu_kernels
 
 pin_cpu_kernels()  # before torch loads: the same numbers on any AVX2 machine (mllmcl/reproducible.py)
@@ -156,7 +158,7 @@ def subcommands(parser: argparse.ArgumentParser, metavar: str):
     sub = parser.add_subparsers(dest=metavar.lower(), required=True, metavar=metavar)
 
     def add(name: str, handler, help: str) -> argparse.ArgumentParser:
-        q = sub.add_parser(name, help=help, description=help)
+        q = sub.add_parser(name, help=help, description=help, parents=[_debug_option()])
         q.set_defaults(sub_handler=handler)
         return q
     return add
@@ -269,7 +271,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -286,21 +291,48 @@ def _fractions(text: str) -> tuple[float, ...]:
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
+DEBUG_ENV = "MLLMCL_DEBUG"
+DEBUG_HELP = (f"show the Python traceback of an error instead of the one-line message (also: {DEBUG_ENV}=1); "
+              "accepted before or after the command")
+
+
+def _debug_option() -> argparse.ArgumentParser:
+    """`--debug` after a (sub-)command too; SUPPRESS keeps it from resetting a `--debug` given before."""
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    return debug
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors look like every other error: one line `mllmcl: error: …`, status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("mllmcl").strip()
+        self.exit(2, f"mllmcl: error: {where + ': ' if where else ''}{one_line(message)} "
+                     f"(see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mllmcl", description="Continual learning of multimodal LLMs (MLLM-CL, MR-LoRA and baselines).")
+    parser = _Parser(
+        prog="mllmcl", description="Continual learning of multimodal LLMs (MLLM-CL, MR-LoRA and baselines). "
+        "Errors you can cause print one line `mllmcl: error: …` naming the file, row or key and exit with "
+        "status 2 (docs/errors.md).")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, Callable[[argparse.Namespace], int]] = {}
 
     def command(name: str, handler, help: str) -> argparse.ArgumentParser:
         commands[name] = handler
-        return sub.add_parser(name, help=help, description=help)
+        return sub.add_parser(name, help=help, description=help, parents=[_debug_option()])
 
     command("ls", _ls, "list registered backbones, methods, routers and scorers")
 
@@ -486,9 +518,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debug_wanted(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "").lower() not in ("", "0", "false", "no")
+
+
+def _safe_streams() -> None:
+    """Text we print may hold what no encoding can write (a lone surrogate from a JSON `\\ud800` escape, a
+    file name that is not UTF-8): print it escaped rather than fail while reporting something else."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (a test's StringIO): leave it
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     # deprecation chatter from transformers/peft internals is not the user's concern
     warnings.filterwarnings("ignore", category=FutureWarning)
+    _safe_streams()
     parser = build_parser()
     # `run`'s KEY=VALUE overrides may come before, between or after its options
     args, extra = parser.parse_known_args(argv)
@@ -496,14 +543,23 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "command", None) not in ("run", "sweep") or any(a.startswith("-") or "=" not in a for a in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
+    debug = _debug_wanted(args)
     try:
         return args._commands[args.command](args)
     except UserError as err:
-        print(f"mllmcl: error: {err}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"mllmcl: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mllmcl: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug in mllmcl, not the user's doing: one line, the traceback on request
+        if debug:
+            raise
+        print(f"mllmcl: error: internal error: {type(err).__name__}: {one_line(str(err))} "
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
