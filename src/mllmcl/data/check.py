@@ -19,6 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mllmcl.data.mllm_cl import Parsed, Problem, load_layout, read_extra, read_task, read_unseen, select
+from mllmcl.utils.io import is_dir, is_file
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,8 @@ def _file_report(path: Path | None, parsed: Parsed) -> FileReport | None:
 
 def check_image(path: Path, decode: bool = False) -> str | None:
     """None if the image is fine, else what is wrong with it."""
-    if not path.is_file():
-        return "image not found"
+    if not is_file(path):
+        return "image not found" if not is_dir(path) else "a folder, not an image file"
     try:
         with Image.open(path) as image:
             if decode:

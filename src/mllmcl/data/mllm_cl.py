@@ -16,15 +16,15 @@ several images, or none, are refused with the file, row and id.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
 from mllmcl.data.official_router import OFFICIAL_LETTERS, letter_map, looks_official, parse_official_prompt
-from mllmcl.data.tasks import UNSEEN, ExtraFile, Layout, TaskSpec, resolve_layout
+from mllmcl.data.tasks import UNSEEN, ExtraFile, Layout, TaskSpec, find_name, resolve_layout
 from mllmcl.errors import UserError
+from mllmcl.utils.io import is_dir, is_file, parse_json
 
 IMAGE_TOKEN = "<image>"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -101,10 +101,11 @@ class Benchmark:
         return [t.name for t in self.tasks]
 
     def task(self, name: str) -> Task:
-        for task in self.tasks:
-            if task.name == name:
-                return task
-        raise UserError(f"no task {name!r} in this benchmark; tasks: {', '.join(self.names)}")
+        """The task called `name` (any case: `rs` finds RS)."""
+        found = find_name(name, self.names)
+        if found is None:
+            raise UserError(f"no task {name!r} in this benchmark; tasks: {', '.join(self.names)}")
+        return self.tasks[self.names.index(found)]
 
 
 @dataclass(frozen=True)
@@ -136,16 +137,18 @@ Parsed = list[tuple[int, Sample]]
 def read_rows(path: Path, problems: list[Problem]) -> list | None:
     """The JSON list in `path`, or None (with a problem recorded) when it is missing or not a list."""
     try:
-        data = json.loads(path.read_bytes())
+        data = parse_json(path.read_bytes())
     except FileNotFoundError:
         problems.append(Problem(path, None, "file not found"))
         return None
-    except json.JSONDecodeError as err:
-        # err.msg can end in "at" ("Unterminated string starting at"): give the place apart from it
-        problems.append(Problem(path, None, f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"))
+    except IsADirectoryError:
+        problems.append(Problem(path, None, "is a folder, expected a JSON file"))
         return None
-    except (OSError, UnicodeDecodeError) as err:
-        problems.append(Problem(path, None, f"cannot read ({err})"))
+    except OSError as err:
+        problems.append(Problem(path, None, f"cannot read ({err.strerror or err})"))
+        return None
+    except ValueError as err:  # parse_json's: what is wrong with the JSON
+        problems.append(Problem(path, None, str(err)))
         return None
     if not isinstance(data, list):
         problems.append(Problem(path, None, f"must be a JSON list of rows, found a JSON {type(data).__name__}"))
@@ -300,7 +303,7 @@ def find_file(root: Path, folders: Sequence[str], files: Sequence[str]) -> tuple
     """(folder, file) of the first candidate folder under `root` that holds one of `files`, else None."""
     for folder in folders:
         for name in files:
-            if (root / folder / name).is_file():
+            if is_file(root / folder / name):
                 return root / folder, root / folder / name
     return None
 
@@ -407,7 +410,7 @@ def read_extra(root: Path, candidates: Sequence[ExtraFile], specs: Sequence[Task
     that does not parse, letter outside the map) and a `task` field naming no task are problems."""
     for extra in candidates:
         path = root / extra.file
-        if not path.is_file():
+        if not is_file(path):
             continue
         rows = read_rows(path, problems)
         if rows is None:
@@ -441,7 +444,7 @@ def read_unseen(root: Path, layout: Layout, problems: list[Problem]) -> tuple[Pa
 
 def data_root(root: str | Path) -> Path:
     path = Path(root).expanduser().absolute()
-    if not path.is_dir():
+    if not is_dir(path):
         raise UserError(f"{path}: data root not found (or not a folder)")
     return path
 
@@ -451,18 +454,18 @@ def select(specs: Sequence[TaskSpec], tasks: Sequence[str] | None) -> list[TaskS
     if tasks is None:
         return list(specs)
     names = [s.name for s in specs]
-    unknown = [t for t in tasks if t not in names]
-    if unknown:
-        raise UserError(f"unknown task {unknown[0]!r}; tasks of this setting: {', '.join(names)}")
-    return [s for s in specs if s.name in tasks]
+    found = [find_name(t, names) for t in tasks]  # any case: `rs` picks RS
+    if None in found:
+        unknown = tasks[found.index(None)]
+        raise UserError(f"unknown task {unknown!r}; tasks of this setting: {', '.join(names)}")
+    return [s for s in specs if s.name in found]
 
 
-def summarise(problems: Sequence[Problem], root: Path, limit: int = 5) -> str:
-    lines = [f"{len(problems)} problem(s) in the data at {root} (`mllmcl data check` lists them all):"]
-    lines += [f"  {p}" for p in problems[:limit]]
-    if len(problems) > limit:
-        lines.append(f"  … and {len(problems) - limit} more")
-    return "\n".join(lines)
+def summarise(problems: Sequence[Problem], root: Path, setting: str | None = None) -> str:
+    """One line: how many problems, the first (file, row, what), and the command that lists them all."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    check = f"mllmcl data check --root {root}" + (f" --setting {setting}" if setting else "")
+    return f"{len(problems)} problem(s) in the data at {root}; first: {problems[0]}{more}; `{check}` lists them all"
 
 
 def load_layout(root: str | Path, setting: str | None = None, **overrides: Any) -> tuple[Path, Layout]:
@@ -489,7 +492,7 @@ def load_benchmark(root: str | Path, setting: str | None = None, tasks: Sequence
     replay_file, replay_rows = read_extra(path, layout.replay, layout.specs, problems, setting=layout.setting)
     unseen_file, unseen_rows = read_unseen(path, layout, problems)
     if problems:
-        raise UserError(summarise(problems, path))
+        raise UserError(summarise(problems, path, layout.setting))
     built = tuple(Task(d.spec, path, d.folder, d.test_folder, d.train_file, d.test_file,
                        tuple(s for _, s in d.train), tuple(s for _, s in d.test), tuple(s for _, s in d.val),
                        d.val_file) for d in found)

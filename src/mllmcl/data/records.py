@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Union
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mllmcl.errors import UserError
 
@@ -31,7 +31,8 @@ class Example:
 
 
 def load_image(image: ImageLike) -> Image.Image:
-    """Return an RGB PIL image; a path that is missing or not a decodable image is a UserError naming it."""
+    """Return an RGB PIL image; a path that is missing, a folder, too large or not a decodable image is a
+    UserError naming it."""
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
     path = Path(image)
@@ -40,5 +41,9 @@ def load_image(image: ImageLike) -> Image.Image:
             return opened.convert("RGB")
     except FileNotFoundError:
         raise UserError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot decode image ({err})") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a folder, not an image file") from None
+    except Image.DecompressionBombError as err:  # a header claiming billions of pixels
+        raise UserError(f"{path}: image too large to open ({err})") from None
+    except Exception as err:  # PIL raises many types for a corrupt file (OSError, SyntaxError, struct.error, …)
+        raise UserError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from None

@@ -10,13 +10,12 @@ scripts/LLaVA/Eval_ability/ (test folders); ETrain/Eval/LLaVA/CoIN/model_*.py (p
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from mllmcl.errors import UserError
-from mllmcl.utils.io import write_json_atomic
+from mllmcl.utils.io import is_file, read_json, write_json_atomic
 
 SETTINGS = ("dcl", "acl")
 MANIFEST = "mllmcl.json"
@@ -35,6 +34,19 @@ def _fin_suffix(text: str, answer: str) -> str:
 
 PROMPT_RULES: dict[str, Callable[[str, str], str]] = {"fin": _fin_suffix}
 """Name → `rule(text, answer) -> prompt`, applied to test rows only (training rows are used as written)."""
+
+
+# --- names ---------------------------------------------------------------------------------------------
+
+def find_name(typed: str, names: Sequence[str]) -> str | None:
+    """The name among `names` that the user meant by `typed`: the exact name, else the one name equal to it
+    ignoring case (`rs`, `Rs` -> `RS`); None when there is none or the case-blind match is ambiguous."""
+    if not isinstance(typed, str):
+        return None
+    if typed in names:
+        return typed
+    folded = [n for n in names if n.casefold() == typed.strip().casefold()]
+    return folded[0] if len(folded) == 1 else None
 
 
 # --- the definition of a task -------------------------------------------------------------------------
@@ -78,7 +90,8 @@ class TaskSpec:
                 raise UserError(f"{where}: {key!r} must be a non-empty list of non-empty strings")
         if not isinstance(self.max_new_tokens, int) or isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
             raise UserError(f"{where}: 'max_new_tokens' must be a positive integer, got {self.max_new_tokens!r}")
-        if self.prompt_rule is not None and self.prompt_rule not in PROMPT_RULES:
+        if self.prompt_rule is not None and (not isinstance(self.prompt_rule, str) or
+                                             self.prompt_rule not in PROMPT_RULES):
             raise UserError(f"{where}: unknown prompt_rule {self.prompt_rule!r}; known: {', '.join(PROMPT_RULES)}")
         if not isinstance(self.answers_public, bool):
             raise UserError(f"{where}: 'answers_public' must be true or false")
@@ -226,15 +239,18 @@ def _spec_from_manifest(entry: Any, setting: str, builtin: Mapping[str, TaskSpec
         field_name = _TASK_FIELD.get(key, key)
         kwargs[field_name] = _names(value, f"{where}: {key!r}") if key in _TASK_FIELD else value
     base = builtin.get(name)
-    if base is not None:  # a known task: the manifest changes only what it names
-        if "folders" in kwargs and "test_folders" not in kwargs and base.folders == base.test_folders:
-            kwargs["test_folders"] = kwargs["folders"]
-        return replace(base, setting=setting, **kwargs)
-    missing = [k for k in ("folder", "scorer", "description") if k not in entry]
-    if missing:
-        raise UserError(f"{where}: a task that is not built in needs {', '.join(map(repr, missing))}")
-    kwargs.setdefault("test_folders", kwargs["folders"])
-    return TaskSpec(name=name, setting=setting, **kwargs)
+    try:
+        if base is not None:  # a known task: the manifest changes only what it names
+            if "folders" in kwargs and "test_folders" not in kwargs and base.folders == base.test_folders:
+                kwargs["test_folders"] = kwargs["folders"]
+            return replace(base, setting=setting, **kwargs)
+        missing = [k for k in ("folder", "scorer", "description") if k not in entry]
+        if missing:
+            raise UserError(f"a task that is not built in needs {', '.join(map(repr, missing))}")
+        kwargs.setdefault("test_folders", kwargs["folders"])
+        return TaskSpec(name=name, setting=setting, **kwargs)
+    except UserError as err:  # TaskSpec's own checks name the task, not the file
+        raise UserError(f"{where}: {err}") from None
 
 
 def _extra(manifest: dict, key: str, where: str) -> tuple[ExtraFile, ...] | None:
@@ -256,12 +272,9 @@ def _extra(manifest: dict, key: str, where: str) -> tuple[ExtraFile, ...] | None
 def read_manifest(root: Path) -> dict | None:
     """The parsed `mllmcl.json` of `root`, or None when there is none."""
     path = root / MANIFEST
-    if not path.is_file():
+    if not is_file(path):
         return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path, "manifest")
     if not isinstance(data, dict):
         raise UserError(f"{path}: must be a JSON object")
     unknown = sorted(set(data) - _MANIFEST_KEYS)
@@ -319,11 +332,13 @@ def resolve_layout(root: Path, setting: str | None, *, specs: Sequence[TaskSpec]
     names = [s.name for s in layout_specs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise UserError(f"task {duplicated[0]!r} is defined twice")
+        where = "" if specs is not None or manifest is None else f"{manifest_path}: "
+        raise UserError(f"{where}task {duplicated[0]!r} is defined twice")
     for key, override in (("folders", folders), ("test_folders", test_folders)):
-        for name, value in (override or {}).items():
-            if name not in names:
-                raise UserError(f"{key} override for unknown task {name!r}; tasks: {', '.join(names)}")
+        for typed, value in (override or {}).items():
+            name = find_name(typed, names)  # any case: `rs` is RS
+            if name is None:
+                raise UserError(f"{key} override for unknown task {typed!r}; tasks: {', '.join(names)}")
             candidates = _names(value if isinstance(value, str) else list(value), f"{key}[{name!r}]")
             layout_specs = tuple(_override_folders(s, key, candidates) if s.name == name else s for s in layout_specs)
     if router is not None:
@@ -359,10 +374,9 @@ def write_manifest(root: str | Path, setting: str, specs: Sequence[TaskSpec], *,
 
 def builtin_spec(name: str) -> TaskSpec:
     """The built-in spec of an official task (e.g. "RS")."""
-    for specs in BUILTIN.values():
-        for spec in specs:
-            if spec.name == name:
-                return spec
-    known = [s.name for specs in BUILTIN.values() for s in specs]
-    raise UserError(f"unknown task {name!r}; built in: {', '.join(known)}")
+    specs = {s.name: s for group in BUILTIN.values() for s in group}
+    found = find_name(name, list(specs))  # any case
+    if found is None:
+        raise UserError(f"unknown task {name!r}; built in: {', '.join(specs)}")
+    return specs[found]
 

@@ -1,0 +1,228 @@
+"""What the fuzz suites (tests/test_fuzz_*.py) share: bounded, reproducible Hypothesis settings; strategies
+that break VALID inputs (a key dropped, a value of the wrong type, unicode, huge numbers, NaN, nested junk,
+bytes cut or flipped) as well as raw garbage; and the one property every input surface must keep:
+
+    the command succeeds, or it prints exactly one stderr line `mllmcl: error: …` that names the file, row
+    or key, exits with status 2 and leaves the folders it may write exactly as they were.
+
+An exit status of 1 with `mllmcl: error: internal error: …` is a bug in mllmcl and fails the property: the
+fix is a UserError where the input is read.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from mllmcl.cli import main
+
+# Reproducible in CI (derandomize: the same examples on every run, no example database written into the
+# repository) and bounded: each suite states its own max_examples, chosen so the whole fuzz suite adds
+# well under a minute. too_slow is suppressed because an example writes files and runs a real command
+# (milliseconds, more with a model), which is the point of the suite; data_too_large because the
+# mutation strategies draw whole documents. MLLMCL_FUZZ_SCALE=N searches deeper when hunting bugs by hand:
+# N times the examples, fresh random ones on every run.
+SCALE = float(os.environ.get("MLLMCL_FUZZ_SCALE", "1"))
+FUZZ = settings(deadline=None, derandomize=SCALE == 1, database=None, print_blob=SCALE != 1,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def fuzz(examples: int) -> settings:
+    return settings(FUZZ, max_examples=max(1, int(examples * SCALE)))
+
+
+# ---------------------------------------------------------------------------------------------- values
+
+HUGE_INT = "@@HUGE_INT@@"   # replaced by a 5000-digit integer literal (Python's int() refuses > 4300 digits)
+DEEP = "@@DEEP@@"           # replaced by 100 000 nested lists (json.loads recurses)
+_LITERALS = {HUGE_INT: "9" * 5000, DEEP: "[" * 100_000 + "]" * 100_000}
+
+# every code point, lone surrogates included (a JSON "\ud800" escape decodes to one)
+TEXT = st.text(st.characters(exclude_categories=()), max_size=12)
+SPECIAL_TEXT = st.sampled_from(["", " ", "\n", "<image>", "<image><image>", "a" * 300, "../../../etc/passwd",
+                                "/", ".", "\x00", "\ud800", "Unanswerable", "yes", "A", "RS", "ALL_3", "é/ü.png",
+                                "1e999", "NaN", "null", "[]", "{}"])
+NUMBERS = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0, -1, 10**30, 1e308, -0.0, HUGE_INT]))
+SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT, SPECIAL_TEXT)
+JUNK = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                     st.dictionaries(st.one_of(TEXT, SPECIAL_TEXT), inner, max_size=3)),
+                    max_leaves=6) | st.just(DEEP)
+
+
+def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every position in a JSON document: () for the root, then keys / indices down to the leaves."""
+    out = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += _paths(item, prefix + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += _paths(item, prefix + (index,))
+    return out
+
+
+def _get(doc: Any, path: tuple) -> Any:
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
+@st.composite
+def mutated(draw, valid: Any, max_edits: int = 3) -> Any:
+    """`valid` (a JSON document) with 1..max_edits edits at random positions: a value replaced by junk or by
+    a value of another type, a key or item dropped, an unknown key added, an item duplicated, a value
+    wrapped in a list or an object."""
+    doc = copy.deepcopy(valid)
+    for _ in range(draw(st.integers(1, max_edits))):
+        path = draw(st.sampled_from(_paths(doc)))
+        op = draw(st.sampled_from(["replace", "replace", "drop", "add", "duplicate", "wrap"]))
+        target = _get(doc, path)
+        if op == "replace" or (op in ("drop", "duplicate") and not path) or (op == "add" and
+                                                                               not isinstance(target, dict)):
+            new = draw(JUNK)
+        elif op == "drop":
+            parent = _get(doc, path[:-1])
+            del parent[path[-1]]
+            continue
+        elif op == "duplicate":
+            parent = _get(doc, path[:-1])
+            if isinstance(parent, list):
+                parent.append(copy.deepcopy(target))
+            continue
+        elif op == "add":
+            target[draw(st.one_of(TEXT, SPECIAL_TEXT))] = draw(JUNK)
+            continue
+        else:
+            new = draw(st.sampled_from([[target], {"value": target}]))
+        if not path:
+            doc = new
+        else:
+            _get(doc, path[:-1])[path[-1]] = new
+    return doc
+
+
+def encode(doc: Any) -> bytes:
+    """JSON bytes of `doc` (NaN and Infinity written as Python's json writes them; the HUGE_INT and DEEP
+    markers expanded into literals no encoder would write)."""
+    text = json.dumps(doc, allow_nan=True)
+    for marker, literal in _LITERALS.items():
+        text = text.replace(json.dumps(marker), literal)
+    return text.encode("utf-8")
+
+
+@st.composite
+def damaged(draw, data: bytes) -> bytes:
+    """`data` as is, or with its bytes damaged the way files get damaged: cut short, a byte flipped,
+    invalid UTF-8 inserted, a BOM prepended, re-encoded as UTF-16, emptied."""
+    how = draw(st.sampled_from(["as is", "as is", "cut", "flip", "bad utf-8", "bom", "utf-16", "empty"]))
+    if how == "cut":
+        return data[:draw(st.integers(0, max(0, len(data) - 1)))]
+    if how == "flip" and data:
+        at = draw(st.integers(0, len(data) - 1))
+        return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
+    if how == "bad utf-8":
+        at = draw(st.integers(0, len(data)))
+        return data[:at] + b"\xff\xfe\xc3" + data[at:]
+    if how == "bom":
+        return b"\xef\xbb\xbf" + data
+    if how == "utf-16":
+        return data.decode("utf-8").encode("utf-16")
+    if how == "empty":
+        return b""
+    return data
+
+
+def json_file(valid: Any) -> st.SearchStrategy[bytes]:
+    """The bytes of a JSON file: `valid` mutated and/or damaged, or raw garbage."""
+    return st.one_of(mutated(valid).map(encode).flatmap(damaged), st.just(encode(valid)).flatmap(damaged),
+                     st.binary(max_size=64))
+
+
+def jsonl_file(valid_lines: Sequence[Any]) -> st.SearchStrategy[bytes]:
+    """The bytes of a JSON-lines file: each line mutated or kept, lines dropped or repeated, then damaged."""
+    line = st.sampled_from(list(valid_lines)).flatmap(
+        lambda v: st.one_of(st.just(v), mutated(v, max_edits=2))).map(encode)
+    lines = st.lists(st.one_of(line, line, st.just(b""), st.binary(max_size=20)), max_size=5)
+    return st.one_of(lines.map(lambda ls: b"\n".join(ls) + b"\n").flatmap(damaged), st.binary(max_size=64))
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+@dataclass
+class Outcome:
+    argv: list[str]
+    code: int
+    out: str
+    err: str
+
+    def __str__(self) -> str:
+        return f"mllmcl {' '.join(self.argv)!r} -> exit {self.code}\nstdout: {self.out[-2000:]}\nstderr: {self.err[-2000:]}"
+
+
+def cli(argv: Sequence[str]) -> Outcome:
+    """Run `mllmcl argv` in this process; stdout and stderr are strict UTF-8 streams, like a terminal's."""
+    streams = [io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="\n", write_through=True) for _ in range(2)]
+    with contextlib.redirect_stdout(streams[0]), contextlib.redirect_stderr(streams[1]):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exit_:  # argparse: --help, usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    out, err = (s.buffer.getvalue().decode("utf-8") for s in streams)
+    return Outcome([str(a) for a in argv], code, out, err)
+
+
+def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under `folders` (hidden ones too): path -> (size, mtime_ns)."""
+    seen = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.exists():
+            continue
+        for dirpath, dirnames, filenames in os.walk(folder):
+            for name in dirnames + filenames:
+                path = Path(dirpath) / name
+                stat = path.lstat()
+                seen[str(path)] = (stat.st_size if name in filenames else 0, stat.st_mtime_ns)
+    return seen
+
+
+def assert_one_line_error(outcome: Outcome, names: Iterable[str | Path]) -> str:
+    """Exit 2 with exactly one stderr line `mllmcl: error: …` naming one of `names`; returns that line."""
+    assert outcome.code == 2, str(outcome)
+    lines = outcome.err.splitlines()
+    assert len(lines) == 1, str(outcome)
+    assert lines[0].startswith("mllmcl: error: "), str(outcome)
+    assert "Traceback" not in outcome.err, str(outcome)
+    names = [str(n) for n in names]
+    assert any(n in lines[0] for n in names), f"the error names none of {names}:\n{outcome}"
+    return lines[0]
+
+
+def assert_keeps_promise(outcome: Outcome, names: Iterable[str | Path], *, ok: Iterable[int] = (0,),
+                         before: dict | None = None, after: dict | None = None) -> bool:
+    """The property: success (an exit status in `ok`), or the one-line error naming one of `names` with
+    nothing written (`before` == `after`, snapshots of the folders the command may write). True on success."""
+    if outcome.code in tuple(ok):
+        assert "Traceback" not in outcome.err, str(outcome)
+        return True
+    assert_one_line_error(outcome, names)
+    if before is not None:
+        assert after == before, f"files changed although the command failed:\n{outcome}"
+    return False
+
+
+def assert_user_error(err: BaseException, names: Iterable[str | Path]) -> None:
+    """A UserError raised by the library: one line, naming one of `names`."""
+    text = str(err)
+    assert "\n" not in text and "\r" not in text, f"a multi-line message: {text!r}"
+    names = [str(n) for n in names]
+    assert any(n in text for n in names), f"{text!r} names none of {names}"
