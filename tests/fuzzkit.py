@@ -51,11 +51,26 @@ SPECIAL_TEXT = st.sampled_from(["", " ", "\n", "<image>", "<image><image>", "a" 
                                 "/", ".", "\x00", "\ud800", "Unanswerable", "yes", "A", "RS", "ALL_3", "é/ü.png",
                                 "1e999", "NaN", "null", "[]", "{}"])
 NUMBERS = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
-                    st.sampled_from([0, -1, 10**30, 1e308, -0.0, HUGE_INT]))
+                    st.sampled_from([0, -1, 10**30, 1e308, -0.0, float("inf"), float("-inf"), float("nan"), HUGE_INT]))
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT, SPECIAL_TEXT)
-JUNK = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                     st.dictionaries(st.one_of(TEXT, SPECIAL_TEXT), inner, max_size=3)),
-                    max_leaves=6) | st.just(DEEP)
+# one flat choice, so that every JSON type (and the pathological literals) is drawn about equally often
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
+                 st.sampled_from([0, -1, 10**30, 1e308, float("inf"), float("nan"), HUGE_INT, DEEP]), TEXT, SPECIAL_TEXT,
+                 st.lists(SCALARS, min_size=1, max_size=3), st.dictionaries(st.one_of(TEXT, SPECIAL_TEXT), SCALARS, max_size=3),
+                 st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                               st.dictionaries(TEXT, inner, max_size=3)), max_leaves=6))
+
+
+def _retyped(value: Any) -> st.SearchStrategy:
+    """Values of another JSON type than `value` that a careless writer might produce from it."""
+    if isinstance(value, str):
+        return st.sampled_from([None, 0, 5, 1.5, float("inf"), True, [value], {"value": value}, [], value * 50,
+                                value + "\ud800"])
+    if isinstance(value, bool) or value is None:
+        return st.sampled_from(["true", 1, [value], "", "null"])
+    if isinstance(value, (int, float)):
+        return st.sampled_from([str(value), None, [value], float("nan"), float("inf"), -value, HUGE_INT, 10**30])
+    return st.sampled_from([None, "", 0, json.dumps(value)])
 
 
 def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
@@ -78,31 +93,30 @@ def _get(doc: Any, path: tuple) -> Any:
 
 @st.composite
 def mutated(draw, valid: Any, max_edits: int = 3) -> Any:
-    """`valid` (a JSON document) with 1..max_edits edits at random positions: a value replaced by junk or by
-    a value of another type, a key or item dropped, an unknown key added, an item duplicated, a value
-    wrapped in a list or an object."""
+    """`valid` (a JSON document) with a few edits at random positions: a value replaced by one of another
+    type or by junk, a key or item dropped, an unknown key added, an item duplicated, a value wrapped in a
+    list or an object. Mostly one edit, so that the document gets past the first check it breaks."""
     doc = copy.deepcopy(valid)
-    for _ in range(draw(st.integers(1, max_edits))):
-        path = draw(st.sampled_from(_paths(doc)))
-        op = draw(st.sampled_from(["replace", "replace", "drop", "add", "duplicate", "wrap"]))
+    for _ in range(draw(st.sampled_from([1, 1, 1, 2, max_edits]))):
+        paths = _paths(doc)
+        path = draw(st.sampled_from(paths[1:] or paths))  # the root itself: see json_file's raw garbage
+        op = draw(st.sampled_from(["retype", "retype", "replace", "drop", "add", "duplicate", "wrap"]))
         target = _get(doc, path)
-        if op == "replace" or (op in ("drop", "duplicate") and not path) or (op == "add" and
-                                                                               not isinstance(target, dict)):
-            new = draw(JUNK)
-        elif op == "drop":
-            parent = _get(doc, path[:-1])
-            del parent[path[-1]]
+        if op == "drop" and path:
+            del _get(doc, path[:-1])[path[-1]]
             continue
-        elif op == "duplicate":
-            parent = _get(doc, path[:-1])
-            if isinstance(parent, list):
-                parent.append(copy.deepcopy(target))
+        if op == "duplicate" and path and isinstance(_get(doc, path[:-1]), list):
+            _get(doc, path[:-1]).append(copy.deepcopy(target))
             continue
-        elif op == "add":
+        if op == "add" and isinstance(target, dict):
             target[draw(st.one_of(TEXT, SPECIAL_TEXT))] = draw(JUNK)
             continue
-        else:
+        if op == "retype":
+            new = draw(_retyped(target))
+        elif op == "wrap":
             new = draw(st.sampled_from([[target], {"value": target}]))
+        else:
+            new = draw(JUNK)
         if not path:
             doc = new
         else:
@@ -121,9 +135,9 @@ def encode(doc: Any) -> bytes:
 
 @st.composite
 def damaged(draw, data: bytes) -> bytes:
-    """`data` as is, or with its bytes damaged the way files get damaged: cut short, a byte flipped,
-    invalid UTF-8 inserted, a BOM prepended, re-encoded as UTF-16, emptied."""
-    how = draw(st.sampled_from(["as is", "as is", "cut", "flip", "bad utf-8", "bom", "utf-16", "empty"]))
+    """`data` damaged the way files get damaged: cut short, a byte flipped, invalid UTF-8 inserted, a BOM
+    prepended, re-encoded as UTF-16, emptied."""
+    how = draw(st.sampled_from(["cut", "cut", "flip", "bad utf-8", "bom", "utf-16", "empty"]))
     if how == "cut":
         return data[:draw(st.integers(0, max(0, len(data) - 1)))]
     if how == "flip" and data:
@@ -135,24 +149,27 @@ def damaged(draw, data: bytes) -> bytes:
     if how == "bom":
         return b"\xef\xbb\xbf" + data
     if how == "utf-16":
-        return data.decode("utf-8").encode("utf-16")
+        return data.decode("utf-8", "replace").encode("utf-16")
     if how == "empty":
         return b""
     return data
 
 
 def json_file(valid: Any) -> st.SearchStrategy[bytes]:
-    """The bytes of a JSON file: `valid` mutated and/or damaged, or raw garbage."""
-    return st.one_of(mutated(valid).map(encode).flatmap(damaged), st.just(encode(valid)).flatmap(damaged),
-                     st.binary(max_size=64))
+    """The bytes of a JSON file: mostly `valid` with a few values broken (what reaches the deeper checks),
+    else its bytes damaged, both, or raw garbage."""
+    edited = mutated(valid).map(encode)
+    return st.one_of(edited, edited, edited, edited, edited.flatmap(damaged),
+                     st.just(encode(valid)).flatmap(damaged), st.binary(max_size=64))
 
 
 def jsonl_file(valid_lines: Sequence[Any]) -> st.SearchStrategy[bytes]:
-    """The bytes of a JSON-lines file: each line mutated or kept, lines dropped or repeated, then damaged."""
+    """The bytes of a JSON-lines file: lines kept, broken, blank, repeated or garbage; sometimes damaged."""
     line = st.sampled_from(list(valid_lines)).flatmap(
         lambda v: st.one_of(st.just(v), mutated(v, max_edits=2))).map(encode)
-    lines = st.lists(st.one_of(line, line, st.just(b""), st.binary(max_size=20)), max_size=5)
-    return st.one_of(lines.map(lambda ls: b"\n".join(ls) + b"\n").flatmap(damaged), st.binary(max_size=64))
+    lines = st.lists(st.one_of(line, line, line, st.just(b""), st.binary(max_size=20)), min_size=1, max_size=5)
+    edited = lines.map(lambda ls: b"\n".join(ls) + b"\n")
+    return st.one_of(edited, edited, edited, edited.flatmap(damaged), st.binary(max_size=64))
 
 
 # ---------------------------------------------------------------------------------------------- running

@@ -241,7 +241,7 @@ def test_cli_score_rejects_unknown_task_and_misplaced_options(med_files, capsys)
     questions, predictions = med_files
     base = ["score", "--questions", str(questions), "--predictions", str(predictions)]
     assert main(base + ["--task", "chess"]) == 2
-    assert "unknown scorer 'chess'" in capsys.readouterr().err
+    assert "unknown task 'chess'; tasks: RS, Med, AD, Sci, Fin, OCR, Math, VP, APP" in capsys.readouterr().err
     assert main(base + ["--task", "med", "--submission", "x.tsv"]) == 2
     assert main(base + ["--task", "med", "--judge-url", "http://localhost:1"]) == 2
 

@@ -452,14 +452,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("score", _score, "score a predictions .jsonl with a task's official MLLM-CL rule; prints one JSON "
                 "object (see docs/scoring.md)")
-    p.add_argument("--task", required=True, help="task name: rs, med, ad, sci, fin, ocr, math, vp or app (`mllmcl ls`)")
+    p.add_argument("--task", required=True,
+                   help="task name, any case: RS, Med, AD, Sci, Fin, OCR, Math, VP or APP (scorers: `mllmcl ls`)")
     p.add_argument("--questions", required=True, help="the official test.json (a JSON list with question_id, answer, …)")
     p.add_argument("--predictions", required=True,
                    help="one JSON object per line with question_id and text (like the official merge.jsonl)")
     p.add_argument("--submission", default=None,
-                   help="app only: also write the MMT-Bench submission TSV (index, question_id, prediction, opt) here")
+                   help="APP only: also write the MMT-Bench submission TSV (index, question_id, prediction, opt) here")
     p.add_argument("--judge-url", default=None,
-                   help="math only: OpenAI-compatible base URL of an LLM answer extractor (default: rules, offline)")
+                   help="Math only: OpenAI-compatible base URL of an LLM answer extractor (default: rules, offline)")
     p.add_argument("--judge-model", default="gpt-4o-mini", help="model name sent to --judge-url (default: gpt-4o-mini)")
     p.add_argument("--judge-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the --judge-url API key (default: OPENAI_API_KEY)")

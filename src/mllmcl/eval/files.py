@@ -6,32 +6,33 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mllmcl.errors import UserError
-from mllmcl.utils.io import write_text_atomic
+from mllmcl.utils.io import parse_json, read_json, write_text_atomic
 
 PER_ITEM_KEYS = ("credits", "extracted")  # left out of the one-object summary the CLI prints
+
+
+def _key(value: Any) -> bool:
+    """A question_id can key a table: a string, a number or a bool (not a list, an object or null)."""
+    return isinstance(value, (str, int, float)) and value == value  # NaN never equals itself: no key
 
 
 def load_questions(path: str | Path) -> dict[Any, dict]:
     """The official test file (a JSON list of objects with a `question_id`), keyed by question_id."""
     path = Path(path)
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such questions file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    rows = read_json(path, "questions file")
     if not isinstance(rows, list):
         raise UserError(f"{path}: expected a JSON list of questions, got {type(rows).__name__}")
     by_id: dict[Any, dict] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or "question_id" not in row:
             raise UserError(f"{path}: item {i} has no 'question_id'")
+        if not _key(row["question_id"]):
+            raise UserError(f"{path}: item {i}: 'question_id' must be a string or a number, got {row['question_id']!r}")
         if row["question_id"] in by_id:
             raise UserError(f"{path}: question_id {row['question_id']!r} occurs twice")
         by_id[row["question_id"]] = row
@@ -45,18 +46,22 @@ def load_predictions(path: str | Path, questions: Mapping[Any, Any] | None = Non
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().split(b"\n")
     except FileNotFoundError:
         raise UserError(f"{path}: no such predictions file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, expected a predictions .jsonl file") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read the predictions file ({getattr(err, 'strerror', None) or err})") from None
     predictions, seen = [], set()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{where}: not valid JSON ({err.msg})") from None
+            item = parse_json(line)
+        except ValueError as err:
+            raise UserError(f"{where}: {err}") from None
         if not isinstance(item, dict):
             raise UserError(f"{where}: expected a JSON object")
         for key in ("question_id", "text"):
@@ -65,6 +70,8 @@ def load_predictions(path: str | Path, questions: Mapping[Any, Any] | None = Non
         if not isinstance(item["text"], str):
             raise UserError(f"{where}: 'text' must be a string")
         qid = item["question_id"]
+        if not _key(qid):
+            raise UserError(f"{where}: 'question_id' must be a string or a number, got {qid!r}")
         if questions is not None and qid not in questions:
             raise UserError(f"{where}: question_id {qid!r} is not among the questions")
         if qid in seen:
@@ -111,14 +118,15 @@ def score_files(task: str, questions_path: str | Path, predictions_path: str | P
                 submission: str | Path | None = None, judge_url: str | None = None,
                 judge_model: str = "gpt-4o-mini", judge_key_env: str = "OPENAI_API_KEY") -> dict:
     """Score a predictions file against the official test file; returns the summary (no per-item keys)."""
-    from mllmcl.eval import get_scorer
+    from mllmcl.eval import get_scorer, scorer_name
 
+    task = scorer_name(task)  # `RS`, `rs`: any case
     if submission is not None and task != "app":
-        raise UserError("--submission writes the MMT-Bench file and applies only to --task app")
+        raise UserError("--submission writes the MMT-Bench file and applies only to --task APP")
     options = {}
     if judge_url:
         if task != "math":
-            raise UserError("--judge-url applies only to --task math")
+            raise UserError("--judge-url applies only to --task Math")
         from mllmcl.eval.judge import OpenAIExtractor
 
         options["extractor"] = OpenAIExtractor(judge_url, judge_model, os.environ.get(judge_key_env))

@@ -92,7 +92,7 @@ def infer_option(text: str, opts: Mapping[str, str]) -> str | None:
 def _parse(kind: str, text: Any) -> int | float | None:
     try:
         return int(text) if kind == "integer" else float(text)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # OverflowError: int(inf), float(10**400)
         return None
 
 

@@ -203,7 +203,7 @@ def sci_rule(row: Row, prediction: str) -> float:
     if sci_source(row) in SCI_EXACT_SOURCES:
         return float(pred == gt)
     prompt = row.get("text") or row.get("question") or ""
-    if "Which states" in prompt:
+    if "Which states" in str(prompt):
         gt_items, pred_items = gt.split(","), pred.split(",")
         return sum(item in pred_items for item in gt_items) / len(gt_items)
     return float(gt in pred)
