@@ -15,6 +15,7 @@ import copy
 import io
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -180,21 +181,28 @@ class Outcome:
     code: int
     out: str
     err: str
+    warned: list[str]  # Python warnings: a terminal shows them on stderr, above the error line
 
     def __str__(self) -> str:
-        return f"mllmcl {' '.join(self.argv)!r} -> exit {self.code}\nstdout: {self.out[-2000:]}\nstderr: {self.err[-2000:]}"
+        return (f"mllmcl {' '.join(self.argv)!r} -> exit {self.code}\nstdout: {self.out[-2000:]}\n"
+                f"stderr: {self.err[-2000:]}\nwarnings: {self.warned}")
 
 
 def cli(argv: Sequence[str]) -> Outcome:
-    """Run `mllmcl argv` in this process; stdout and stderr are strict UTF-8 streams, like a terminal's."""
+    """Run `mllmcl argv` in this process; stdout and stderr are strict UTF-8 streams, like a terminal's, and
+    the warnings Python would print there (its default filters) are recorded."""
     streams = [io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="\n", write_through=True) for _ in range(2)]
-    with contextlib.redirect_stdout(streams[0]), contextlib.redirect_stderr(streams[1]):
+    with contextlib.redirect_stdout(streams[0]), contextlib.redirect_stderr(streams[1]), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        warnings.simplefilter("ignore", DeprecationWarning)  # shown only for code run as __main__
         try:
             code = main([str(a) for a in argv])
         except SystemExit as exit_:  # argparse: --help, usage errors
             code = exit_.code if isinstance(exit_.code, int) else 1
     out, err = (s.buffer.getvalue().decode("utf-8") for s in streams)
-    return Outcome([str(a) for a in argv], code, out, err)
+    return Outcome([str(a) for a in argv], code, out, err, [f"{w.category.__name__}: {w.message}" for w in caught])
 
 
 def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
@@ -216,7 +224,7 @@ def assert_one_line_error(outcome: Outcome, names: Iterable[str | Path]) -> str:
     """Exit 2 with exactly one stderr line `mllmcl: error: …` naming one of `names`; returns that line."""
     assert outcome.code == 2, str(outcome)
     lines = outcome.err.splitlines()
-    assert len(lines) == 1, str(outcome)
+    assert len(lines) == 1 and not outcome.warned, str(outcome)
     assert lines[0].startswith("mllmcl: error: "), str(outcome)
     assert "Traceback" not in outcome.err, str(outcome)
     names = [str(n) for n in names]

@@ -12,13 +12,13 @@ BWT, Forgetting and FWT compare two moments of training, so with a single task t
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from mllmcl.errors import UserError
+from mllmcl.utils.io import read_json
 
 METRIC_NAMES = ("MFT", "MFN", "MAA", "BWT", "Forgetting", "FWT")
 
@@ -127,18 +127,15 @@ def metrics_from_file(path: str | Path) -> dict[str, float | None]:
     """`cl_metrics` of a JSON file `{"matrix": [[...], ...], "zero_shot": [...]}` (zero_shot optional).
     A missing file, bad JSON or a bad matrix is a UserError naming the file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, expected a JSON file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path)
     if not isinstance(data, dict) or "matrix" not in data:
         raise UserError(f'{path}: expected a JSON object {{"matrix": [[...]], "zero_shot": [...]}} '
                         f'with a "matrix" key')
     try:
-        return cl_metrics(data["matrix"], data.get("zero_shot"))
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, not warned about
+            metrics = cl_metrics(data["matrix"], data.get("zero_shot"))
     except UserError as err:
         raise UserError(f"{path}: {err}") from None
+    if not all(v is None or np.isfinite(v) for v in metrics.values()):  # e.g. 1e308 + 1e308
+        raise UserError(f"{path}: the accuracies are too large to average (percentages are expected)")
+    return metrics

@@ -10,48 +10,37 @@ run, on a run still in progress, and on a machine that never trained anything.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 from mllmcl.errors import UserError
 from mllmcl.report.heatmap import save_heatmap
+from mllmcl.report.schema import FORMAT, check_results
 from mllmcl.report.tables import has_matrix, heatmap_name, markdown_report, slug, summary_table, unique_labels
-from mllmcl.utils.io import write_text_atomic
+from mllmcl.utils.io import is_dir, is_file, read_json, write_text_atomic
 
 __all__ = ["FORMAT", "load_results", "markdown_report", "render_report", "save_heatmap", "slug", "summary_table"]
 
-FORMAT = 1  # the results.json format this code reads and the runner writes
 RESULTS = "results.json"
 REPORT = "report.md"
 
 
 def _results_file(path: str | Path) -> Path:
     path = Path(path)
-    if path.is_dir():
+    if is_dir(path):
         path = path / RESULTS
-        if not path.is_file():
+        if not is_file(path):
             raise UserError(f"{path.parent}: no {RESULTS} in this folder (is it a run folder?)")
-    elif not path.is_file():
+    elif not is_file(path):
         raise UserError(f"{path}: no such run folder or {RESULTS} file")
     return path
 
 
 def load_results(path: str | Path) -> dict:
     """The results of a run folder or of a results.json file; a UserError naming the file if it is missing,
-    not JSON, not in format 1, or lacks `tasks` / `methods`."""
+    not JSON, not in format 1, or lacks or mistypes what the report reads (`tasks`, `methods`, …)."""
     path = _results_file(path)
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(results, dict):
-        raise UserError(f"{path}: expected a JSON object, got {type(results).__name__}")
-    if results.get("format") != FORMAT:
-        raise UserError(f"{path}: results format {results.get('format')!r}, this mllmcl reads format {FORMAT}")
-    if not isinstance(results.get("tasks"), list) or not isinstance(results.get("methods"), dict):
-        raise UserError(f"{path}: expected a 'tasks' list and a 'methods' object")
-    return results
+    return check_results(read_json(path), path)
 
 
 def _label(path: str | Path) -> str:
@@ -80,9 +69,13 @@ def render_report(dirs: Sequence[str | Path], out: Path | None = None) -> Path:
     runs = [load_results(d) for d in dirs]  # all loaded (and checked) before anything is written
     labels = unique_labels(_label(d) for d in dirs)
     out = Path(out) if out is not None else _results_file(dirs[0]).parent
+    blocked = next((p for p in (out, *out.parents) if is_file(p)), None)
+    if blocked is not None:  # found now, not after the first heatmap is written
+        raise UserError(f"{out}: cannot write the report here ({blocked} is a file, not a folder)")
     single = len(runs) == 1
+    text = markdown_report(list(zip(labels, runs)))  # before any file is written: a failure leaves none
     for label, results in zip(labels, runs):
         _write_heatmaps(results, out, None if single else label)
     path = out / REPORT
-    write_text_atomic(path, markdown_report(list(zip(labels, runs))))
+    write_text_atomic(path, text)
     return path

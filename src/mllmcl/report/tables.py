@@ -142,7 +142,7 @@ def replay_table(names: Sequence[str], value) -> str | None:
 # ---------------------------------------------------------------------------------------------- details
 
 def _settings(results: dict) -> str:
-    run = results.get("run", {})
+    run = results.get("run") or {}
     lines = [f"- **{key}**: {run[key]}" for key in ("setting", "benchmark", "backbone", "seed", "started")
              if key in run]
     lines.append(f"- **finished**: {run.get('finished') or 'not yet (in progress)'}")

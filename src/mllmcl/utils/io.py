@@ -92,7 +92,8 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
+    """UTF-8; what UTF-8 cannot hold (a lone surrogate read from a JSON escape) is written escaped."""
+    write_bytes_atomic(path, text.encode("utf-8", "backslashreplace"))
 
 
 def write_json_atomic(path: str | Path, data) -> None:
