@@ -43,3 +43,20 @@ def micro() -> Backbone:
     torch.manual_seed(0)
     model, processor = build_tiny(TEXTS, TinyConfig.micro(), seed=0)
     return Backbone("micro", model, processor, ChatTemplate(), max_length=TinyConfig.micro().max_length)
+
+
+@pytest.fixture(scope="session")
+def micro_checkpoint(tmp_path_factory):
+    """The micro LLaVA saved as a transformers checkpoint, for the real `--backbone hf:<path>` route (it loads
+    in tens of milliseconds), with one saved LoRA adapter beside it: `<root>/model`, `<root>/adapters/user`."""
+    from mllmcl.engine import LoraRecipe, add_adapter, save_adapter
+
+    root = tmp_path_factory.mktemp("micro")
+    torch.manual_seed(0)
+    model, processor = build_tiny(TEXTS, TinyConfig.micro(), seed=0)
+    model.save_pretrained(root / "model")
+    processor.save_pretrained(root / "model")
+    backbone = Backbone("micro", model, processor, ChatTemplate(), max_length=TinyConfig.micro().max_length)
+    add_adapter(backbone, "user", LoraRecipe(rank=2))
+    save_adapter(backbone, "user", root / "adapters")
+    return root

@@ -7,6 +7,7 @@ go to `modules_to_save`, so each adapter carries its own projector copy and mixe
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -16,8 +17,9 @@ import torch
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from mllmcl.errors import UserError
+from mllmcl.errors import UserError, one_line
 from mllmcl.models.backbone import Backbone
+from mllmcl.utils.io import is_dir, is_file, read_json
 
 BASE = "__base__"  # peft's name for "no adapter" inside a mixed batch
 _LM_LINEAR = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -257,26 +259,178 @@ def save_adapter(backbone: Backbone, name: str, directory: str | Path) -> Path:
     return final
 
 
+WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+RECIPE = "mllmcl_recipe.json"
+
+
+def _shapes(weights: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape from the safetensors header, or a UserError naming the file (missing, cut
+    short, not safetensors). Reads the header only."""
+    from safetensors import safe_open
+
+    if not is_file(weights):
+        raise UserError(f"{weights}: missing; a saved adapter holds its weights in {WEIGHTS}")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {key: list(f.get_slice(key).get_shape()) for key in f.keys()}
+    except Exception as err:  # SafetensorError (header too large, cut short, …), OSError
+        raise UserError(f"{weights}: not a readable safetensors file ({one_line(str(err))[:200]})") from None
+
+
+def _adapter_config(path: Path) -> dict:
+    """adapter_config.json, checked for what must hold before peft touches the model."""
+    file = path / CONFIG
+    config = read_json(file, "adapter config")
+    if not isinstance(config, dict):
+        raise UserError(f"{file}: must be a JSON object, got {type(config).__name__}")
+    if config.get("peft_type") != "LORA":
+        raise UserError(f"{file}: not a LoRA adapter (peft_type {config.get('peft_type')!r}, expected 'LORA')")
+    r, alpha = config.get("r"), config.get("lora_alpha")
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise UserError(f"{file}: 'r' must be a positive integer, got {r!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise UserError(f"{file}: 'lora_alpha' must be a number, got {alpha!r}")
+    dropout = config.get("lora_dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise UserError(f"{file}: 'lora_dropout' must be a number in [0, 1), got {dropout!r}")
+    targets = config.get("target_modules")
+    if not (isinstance(targets, str) and targets) and not (
+            isinstance(targets, list) and targets and all(isinstance(t, str) and t for t in targets)):
+        raise UserError(f"{file}: 'target_modules' must be a regex or a list of module names, got {targets!r}")
+    if isinstance(targets, str):
+        try:
+            re.compile(targets)
+        except re.error as err:
+            raise UserError(f"{file}: 'target_modules' is not a valid regex ({err})") from None
+    saved = config.get("modules_to_save")
+    if saved is not None and not (isinstance(saved, list) and all(isinstance(m, str) and m for m in saved)):
+        raise UserError(f"{file}: 'modules_to_save' must be a list of module names or null, got {saved!r}")
+    for key in ("rank_pattern", "alpha_pattern"):
+        if not isinstance(config.get(key) or {}, dict):
+            raise UserError(f"{file}: {key!r} must be an object, got {config[key]!r}")
+    _check_plain_lora(config, file)
+    return config
+
+
+# Settings a saved LoRA adapter may carry with any value: what mllmcl itself sets (rank, alpha, dropout,
+# targets, projector copies, patterns), bookkeeping, and options that only matter when an adapter is
+# initialised for training. Every other LoraConfig option (DoRA, LoRA bias, aLoRA, layer replication,
+# fan-in-fan-out, layer selection, …) changes what a layer computes or which layers are adapted, which the
+# engine's per-sample mixed batches do not implement, so it must keep peft's default.
+_FREE_KEYS = {"task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision",
+              "inference_mode", "r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save",
+              "rank_pattern", "alpha_pattern", "use_rslora", "init_lora_weights", "loftq_config", "eva_config",
+              "corda_config", "lora_ga_config", "qalora_group_size", "megatron_core"}
+
+
+def _check_plain_lora(config: dict, file: Path) -> None:
+    from peft import LoraConfig
+
+    def off(value) -> bool:
+        return value is None or value is False or value == {} or value == [] or value == "none"
+
+    defaults = LoraConfig().to_dict()
+    for key, value in config.items():
+        if key in _FREE_KEYS or key not in defaults:
+            continue
+        default = defaults[key]
+        if value != default and not (off(value) and off(default)):
+            raise UserError(f"{file}: {key!r} is {value!r}; mllmcl loads plain LoRA adapters (as it saves them), "
+                            f"where it is {default!r}")
+
+
+def _check_fits(backbone: Backbone, path: Path, config: dict, shapes: dict[str, list[int]]) -> None:
+    """Every tensor of the adapter must belong to a module of this backbone, with the shape it has there
+    and the rank the config states: an adapter trained on another base model fails here, before peft
+    changes anything, instead of half-way through loading."""
+    model = backbone.base_model
+    weights = path / WEIGHTS
+    if not shapes:
+        raise UserError(f"{weights}: holds no tensors")
+    rank_fixed = not config.get("rank_pattern")
+    for key, shape in shapes.items():
+        name = key.removeprefix("base_model.model.")
+        part = next((p for p in (".lora_A.", ".lora_B.") if p in name), None)
+        module_name = name.split(part)[0] if part else name.rpartition(".")[0]
+        try:
+            module = model.get_submodule(module_name)
+        except AttributeError:
+            raise UserError(f"{weights}: made for another base model: backbone {backbone.name} has no module "
+                            f"{module_name!r} (tensor {key})") from None
+        module = getattr(module, "original_module", module)  # already wrapped by an earlier adapter
+        module = getattr(module, "base_layer", module)
+        if not isinstance(module, torch.nn.Linear):
+            continue  # peft checks the rest
+        out_features, in_features = module.weight.shape
+        if part is None:
+            tensor = getattr(module, key.rpartition(".")[2], None)
+            expected = list(tensor.shape) if isinstance(tensor, torch.Tensor) else None
+        elif part == ".lora_A.":
+            expected = [shape[0], in_features] if len(shape) == 2 else None
+            if rank_fixed and len(shape) == 2 and shape[0] != config["r"]:
+                raise UserError(f"{path / CONFIG}: 'r' is {config['r']}, but {WEIGHTS} holds rank {shape[0]} "
+                                f"(tensor {key})")
+        else:
+            expected = [out_features, shape[1]] if len(shape) == 2 else None
+        if shape != expected:
+            raise UserError(f"{weights}: made for another base model: tensor {key} has shape {shape}, backbone "
+                            f"{backbone.name} needs {expected}")
+
+
+def _unwrap_failed(model: torch.nn.Module) -> None:
+    """Undo a half-finished first load: peft wraps layers of the base model in place before it reads the
+    weights, so a failure there leaves LoRA wrappers behind; put the original layers back."""
+    for name, module in list(model.named_modules()):
+        original = getattr(module, "base_layer", None) if hasattr(module, "lora_A") else \
+            getattr(module, "original_module", None)
+        if isinstance(original, torch.nn.Module) and name:
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, original)
+
+
 def load_adapter(backbone: Backbone, name: str, path: str | Path) -> None:
-    """Attach a saved adapter under `name` (frozen; train it again by passing its name to `train`)."""
+    """Attach a saved adapter under `name` (frozen; train it again by passing its name to `train`).
+
+    The folder is checked before peft sees it: adapter_config.json (JSON, a LoRA config), the safetensors
+    header (not cut short or corrupt), every tensor's module and shape against this backbone (an adapter of
+    another base model), mllmcl_recipe.json. Any problem is a UserError naming the file, and a load that
+    fails leaves the backbone as it was."""
     from peft import PeftModel
 
     check_name(name)
     path = Path(path)
-    if not (path / "adapter_config.json").is_file():
-        raise UserError(f"{path}: no saved adapter here (adapter_config.json missing)")
+    if not is_dir(path):
+        raise UserError(f"{path}: no such adapter folder")
+    if not is_file(path / CONFIG):
+        raise UserError(f"{path}: no saved adapter here ({CONFIG} missing)")
     if name in backbone.adapter_names:
         raise UserError(f"adapter {name!r} already exists on backbone {backbone.name}")
+    config = _adapter_config(path)
+    _check_fits(backbone, path, config, _shapes(path / WEIGHTS))
+    recipe = None
+    if is_file(path / RECIPE) or (path / RECIPE).exists():
+        try:
+            recipe = LoraRecipe.from_dict(read_json(path / RECIPE, "recipe"))
+        except UserError as err:
+            message = str(err)
+            raise UserError(message if message.startswith(str(path)) else f"{path / RECIPE}: {message}") from None
+    base, first = backbone.model, not backbone.adapter_names
     try:
-        recipe_file = path / "mllmcl_recipe.json"
-        recipe = LoraRecipe.from_dict(json.loads(recipe_file.read_text())) if recipe_file.is_file() else None
-        if backbone.adapter_names:
-            backbone.model.load_adapter(str(path), adapter_name=name)
-        else:
+        if first:
             backbone.model = PeftModel.from_pretrained(backbone.model, str(path), adapter_name=name)
-    except (RuntimeError, ValueError, KeyError, OSError) as err:  # e.g. an adapter of another base model
+        else:
+            backbone.model.load_adapter(str(path), adapter_name=name)
+    except Exception as err:  # whatever else peft refuses in a folder the checks above let through
+        if first:
+            backbone.model = base
+            _unwrap_failed(base)
+            if hasattr(base, "peft_config"):  # peft copies its config onto the model it wraps
+                del base.peft_config
+        elif name in backbone.adapter_names:
+            backbone.model.delete_adapter(name)
         raise UserError(f"{path}: cannot load this adapter onto backbone {backbone.name} "
-                        f"({str(err).splitlines()[0][:300]})") from None
+                        f"({type(err).__name__}: {one_line(str(err))[:300]})") from err
     if recipe is not None:
         _recipes(backbone)[name] = recipe
         recipe.attach(backbone, name)
