@@ -376,6 +376,35 @@ def _check_fits(backbone: Backbone, path: Path, config: dict, shapes: dict[str, 
         if shape != expected:
             raise UserError(f"{weights}: made for another base model: tensor {key} has shape {shape}, backbone "
                             f"{backbone.name} needs {expected}")
+    missing = sorted(_expected_tensors(model, config) - set(shapes))
+    if missing:  # peft would only warn, and answer with the freshly initialised matrix in its place
+        raise UserError(f"{weights}: incomplete: {len(missing)} tensor(s) that {CONFIG} asks for are missing, "
+                        f"e.g. {missing[0]}")
+
+
+def _expected_tensors(model: torch.nn.Module, config: dict) -> set[str]:
+    """The tensor names a complete save of this adapter holds on this base model: lora_A and lora_B of
+    every linear layer its `target_modules` match (as peft matches them), the weights of every
+    `modules_to_save` layer."""
+    targets = config["target_modules"]
+    saved = config.get("modules_to_save") or []
+
+    def targeted(name: str) -> bool:
+        if isinstance(targets, str):
+            return re.fullmatch(targets, name) is not None
+        return any(name == t or name.endswith("." + t) for t in targets)
+
+    expected = set()
+    for name, module in model.named_modules():
+        if any(part in name.split(".") for part in ("base_layer", "original_module", "modules_to_save")):
+            continue  # the inside of a layer an earlier adapter wrapped
+        layer = getattr(module, "base_layer", module)
+        if name in saved:
+            layer = getattr(module, "original_module", module)
+            expected |= {f"base_model.model.{name}.{p}" for p, _ in layer.named_parameters(recurse=False)}
+        elif isinstance(layer, torch.nn.Linear) and targeted(name):
+            expected |= {f"base_model.model.{name}.lora_A.weight", f"base_model.model.{name}.lora_B.weight"}
+    return expected
 
 
 def _unwrap_failed(model: torch.nn.Module) -> None:
@@ -401,7 +430,7 @@ def load_adapter(backbone: Backbone, name: str, path: str | Path) -> None:
     check_name(name)
     path = Path(path)
     if not is_dir(path):
-        raise UserError(f"{path}: no such adapter folder")
+        raise UserError(f"{path}: no saved adapter here (no such folder)")
     if not is_file(path / CONFIG):
         raise UserError(f"{path}: no saved adapter here ({CONFIG} missing)")
     if name in backbone.adapter_names:

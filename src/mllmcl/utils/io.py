@@ -21,13 +21,14 @@ def parse_json(data: bytes | str) -> Any:
     try:
         return json.loads(data)
     except json.JSONDecodeError as err:
-        raise ValueError(f"not valid JSON ({err.msg}, line {err.lineno} column {err.colno})") from None
+        # err.msg can end in "at" ("Unterminated string starting at"): give the place apart from it
+        raise ValueError(f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
     except UnicodeDecodeError:
-        raise ValueError("not valid JSON (not UTF-8 text)") from None
+        raise ValueError("not valid JSON: not UTF-8 text") from None
     except RecursionError:
-        raise ValueError("not valid JSON that can be read (nested too deeply)") from None
+        raise ValueError("not valid JSON that can be read: nested too deeply") from None
     except ValueError as err:  # a number literal of more than 4300 digits
-        raise ValueError(f"not valid JSON that can be read ({err})") from None
+        raise ValueError(f"not valid JSON that can be read: {err}") from None
 
 
 def read_json(path: str | Path, what: str = "file") -> Any:
