@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from fuzzkit import assert_keeps_promise, assert_user_error, cli, fuzz, mutated, snapshot
+from fuzzkit import assert_keeps_promise, assert_user_error, cli, encode, fuzz, mutated, snapshot
 from mllmcl.data import load_image
 from mllmcl.errors import UserError
 
@@ -213,3 +213,43 @@ def test_ask_adapter(micro_checkpoint, tmp_path_factory, data):
     outcome = cli(["ask", "What color?", "--image", image, "--adapter", adapter,
                    "--backbone", f"hf:{micro_checkpoint / 'model'}", "--max-new-tokens", "2"])
     assert_keeps_promise(outcome, [adapter], before=before, after=snapshot(folder))
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                    "processor_config.json", "generation_config.json")
+
+
+@given(data=st.data())
+@fuzz(25)
+def test_hf_checkpoint(micro_checkpoint, tmp_path_factory, data):
+    from mllmcl.models import load_backbone
+
+    folder = tmp_path_factory.mktemp("checkpoint", numbered=True) / "model"
+    shutil.copytree(micro_checkpoint / "model", folder)
+    name = data.draw(st.sampled_from(CHECKPOINT_FILES), label="file")
+    path = folder / name
+    how = data.draw(st.sampled_from(["remove", "truncate", "garbage", "mutate"]), label="how")
+    if how == "remove":
+        path.unlink()
+    elif how == "truncate":
+        content = path.read_bytes()
+        path.write_bytes(content[:data.draw(st.integers(0, len(content) - 1), label="at")])
+    elif how == "garbage":
+        path.write_bytes(data.draw(st.binary(max_size=64), label="bytes"))
+    elif name.endswith(".json"):
+        doc = data.draw(mutated(json.loads(path.read_text())), label="json")
+        path.write_bytes(encode(doc))
+    before = snapshot(folder)
+    try:
+        backbone = load_backbone(f"hf:{folder}", device="cpu")
+    except UserError as err:
+        assert_user_error(err, [folder])
+    else:
+        image = Image.new("RGB", (16, 16))
+        try:
+            backbone.generate([image], ["What?"], 1)
+        except UserError as err:  # a checkpoint that loads but cannot answer (a tokenizer without tokens, …)
+            assert_user_error(err, [folder])
+    assert snapshot(folder) == before
