@@ -17,9 +17,10 @@ from PIL import Image, ImageDraw
 from mllmcl.data import Example
 from mllmcl.engine import LoraRecipe, TrainConfig, add_adapter, generate, save_adapter, train
 from mllmcl.engine.train import seed_everything
+from mllmcl.errors import UserError
 from mllmcl.models import load_backbone
 from mllmcl.pretrain.pretrain import evaluate_general, normalise
-from mllmcl.utils.io import write_json_atomic
+from mllmcl.utils.io import is_file, write_json_atomic
 
 LAMPS = {"red": (235, 40, 30), "yellow": (240, 200, 20), "green": (40, 210, 70)}
 ACTION = {"red": "stop", "yellow": "slow", "green": "go"}
@@ -58,6 +59,9 @@ def _accuracy(answers: list[str], examples: list[Example]) -> float:
 
 def run_demo(seed: int = 0, out: str | Path = "runs/demo") -> int:
     out = Path(out)
+    blocked = next((p for p in (out, *out.parents) if is_file(p)), None)
+    if blocked is not None:  # found now, not after a minute of training
+        raise UserError(f"{out}: cannot write the demo's results here ({blocked} is a file, not a folder)")
     started = time.perf_counter()
     print("loading the embedded tiny backbone …")
     backbone = load_backbone("tiny")

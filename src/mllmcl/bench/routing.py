@@ -20,14 +20,17 @@ from mllmcl.errors import UserError
 from mllmcl.context import Context, answer_with
 from mllmcl.methods import build_method
 from mllmcl.runner import RunFolder, eval_rows, prepare_benchmark
+from mllmcl.utils.io import is_file, read_json
 
 
 def run_routing_bench(run_dir: str | Path, method: str = "mr-lora", repeats: int = 2) -> dict:
     from mllmcl.models import load_backbone
 
     folder = RunFolder(run_dir)
-    results = folder.load()
-    if results is None or results.get("methods", {}).get(method, {}).get("final") is None:
+    results = read_json(folder.results_file, "results file") if is_file(folder.results_file) else None
+    methods = results.get("methods") if isinstance(results, dict) else None
+    entry = methods.get(method) if isinstance(methods, dict) else None
+    if not isinstance(entry, dict) or entry.get("final") is None:
         raise UserError(f"{folder.path}: no finished {method!r} run here; run `mllmcl run --out {folder.path}` first")
     config = load_config(folder.path / "config.yaml")
     bench = prepare_benchmark(config, progress=False)

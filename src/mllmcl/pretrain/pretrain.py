@@ -18,11 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mllmcl.engine.train import TrainConfig, seed_everything, train
+from mllmcl.errors import UserError
 from mllmcl.models.backbone import Backbone
 from mllmcl.models.template import ChatTemplate
 from mllmcl.models.tiny import WEIGHTS_DIR, TinyConfig, build_tiny
 from mllmcl.pretrain.corpus import generate_labelled, tokenizer_texts
 from mllmcl.pretrain.vision import VisionStageConfig, pretrain_vision
+from mllmcl.utils.io import is_dir, is_file
 
 EVAL_SEED_OFFSET = 10_000  # held-out examples come from a different seed than any training pool
 
@@ -73,6 +75,7 @@ def pretrain(out: str | Path = WEIGHTS_DIR, config: PretrainConfig = PretrainCon
              tiny: TinyConfig = TinyConfig(), progress: bool = True) -> dict:
     """Build, train, evaluate and save the tiny backbone into `out` (replaced atomically). Returns the report."""
     out = Path(out)
+    check_out(out)
     started = time.perf_counter()
     seed_everything(config.seed)
     model, processor = build_tiny(tokenizer_texts(), tiny, seed=config.seed)
@@ -96,6 +99,17 @@ def pretrain(out: str | Path = WEIGHTS_DIR, config: PretrainConfig = PretrainCon
     }
     _save_atomically(backbone, report, out)
     return report
+
+
+def check_out(out: Path) -> None:
+    """`out` must be new, empty or a checkpoint folder: the save replaces the whole folder (and deletes the
+    old one), so any other folder would be lost. Checked before training, not after it."""
+    blocked = next((p for p in (out, *out.parents) if is_file(p)), None)
+    if blocked is not None:
+        raise UserError(f"{out}: cannot write the checkpoint here ({blocked} is a file, not a folder)")
+    if is_dir(out) and any(out.iterdir()) and not is_file(out / "config.json"):
+        raise UserError(f"{out}: holds files but no checkpoint (no config.json); pretrain replaces the whole "
+                        "folder, so give a new folder or an earlier checkpoint")
 
 
 def _save_atomically(backbone: Backbone, report: dict, out: Path) -> None:

@@ -50,6 +50,7 @@ from mllmcl.data.synth.rows import image_name, question_row, conversation_row
 from mllmcl.data.synth.shared import draw_item
 from mllmcl.data.tasks import UNSEEN, builtin_spec, write_manifest
 from mllmcl.errors import UserError
+from mllmcl.utils.io import is_file, read_json
 
 SPEC_FILE = "synth.json"
 ROUTER_FILE, REPLAY_FILE = "router/train.json", "replay/train.json"
@@ -140,8 +141,14 @@ def task_folders(setting: str, task: str) -> tuple[str, str]:
 def write_synth(out: str | Path, spec: SynthSpec = SynthSpec(), progress: bool = True) -> Path:
     """Write the dataset `spec` to `out` (or return `out` if it already holds exactly that dataset)."""
     out = Path(out)
+    blocked = next((p for p in (out, *out.parents) if is_file(p)), None)
+    if blocked is not None:
+        raise UserError(f"{out}: cannot write the dataset here ({blocked} is a file, not a folder)")
     if (out / SPEC_FILE).exists():
-        existing, wanted = json.loads((out / SPEC_FILE).read_text()), _stamp(spec)
+        existing, wanted = read_json(out / SPEC_FILE, "synthetic dataset spec"), _stamp(spec)
+        if not isinstance(existing, dict):
+            raise UserError(f"{out / SPEC_FILE}: not a synthetic dataset's spec (a JSON object); "
+                            "choose another --out or delete it")
         if existing == wanted:
             return out
         same_spec = {k: v for k, v in existing.items() if k not in ("fingerprint", "version")} == asdict(spec)
