@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from fuzzkit import assert_keeps_promise, assert_user_error, cli, encode, fuzz, mutated, snapshot
+from fuzzkit import (SPECIAL_TEXT, TEXT, assert_keeps_promise, assert_user_error, cli, encode, fuzz, mutated,
+                     snapshot)
 from mllmcl.data import load_image
 from mllmcl.errors import UserError
 
@@ -112,6 +113,21 @@ def test_ask_image(micro_checkpoint, tmp_path_factory, data):
                    "--max-new-tokens", "2"])
     if assert_keeps_promise(outcome, [path], before=before, after=snapshot(folder)):
         assert [json.loads(line)["image"] for line in outcome.out.splitlines()] == [str(good), str(path)]
+
+
+@given(question=st.one_of(TEXT, SPECIAL_TEXT, st.text(max_size=400), st.sampled_from(
+    ["<image> <image> two?", "What is <image>?", "\udcff\udcfe", "a\x1b[31mred\x00", "word " * 300])))
+@fuzz(12)
+def test_ask_question(micro_checkpoint, tmp_path_factory, question):
+    """Any question a shell can pass (bytes that are not UTF-8 arrive as lone surrogates)."""
+    if question.startswith("-"):
+        question = " " + question  # argparse would read it as an option
+    folder = tmp_path_factory.mktemp("question", numbered=True)
+    image = _put(folder, "red.png", _image("wrong extension", lambda strategy: "red.png")[1])
+    outcome = cli(["ask", question, "--image", image, "--backbone", f"hf:{micro_checkpoint / 'model'}",
+                   "--max-new-tokens", "2"])
+    if assert_keeps_promise(outcome, ["question"]):
+        assert json.loads(outcome.out)["image"] == str(image)
 
 
 # ---------------------------------------------------------------------------------------------- adapters

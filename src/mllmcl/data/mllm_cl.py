@@ -161,6 +161,15 @@ def _clean(text: str) -> str:
     return text.replace(IMAGE_TOKEN, "").strip() if IMAGE_TOKEN in text else text
 
 
+def _unicode(text: str, key: str) -> str:
+    """`text`, unless a JSON escape made it hold a lone surrogate, which no tokenizer encodes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise _RowError(f"{key} holds {text[err.start]!r}, a lone surrogate that is not text") from None
+    return text
+
+
 def _row_id(row: dict, keys: Sequence[str]) -> str:
     for key in keys:
         if key in row:
@@ -217,7 +226,7 @@ def _train_sample(row: Any, task: str, paths: _Paths) -> Sample:
         if k > 0 and IMAGE_TOKEN in turn["value"]:
             raise _RowError(f"conversations[{k}] holds an {IMAGE_TOKEN} placeholder; only the first human "
                             "turn may (one image per row)")
-        values.append(turn["value"])
+        values.append(_unicode(turn["value"], f"conversations[{k}]"))
     if values[0].count(IMAGE_TOKEN) > 1:
         raise _RowError(f"{values[0].count(IMAGE_TOKEN)} {IMAGE_TOKEN} placeholders for one image")
     if len(values) % 2:
@@ -261,9 +270,9 @@ def _test_sample(row: Any, spec: TaskSpec, paths: _Paths) -> Sample:
     text = row.get("text")
     if not isinstance(text, str):
         raise _RowError("missing key 'text'" if text is None else f"'text' must be a string, got {type(text).__name__}")
-    if not _clean(text).strip():
+    if not _clean(_unicode(text, "'text'")).strip():
         raise _RowError("empty 'text'")
-    answer = _answer(row, spec)
+    answer = _unicode(_answer(row, spec), "'answer'")
     question = spec.prompt(_clean(text), answer)
     meta = {k: v for k, v in row.items() if k not in ("question_id", "image", "text", "answer")}
     return Sample(sid, spec.name, image, question, answer, ((question, answer),), MappingProxyType(meta),

@@ -396,7 +396,8 @@ def _expected_tensors(model: torch.nn.Module, config: dict) -> set[str]:
 
     expected = set()
     for name, module in model.named_modules():
-        if any(part in name.split(".") for part in ("base_layer", "original_module", "modules_to_save")):
+        if any(part in ("base_layer", "original_module", "modules_to_save") or part.startswith("lora_")
+               for part in name.split(".")):
             continue  # the inside of a layer an earlier adapter wrapped
         layer = getattr(module, "base_layer", module)
         if name in saved:
@@ -438,7 +439,7 @@ def load_adapter(backbone: Backbone, name: str, path: str | Path) -> None:
     config = _adapter_config(path)
     _check_fits(backbone, path, config, _shapes(path / WEIGHTS))
     recipe = None
-    if is_file(path / RECIPE) or (path / RECIPE).exists():
+    if (path / RECIPE).exists():
         try:
             recipe = LoraRecipe.from_dict(read_json(path / RECIPE, "recipe"))
         except UserError as err:

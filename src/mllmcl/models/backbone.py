@@ -64,6 +64,8 @@ class Backbone:
         return [load_image(image) for image in images]
 
     def _encode(self, images: Sequence[ImageLike], texts: list[str], padding_side: str) -> dict:
+        for text in texts:
+            _check_text(text, self.template.image_token)
         tokenizer = self.tokenizer
         saved_side = tokenizer.padding_side
         tokenizer.padding_side = padding_side
@@ -129,3 +131,18 @@ class Backbone:
                 "the tokenizer merges a turn boundary; the label mask cannot be exact "
                 f"after {prefix[-40:]!r}")
         return expanded
+
+
+def _check_text(text: str, image_token: str) -> None:
+    """A prompt the tokenizer and processor can take, or a UserError quoting it: valid Unicode (no lone
+    surrogate, which a shell makes of bytes that are not UTF-8), and one image placeholder (one image per
+    sample; the template puts it before the question unless the question places it)."""
+    shown = repr(text if len(text) <= 80 else text[:77] + "...")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"question {shown}: not valid Unicode text (a lone surrogate, e.g. from bytes that are "
+                        "not UTF-8)") from None
+    if text.count(image_token) > 1:
+        raise UserError(f"question {shown}: {text.count(image_token)} {image_token} placeholders for one image; "
+                        f"leave {image_token} out (the image is put before the question)")
