@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fuzzkit import assert_one_line_error, cli, snapshot
+from fuzzkit import assert_one_line_error, cli, one_thread, snapshot
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_thread():
+        yield
 
 
 def _png(path: Path) -> Path:
@@ -407,7 +413,7 @@ def test_bench(tmp_path, setup, argv, names):
 def _mllmcl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     src = Path(__file__).resolve().parents[1] / "src"
     environment = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-                   "HF_HUB_OFFLINE": "1", **(env or {})}
+                   "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "mllmcl", *args], capture_output=True, text=True, env=environment,
                           timeout=120)
 

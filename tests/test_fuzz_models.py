@@ -20,9 +20,15 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fuzzkit import (SPECIAL_TEXT, TEXT, assert_keeps_promise, assert_user_error, cli, encode, fuzz, mutated,
-                     snapshot)
+                     one_thread, snapshot)
 from mllmcl.data import load_image
 from mllmcl.errors import UserError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_thread():
+        yield
 
 
 def _image(kind: str, draw) -> tuple[str, bytes | None]:
@@ -103,7 +109,7 @@ def test_load_image(tmp_path_factory, data):
 
 
 @given(data=st.data())
-@fuzz(15)
+@fuzz(8)
 def test_ask_image(micro_checkpoint, tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("ask", numbered=True)
     good = _put(folder, "good.png", _image("wrong extension", lambda strategy: "good.png")[1])
@@ -117,7 +123,7 @@ def test_ask_image(micro_checkpoint, tmp_path_factory, data):
 
 @given(question=st.one_of(TEXT, SPECIAL_TEXT, st.text(max_size=400), st.sampled_from(
     ["<image> <image> two?", "What is <image>?", "\udcff\udcfe", "a\x1b[31mred\x00", "word " * 300])))
-@fuzz(12)
+@fuzz(8)
 def test_ask_question(micro_checkpoint, tmp_path_factory, question):
     """Any question a shell can pass (bytes that are not UTF-8 arrive as lone surrogates)."""
     if question.startswith("-"):
@@ -195,7 +201,7 @@ def backbone(micro_checkpoint):
 
 
 @given(data=st.data())
-@fuzz(60)
+@fuzz(40)
 def test_load_adapter(backbone, micro_checkpoint, tmp_path_factory, data):
     from mllmcl.engine import delete_adapter, load_adapter
 
@@ -238,7 +244,7 @@ CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "token
 
 
 @given(data=st.data())
-@fuzz(25)
+@fuzz(15)
 def test_hf_checkpoint(micro_checkpoint, tmp_path_factory, data):
     from mllmcl.models import load_backbone
 
