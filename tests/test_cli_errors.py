@@ -318,6 +318,7 @@ ADAPTERS = {
     "config rank differs": (_config_edit(r=5), "holds rank 2"),
     "config uses DoRA": (_config_edit(use_dora=True), "'use_dora'"),
     "another base model": (_wider, "made for another base model"),
+    "config of another base model": (_config_edit(target_modules=["c_attn", "c_proj"]), "adapter_config.json"),
     "recipe not an object": (lambda f: _write(f / "mllmcl_recipe.json", "null"), "mllmcl_recipe.json"),
 }
 

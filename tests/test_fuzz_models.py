@@ -155,7 +155,8 @@ def _other_base(weights: bytes) -> bytes:
 def _break_adapter(folder: Path, draw) -> str:
     """Damage the saved adapter in `folder` one way; returns how."""
     how = draw(st.sampled_from(["remove", "truncate", "flip header", "garbage weights", "config", "recipe",
-                                "other base", "drop tensor", "folder in place", "empty folder"]))
+                                "other base", "config of another base", "drop tensor", "folder in place",
+                                "empty folder"]))
     weights = folder / "adapter_model.safetensors"
     if how == "remove":
         for name in draw(st.lists(st.sampled_from(ADAPTER_FILES), min_size=1, max_size=3, unique=True)):
@@ -176,6 +177,14 @@ def _break_adapter(folder: Path, draw) -> str:
                         .replace('"@@HUGE_INT@@"', "9" * 5000).replace('"@@DEEP@@"', "[" * 100_000 + "]" * 100_000))
     elif how == "other base":
         weights.write_bytes(_other_base(weights.read_bytes()))
+    elif how == "config of another base":  # module names of another architecture (GPT-2's, OPT's, ViT's)
+        config = json.loads((folder / "adapter_config.json").read_text())
+        config.update(draw(st.sampled_from([
+            {"target_modules": ["c_attn", "c_proj"], "modules_to_save": None},
+            {"target_modules": r".*decoder\.layers\.\d+\.self_attn\.(q|v)_proj"},
+            {"modules_to_save": ["model.multi_modal_projector.linear_9"]},
+            {"target_modules": ["query", "value"], "base_model_name_or_path": "google/vit-base-patch16-224"}])))
+        (folder / "adapter_config.json").write_text(json.dumps(config))
     elif how == "drop tensor":
         from safetensors.torch import load, save
 

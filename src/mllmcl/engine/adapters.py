@@ -376,10 +376,23 @@ def _check_fits(backbone: Backbone, path: Path, config: dict, shapes: dict[str, 
         if shape != expected:
             raise UserError(f"{weights}: made for another base model: tensor {key} has shape {shape}, backbone "
                             f"{backbone.name} needs {expected}")
-    missing = sorted(_expected_tensors(model, config) - set(shapes))
+    expected = _expected_tensors(model, config)
+    saved = config.get("modules_to_save") or []
+    names = [n for n, _ in model.named_modules()]
+    absent = [m for m in saved if not any(_is_saved(n, [m]) for n in names)]
+    if absent or not any(".lora_A." in key for key in expected):
+        what = (f"'modules_to_save' names {absent[0]!r}" if absent else
+                f"'target_modules' {config['target_modules']!r} matches no layer")
+        raise UserError(f"{path / CONFIG}: made for another base model: {what} of backbone {backbone.name}")
+    missing = sorted(expected - set(shapes))
     if missing:  # peft would only warn, and answer with the freshly initialised matrix in its place
         raise UserError(f"{weights}: incomplete: {len(missing)} tensor(s) that {CONFIG} asks for are missing, "
                         f"e.g. {missing[0]}")
+
+
+def _is_saved(name: str, saved: list[str]) -> bool:
+    """Whether module `name` is one of `modules_to_save` (full names, or trailing parts as peft allows)."""
+    return any(name == m or name.endswith("." + m) for m in saved)
 
 
 def _expected_tensors(model: torch.nn.Module, config: dict) -> set[str]:
@@ -400,7 +413,7 @@ def _expected_tensors(model: torch.nn.Module, config: dict) -> set[str]:
                for part in name.split(".")):
             continue  # the inside of a layer an earlier adapter wrapped
         layer = getattr(module, "base_layer", module)
-        if name in saved:
+        if _is_saved(name, saved):
             layer = getattr(module, "original_module", module)
             expected |= {f"base_model.model.{name}.{p}" for p, _ in layer.named_parameters(recurse=False)}
         elif isinstance(layer, torch.nn.Linear) and targeted(name):
