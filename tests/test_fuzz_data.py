@@ -72,7 +72,7 @@ def _check(root: Path, names: list, *extra: str) -> None:
 
 
 @given(data=st.data())
-@fuzz(150)
+@fuzz(120)
 def test_every_file_of_a_data_root(root, data):
     name = data.draw(st.sampled_from(sorted(FILES)), label="file")
     content = data.draw(json_file(FILES[name]), label="content")

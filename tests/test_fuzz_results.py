@@ -60,7 +60,7 @@ def _strict(text: str) -> None:
 
 
 @given(content=json_file(RESULTS), second=st.booleans())
-@fuzz(40)
+@fuzz(30)
 def test_report_of_results_files(tmp_path_factory, content, second):
     """One broken run folder, alone (report written into it) or beside a good one (report in --out)."""
     folder = tmp_path_factory.mktemp("report", numbered=True)

@@ -67,7 +67,7 @@ def _score(folder: Path, task: str, typed: str, questions: bytes, predictions: b
 
 
 @given(data=st.data())
-@fuzz(200)
+@fuzz(150)
 def test_questions_and_predictions(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("score", numbered=True)
     task = data.draw(st.sampled_from(sorted(QUESTIONS)), label="task")
