@@ -155,7 +155,8 @@ def _subcommand(args: argparse.Namespace) -> int:
 
 def subcommands(parser: argparse.ArgumentParser, metavar: str):
     """A function that adds sub-commands to `parser`, each with its handler (run by `_subcommand`)."""
-    sub = parser.add_subparsers(dest=metavar.lower(), required=True, metavar=metavar)
+    sub = parser.add_subparsers(dest=metavar.lower(), required=True, metavar=metavar,
+                                help="one of those listed below")
 
     def add(name: str, handler, help: str) -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=help, description=help, parents=[_debug_option()])

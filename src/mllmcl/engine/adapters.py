@@ -111,9 +111,11 @@ class LoraRecipe:
     def from_dict(cls, values: dict) -> "LoraRecipe":
         """A recipe from plain data (a saved `mllmcl_recipe.json`: its `kind` picks the recipe class); a bad key
         or value is a UserError."""
+        if not isinstance(values, dict):
+            raise UserError(f"a LoRA recipe must be a JSON object, got {type(values).__name__}")
         values = dict(values)
         kind = values.pop("kind", "lora")
-        recipe_cls = RECIPES.get(kind)
+        recipe_cls = RECIPES.get(kind) if isinstance(kind, str) else None
         if recipe_cls is None:
             raise UserError(f"unknown adapter recipe kind {kind!r}; known: {', '.join(sorted(RECIPES))}")
         try:
@@ -477,14 +479,15 @@ def load_adapter(backbone: Backbone, name: str, path: str | Path) -> None:
     if recipe is not None:
         _recipes(backbone)[name] = recipe
         recipe.attach(backbone, name)
-        if (path / EXTRA_STATE).is_file():
+        if (path / EXTRA_STATE).exists():
             from safetensors.torch import load_file
 
             try:
                 recipe.load_extra_state(backbone, name, load_file(str(path / EXTRA_STATE)))
-            except (OSError, ValueError, RuntimeError) as err:
+            except Exception as err:  # SafetensorError (cut short, corrupt), IsADirectoryError, shape mismatch
                 delete_adapter(backbone, name)
-                raise UserError(f"{path / EXTRA_STATE}: cannot load the adapter's extra state ({err})") from None
+                raise UserError(f"{path / EXTRA_STATE}: cannot load the adapter's extra state "
+                                f"({type(err).__name__}: {one_line(str(err))[:200]})") from None
     backbone.model.to(backbone.device)
 
 
