@@ -56,8 +56,9 @@ NUMBERS = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT, SPECIAL_TEXT)
 # one flat choice, so that every JSON type (and the pathological literals) is drawn about equally often
 JUNK = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
-                 st.sampled_from([0, -1, 10**30, 1e308, float("inf"), float("nan"), HUGE_INT, DEEP]), TEXT, SPECIAL_TEXT,
-                 st.lists(SCALARS, min_size=1, max_size=3), st.dictionaries(st.one_of(TEXT, SPECIAL_TEXT), SCALARS, max_size=3),
+                 st.sampled_from([0, -1, 10**30, 1e308, float("inf"), float("nan"), HUGE_INT, DEEP]),
+                 TEXT, SPECIAL_TEXT, st.lists(SCALARS, min_size=1, max_size=3),
+                 st.dictionaries(st.one_of(TEXT, SPECIAL_TEXT), SCALARS, max_size=3),
                  st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                                st.dictionaries(TEXT, inner, max_size=3)), max_leaves=6))
 
@@ -171,6 +172,20 @@ def jsonl_file(valid_lines: Sequence[Any]) -> st.SearchStrategy[bytes]:
     lines = st.lists(st.one_of(line, line, line, st.just(b""), st.binary(max_size=20)), min_size=1, max_size=5)
     edited = lines.map(lambda ls: b"\n".join(ls) + b"\n")
     return st.one_of(edited, edited, edited, edited.flatmap(damaged), st.binary(max_size=64))
+
+
+def png_claiming(size: tuple[int, int]) -> bytes:
+    """A PNG whose header claims `size` (width, height) but holds almost no data: a decompression bomb's
+    shape, a few dozen bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", size[0], size[1], 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
 
 
 # ---------------------------------------------------------------------------------------------- running

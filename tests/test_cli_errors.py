@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fuzzkit import assert_one_line_error, cli, one_thread, snapshot
+from fuzzkit import assert_one_line_error, cli, one_thread, png_claiming, snapshot
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -245,15 +244,6 @@ def test_data_synth(tmp_path, setup, names):
 
 # ---------------------------------------------------------------------------------------------- ask
 
-def _claims(size: tuple[int, int]) -> bytes:
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", size[0], size[1], 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-
 
 def _adapter(micro_checkpoint: Path, folder: Path, break_it) -> Path:
     import shutil
@@ -285,7 +275,7 @@ IMAGES = {
     "zero bytes": (b"", "cannot decode image"),
     "truncated": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "cannot decode image"),
     "text with .png": (b"hello", "cannot decode image"),
-    "huge dimensions": (_claims((100_000, 100_000)), "image too large"),
+    "huge dimensions": (png_claiming((100_000, 100_000)), "image too large"),
     "folder": ("folder", "a folder, not an image"),
 }
 
@@ -337,8 +327,9 @@ def test_ask_adapter(micro_checkpoint, tmp_path, kind):
 def test_ask_adapter_of_another_base_on_the_tiny_backbone(micro_checkpoint, tmp_path):
     """The micro model's adapter given to the shipped tiny backbone: a real adapter of another base model."""
     _png(tmp_path / "red.png")
-    line = _check(tmp_path, ["ask", "What?", "--image", "{t}/red.png", "--adapter", micro_checkpoint / "adapters" / "user"],
-                  [micro_checkpoint / "adapters" / "user" / "adapter_model.safetensors"])
+    adapter = micro_checkpoint / "adapters" / "user"
+    line = _check(tmp_path, ["ask", "What?", "--image", "{t}/red.png", "--adapter", adapter],
+                  [adapter / "adapter_model.safetensors"])
     assert "made for another base model" in line and "backbone tiny" in line
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fuzzkit import (JUNK, SPECIAL_TEXT, TEXT, assert_keeps_promise, assert_user_error, cli, fuzz, json_file,
-                     snapshot)
+                     png_claiming, snapshot)
 from mllmcl.data import load_benchmark, load_image
 from mllmcl.errors import UserError
 
@@ -124,22 +124,11 @@ def _image_bytes(kind: str, draw) -> bytes | None:
     if kind == "text":
         return b"not an image at all\n"
     if kind == "huge dimensions":
-        return _huge_png(draw(st.sampled_from([(100_000, 100_000), (1, 10**6), (65_535, 65_535)])))
+        return png_claiming(draw(st.sampled_from([(100_000, 100_000), (1, 10**6), (65_535, 65_535)])))
     if kind == "garbage":
         return draw(st.binary(max_size=64))
     return None
 
-
-def _huge_png(size: tuple[int, int]) -> bytes:
-    """A PNG whose header claims `size` but holds almost no data (a decompression bomb's shape)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", size[0], size[1], 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 IMAGE_KINDS = ["zero bytes", "truncated", "flipped", "jpeg named .png", "text", "huge dimensions", "garbage",

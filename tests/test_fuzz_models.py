@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fuzzkit import (SPECIAL_TEXT, TEXT, assert_keeps_promise, assert_user_error, cli, encode, fuzz, mutated,
-                     one_thread, snapshot)
+                     one_thread, png_claiming, snapshot)
 from mllmcl.data import load_image
 from mllmcl.errors import UserError
 
@@ -53,7 +53,7 @@ def _image(kind: str, draw) -> tuple[str, bytes | None]:
     if kind == "wrong extension":
         return draw(st.sampled_from(["photo.jpg", "photo.txt", "photo", "photo.gif"])), png
     if kind == "huge dimensions":
-        return "huge.png", _claims(draw(st.sampled_from([(100_000, 100_000), (65_535, 65_535), (1, 2**31 - 1)])))
+        return "huge.png", png_claiming(draw(st.sampled_from([(100_000, 100_000), (65_535, 65_535), (1, 2**31 - 1)])))
     if kind == "unusual mode":
         mode = draw(st.sampled_from(["P", "LA", "L", "1", "I;16", "RGBA", "CMYK", "I", "F"]))
         fmt = "TIFF" if mode in ("CMYK", "I", "F") else "PNG"
@@ -70,16 +70,6 @@ def _image(kind: str, draw) -> tuple[str, bytes | None]:
         return "garbage.png", draw(st.binary(max_size=64))
     return "folder.png", None
 
-
-def _claims(size: tuple[int, int]) -> bytes:
-    """A PNG whose header claims `size` but holds almost no data (a decompression bomb's shape)."""
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", size[0], size[1], 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 KINDS = ["zero bytes", "truncated", "truncated jpeg", "flipped byte", "wrong extension", "huge dimensions",
