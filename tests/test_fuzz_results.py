@@ -94,3 +94,15 @@ def test_report_out_that_cannot_be_written(tmp_path_factory, where):
     before = snapshot(folder)
     outcome = cli(["report", folder / "a", folder / "b", "--out", out])
     assert_keeps_promise(outcome, [out], before=before, after=snapshot(folder))
+
+
+def test_report_of_a_results_file_with_hundreds_of_tasks(tmp_path):
+    """700 tasks once made a 72 000-pixel-wide heatmap canvas and `mllmcl report` was killed for memory
+    after two minutes; the matrix table is written, the heatmap left out with a note."""
+    tasks = [f"t{i}" for i in range(700)]
+    (tmp_path / "results.json").write_text(json.dumps({"format": 1, "tasks": tasks, "methods": {
+        "seq-lora": {"sequential": True, "matrix": [[50.0] * 700]}}}))
+    outcome = cli(["report", tmp_path])
+    assert outcome.code == 0, str(outcome)
+    assert "(no heatmap: more than 60 tasks)" in (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "heatmaps").exists()

@@ -16,7 +16,7 @@ from typing import Sequence
 from mllmcl.errors import UserError
 from mllmcl.report.heatmap import save_heatmap
 from mllmcl.report.schema import FORMAT, check_results
-from mllmcl.report.tables import has_matrix, heatmap_name, markdown_report, slug, summary_table, unique_labels
+from mllmcl.report.tables import has_heatmap, heatmap_name, markdown_report, slug, summary_table, unique_labels
 from mllmcl.utils.io import is_dir, is_file, read_json, write_text_atomic
 
 __all__ = ["FORMAT", "load_results", "markdown_report", "render_report", "save_heatmap", "slug", "summary_table"]
@@ -53,7 +53,7 @@ def _write_heatmaps(results: dict, out: Path, label: str | None) -> None:
     """One heatmap per sequential method with at least one computed row, named as the report links it."""
     tasks = results["tasks"]
     for name, method in results["methods"].items():
-        if has_matrix(method):
+        if has_heatmap(method, tasks):
             title = name if label is None else f"{label}: {name}"
             save_heatmap(method["matrix"], tasks, out / heatmap_name(name, label), title,
                          zero_shot=method.get("zero_shot"))

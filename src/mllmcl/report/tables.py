@@ -32,6 +32,15 @@ def has_matrix(method: dict) -> bool:
     return bool(method.get("sequential")) and bool(method.get("matrix"))
 
 
+HEATMAP_MAX_TASKS = 60
+"""Beyond this many tasks a heatmap's cells are too small to read and its canvas takes gigabytes (700 tasks:
+a 72 000-pixel-wide image, which got `mllmcl report` killed for memory); the matrix table stays."""
+
+
+def has_heatmap(method: dict, tasks: Sequence[str]) -> bool:
+    return has_matrix(method) and len(tasks) <= HEATMAP_MAX_TASKS
+
+
 def fmt(value: Any) -> str:
     """A number with 2 decimals, "—" for a missing one."""
     return MISSING if value is None else f"{float(value):.2f}"
@@ -196,8 +205,9 @@ def run_section(results: dict, label: str | None, level: int = 2) -> str:
         parts.append(f"{h} With and without replay (the paper's layout)\n\n{paired}")
     for name, method in methods.items():
         if has_matrix(method):
-            parts.append(f"{h} Accuracy matrix: {name}\n\n{matrix_table(method, tasks)}\n\n"
-                         f"![{_alt(name)} accuracy matrix]({heatmap_name(name, label)})")
+            picture = (f"![{_alt(name)} accuracy matrix]({heatmap_name(name, label)})" if has_heatmap(method, tasks)
+                       else f"(no heatmap: more than {HEATMAP_MAX_TASKS} tasks)")
+            parts.append(f"{h} Accuracy matrix: {name}\n\n{matrix_table(method, tasks)}\n\n{picture}")
     for name, method in methods.items():
         if method.get("routing"):
             parts.append(f"{h} Routing: {name}\n\n{routing_section(method['routing'], tasks)}")
