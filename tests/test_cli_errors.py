@@ -1,5 +1,4 @@
-"""One bad input of each kind for every sub-command that reads input (`ls` reads none; `run` and `sweep` are
-checked with their configuration's tests): exit status 2, exactly one stderr line `mllmcl: error: …` that
+"""One bad input of each kind for every sub-command that reads input (`ls` reads none): exit status 2, exactly one stderr line `mllmcl: error: …` that
 names the file, row or key, and nothing written. Plus the real process: status and stderr as a shell sees
 them, and `--debug` / MLLMCL_DEBUG=1 bringing the traceback back."""
 from __future__ import annotations
@@ -398,6 +397,33 @@ def test_bench(tmp_path, setup, argv, names):
         _write(tmp_path / "run" / "results.json", setup)
     line = _check(tmp_path, argv, names[:1])
     assert names[-1].format(t=tmp_path) in line
+
+
+# ---------------------------------------------------------------------------------------------- run, sweep
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("setup, argv, names", [
+    (None, ["--methods", "seq-lora,nosuch"], ["nosuch"]),
+    (None, ["--methods", "mr-lora[nosuch]"], ["mr-lora[nosuch]"]),
+    (None, ["--methods", "ewc", "ewc.lambda=-1"], ["ewc.lambda"]),
+    (None, ["train.epoch=1"], ["train.epoch"]),
+    (None, ["train"], ["'train'"]),
+    (None, ["backbone=nosuch"], ["backbone"]),
+    (None, ["--config", "{t}/missing.yaml"], ["{t}/missing.yaml"]),
+    ("train: [1, 2\n", ["--config", "{t}/run.yaml"], ["{t}/run.yaml"]),
+    ("lora: {rank: many}\n", ["--config", "{t}/run.yaml"], ["{t}/run.yaml", "lora.rank"]),
+    (None, ["data.benchmark={t}/nodata"], ["{t}/nodata"]),
+    (None, ["data.tasks=RS,Nope", "data.benchmark={t}/root"], ["Nope"]),
+])
+def test_run_and_sweep(tmp_path, command, setup, argv, names):
+    if setup is not None:
+        _write(tmp_path / "run.yaml", setup)
+    (tmp_path / "root").mkdir()
+    _write(tmp_path / "root" / "mllmcl.json", json.dumps({"setting": "dcl"}))
+    out = ["--out", "{t}/out"]
+    line = _check(tmp_path, [command, *out, *argv], names[:1])
+    assert all(n.format(t=tmp_path) in line for n in names)
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------------------------------------- real process

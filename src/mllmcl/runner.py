@@ -34,7 +34,7 @@ from mllmcl.methods import Method, build_method, parse_method_spec
 from mllmcl.methods.zero_shot import ZeroShot
 from mllmcl.parallel import Processes, barrier, is_main, main_first, sharded_parameters
 from mllmcl.report.tables import slug
-from mllmcl.utils.io import write_json_atomic, write_text_atomic
+from mllmcl.utils.io import is_file, read_json, write_json_atomic, write_text_atomic
 
 FORMAT = 1
 
@@ -171,28 +171,28 @@ class RunFolder:
         return self.path / "state" / slug(method) / f"step{step}"
 
     def load(self) -> dict | None:
-        if not self.results_file.is_file():
+        if not is_file(self.results_file):
             return None
-        try:
-            return json.loads(self.results_file.read_text())
-        except json.JSONDecodeError as err:
-            raise UserError(f"{self.results_file}: not valid JSON ({err}); move it away to start afresh") from None
+        results = read_json(self.results_file, "results file")
+        if not isinstance(results, dict) or not isinstance(results.get("methods"), dict) \
+                or not isinstance(results.get("run"), dict):
+            raise UserError(f"{self.results_file}: not a results.json of mllmcl run (expected an object with 'run' "
+                            "and 'methods'); move it away to start afresh")
+        return results
 
-    def owned(self) -> bool:
-        """Whether the folder holds a finished step (the zero-shot row at least): only then does its
-        configuration bind a rerun. A run that failed before its first step leaves nothing that blocks the
-        corrected command."""
-        try:
-            results = self.load()
-        except UserError:
-            return True
-        return bool(results) and results.get("zero_shot") is not None
+    def finished_steps(self) -> dict | None:
+        """The results of the folder if it holds a finished step (the zero-shot row at least), else None:
+        only such a folder's configuration binds a rerun. A run that failed before its first step leaves
+        nothing that blocks the corrected command. A damaged results.json is an error naming it."""
+        results = self.load()
+        return results if results and results.get("zero_shot") is not None else None
 
     def check_config(self, config: RunConfig) -> None:
         """A run folder resumes only under the configuration it was started with. Methods may be added, and
         the settings of methods that have not started yet may differ (they are new)."""
         saved_file = self.path / "config.yaml"
-        if not saved_file.is_file() or not self.owned():
+        owned = self.finished_steps()
+        if not is_file(saved_file) or owned is None:
             return
         try:
             saved = to_dict(build_config(read_yaml(saved_file)))
@@ -200,7 +200,7 @@ class RunFolder:
             raise UserError(f"{saved_file}: this run's configuration no longer loads ({err}); resume it with the "
                             "mllmcl version that started it, or use another --out") from None
         new = to_dict(config)
-        started = {block for label in (self.load() or {}).get("methods", {}) for block in _blocks_of(label)}
+        started = {block for label in owned["methods"] for block in _blocks_of(label)}
         ignored = {"methods"} | (set(method_blocks()) - started)
         changed = sorted(k for k in set(saved) | set(new) if k not in ignored and saved.get(k) != new.get(k))
         if changed:
@@ -294,7 +294,7 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
     with main_first(processes):  # the main process writes the synthetic data; the others then read it
         bench = prepare_benchmark(config, progress and main)
     require_answers(bench)
-    results = (folder.load() if folder.owned() else None) or new_results(config, bench)
+    results = folder.finished_steps() or new_results(config, bench)
     if results.get("format") != FORMAT:
         raise UserError(f"{folder.results_file}: results format {results.get('format')!r}, this mllmcl writes "
                         f"{FORMAT}; use another --out")

@@ -62,7 +62,7 @@ def sweep(config: RunConfig, out: str | Path, orders: int, seeds: int, log: Call
     grid = cells(config, orders, seeds)
     for i, (name, cell) in enumerate(grid, 1):
         folder = RunFolder(out / "runs" / name)
-        if folder.owned() and finished(folder.load(), cell):
+        if finished(folder.finished_steps(), cell):
             folder.check_config(cell)
             log(f"sweep {i}/{len(grid)} {name}: finished earlier; kept")
             continue
