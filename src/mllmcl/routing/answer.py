@@ -1,0 +1,75 @@
+"""Route, then answer: the one step that MR-LoRA's evaluation (`methods/mr_lora.py`) and serving
+(`serve/routed.py`) share, so that a served answer is the answer the benchmark scored.
+
+    router.route(samples)            one pass: per sample an expert and a confidence
+    confidence < threshold  → base   the open-world fallback (off when threshold is None)
+    forced[i]                        a caller may name the expert (or "base") of a sample: no routing for it
+    generate_detailed(..., adapters) one batched generation, one adapter per sample
+
+The router's experts are given by name, in the order it was fitted; `adapters[i]` is the adapter of
+expert `names[i]` on the context's backbone."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from mllmcl.data.mllm_cl import Sample
+from mllmcl.engine import Generation, generate_detailed
+
+if TYPE_CHECKING:
+    from mllmcl.context import Context
+    from mllmcl.routing import Router
+
+BASE = "base"
+"""The name under which the base model (no adapter) answers: the fallback, or what a caller asks for."""
+
+
+@dataclass(frozen=True)
+class RoutedAnswers:
+    """Answers to some samples: `texts[i]` answers sample i, `experts[i]` names the expert that produced it
+    (`"base"` for the base model), `confidence[i]` is the router's confidence in its choice (1.0 where the
+    caller named the expert), `routed[i]` is the router's own pick before the fallback (what routing accuracy
+    counts), `generations[i]` adds token counts and how the answer ended."""
+
+    texts: list[str]
+    experts: list[str]
+    confidence: list[float]
+    routed: list[str]
+    generations: list[Generation]
+
+
+def choose(router: "Router", samples: Sequence[Sample], names: Sequence[str], threshold: float | None = None,
+           forced: Sequence[str | None] | None = None) -> tuple[list[str], list[float], list[str]]:
+    """Per sample the name of the expert that answers it (or `BASE`), the router's confidence, and the
+    router's own pick before the fallback. Samples with a `forced` name are not routed; the others are, in
+    one pass."""
+    forced = list(forced) if forced is not None else [None] * len(samples)
+    if len(forced) != len(samples):
+        raise ValueError(f"{len(forced)} forced names for {len(samples)} samples")
+    chosen: list[str] = [name or "" for name in forced]
+    confidence = [1.0] * len(samples)
+    picked = list(chosen)
+    routed = [i for i, name in enumerate(forced) if name is None]
+    if routed:
+        decision = router.route([samples[i] for i in routed])
+        for i, expert, conf in zip(routed, decision.experts, decision.confidence):
+            below = threshold is not None and conf < threshold
+            picked[i] = names[expert]
+            chosen[i], confidence[i] = (BASE if below else names[expert]), float(conf)
+    return chosen, confidence, picked
+
+
+def route_and_answer(ctx: "Context", router: "Router", samples: Sequence[Sample], names: Sequence[str],
+                     adapters: Sequence[str], max_new_tokens: int | Sequence[int], threshold: float | None = None,
+                     forced: Sequence[str | None] | None = None) -> RoutedAnswers:
+    """Route `samples` among the experts `names` (adapter `adapters[i]` each) and answer each with its chosen
+    expert, greedily, in batches of `eval.batch_size` where every sample carries its own adapter."""
+    adapter_of = dict(zip(names, adapters))
+    experts, confidence, picked = choose(router, samples, names, threshold, forced)
+    generations = generate_detailed(ctx.backbone, [s.image for s in samples], [s.question for s in samples],
+                                    adapters=[None if e == BASE else adapter_of[e] for e in experts],
+                                    max_new_tokens=max_new_tokens, batch_size=ctx.config.eval.batch_size)
+    return RoutedAnswers([g.text for g in generations], experts, confidence, picked, generations)
+
+
+__all__ = ["BASE", "RoutedAnswers", "choose", "route_and_answer"]
