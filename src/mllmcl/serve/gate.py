@@ -1,0 +1,98 @@
+"""The regression gate: measure a candidate version on every expert's held-out rows through the routed model,
+then accept it only if no existing expert got worse by more than `max_drop` points and the router still
+sends at least `min_routing` % of the held-out rows to their own expert.
+
+`measure` routes all held-out rows once, calibrates the fallback threshold on their confidences
+(serve/openworld.py), then answers each expert's rows with the experts that routing (and the fallback) chose
+and scores them with the expert's rule. `verdict` compares with the scores the library recorded."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Mapping, Sequence
+
+from mllmcl.data.mllm_cl import Sample
+from mllmcl.eval import get_scorer
+from mllmcl.routing.answer import BASE, choose
+from mllmcl.serve.library import ExpertRecord
+from mllmcl.serve.openworld import calibrate, rejected
+from mllmcl.serve.routed import RoutedModel
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A version measured on held-out rows: per expert accuracy (%), routing (% routed to it by the router's
+    own pick), fallback (% sent to the base model) and n; overall routing; the calibrated threshold."""
+
+    experts: dict[str, dict]
+    routing: float
+    threshold: float | None
+    target_frr: float
+
+
+def measure(model: RoutedModel, heldout: Mapping[str, Sequence[Sample]], records: Mapping[str, ExpertRecord],
+            target_frr: float | None) -> Measured:
+    """Calibrate `model.threshold` on the held-out rows (to `target_frr`; None: no fallback) and measure every
+    expert's held-out rows through it."""
+    names = [name for name in model.names if heldout.get(name)]
+    rows = {name: list(heldout[name]) for name in names}
+    every = [s for name in names for s in rows[name]]
+    _, confidence, picked = choose(model.router, every, model.names)
+    model.threshold = calibrate(confidence, target_frr) if target_frr is not None else None
+    experts, start, right = {}, 0, 0
+    for name in names:
+        n = len(rows[name])
+        conf, pick = confidence[start:start + n], picked[start:start + n]
+        start += n
+        chosen = [BASE if model.threshold is not None and c < model.threshold else p for c, p in zip(conf, pick)]
+        answers = model.answer_samples(rows[name], records[name].max_new_tokens, chosen)
+        scorer = get_scorer(records[name].scorer)
+        credits = [float(scorer.judge(s.row, text)) for s, text in zip(rows[name], answers.texts)]
+        hits = sum(p == name for p in pick)
+        right += hits
+        experts[name] = {"accuracy": round(100 * sum(credits) / n, 4), "routing": round(100 * hits / n, 4),
+                         "fallback": round(rejected(conf, model.threshold), 4), "n": n,
+                         "confusion": {e: pick.count(e) for e in dict.fromkeys(pick)}}
+    routing = round(100 * right / max(1, len(every)), 4)
+    return Measured(experts, routing, model.threshold, target_frr if target_frr is not None else 0.0)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision: `passed`, one line per failed check, and every comparison made."""
+
+    passed: bool
+    failures: list[str]
+    checks: list[dict] = field(default_factory=list)
+    max_drop: float = 1.0
+    min_routing: float = 95.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def verdict(recorded: Mapping[str, float], measured: Measured, max_drop: float = 1.0,
+            min_routing: float = 95.0) -> Verdict:
+    """Every expert with a recorded accuracy keeps it within `max_drop` points; overall routing of the
+    held-out rows stays at `min_routing` % or more."""
+    failures, checks = [], []
+    for name, before in recorded.items():
+        if name not in measured.experts:
+            continue
+        after = measured.experts[name]["accuracy"]
+        drop = round(before - after, 4)
+        ok = drop <= max_drop + 1e-9
+        checks.append({"expert": name, "recorded": before, "candidate": after, "drop": drop, "passed": ok})
+        if not ok:
+            failures.append(f"{name}: held-out accuracy {before:.2f} -> {after:.2f} (drop {drop:.2f} > "
+                            f"{max_drop:.2f} points)")
+    ok = measured.routing >= min_routing - 1e-9
+    checks.append({"routing": measured.routing, "min_routing": min_routing, "passed": ok})
+    if not ok:
+        worst = sorted(measured.experts.items(), key=lambda kv: kv[1]["routing"])[:2]
+        detail = ", ".join(f"{name} {m['routing']:.2f}%" for name, m in worst)
+        failures.append(f"routing: {measured.routing:.2f}% of held-out rows reach their own expert < {min_routing:.2f}% "
+                        f"(lowest: {detail})")
+    return Verdict(not failures, failures, checks, max_drop, min_routing)
+
+
+__all__ = ["Measured", "Verdict", "measure", "verdict"]
