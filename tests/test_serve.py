@@ -138,6 +138,22 @@ def test_export_writes_a_versioned_library(built, model):
     assert main(["library", "export", "--run", str(built["run"]), "--out", str(built["lib"])]) == 2  # never overwritten
 
 
+def test_a_failed_commit_leaves_the_library_as_it_was(built, tmp_path):
+    lib = copy_library(built, tmp_path)
+    library = Library(lib)
+    before = (lib / "library.json").read_bytes()
+
+    def broken_disk(folder: Path) -> None:
+        (folder / "half-written").parent.mkdir(parents=True, exist_ok=True)
+        (folder / "half-written").write_text("x")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        library.commit(library.version(), broken_disk, {"action": "test"})
+    assert (lib / "library.json").read_bytes() == before
+    assert sorted(p.name for p in (lib / "versions").iterdir()) == ["v0001"]  # no version, not even a temp one
+
+
 def test_add_gate_rollback_and_remove_through_the_cli(built, tmp_path, capsys):
     lib = copy_library(built, tmp_path)
     bright = built["bright"]
