@@ -108,7 +108,7 @@ def _bench(args: argparse.Namespace) -> int:
 
         concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
         run_serve_bench(args.library or args.run, requests=args.requests, concurrency=concurrency,
-                        max_batch=args.max_batch, out=args.out)
+                        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, out=args.out)
         return 0
     if args.which == "openworld":
         from mllmcl.serve.bench import run_openworld_bench
@@ -437,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve: requests per concurrency level (default: 256)")
     p.add_argument("--concurrency", default="1,8,32", help="serve: concurrency levels (default: 1,8,32)")
     p.add_argument("--max-batch", type=_positive_int, default=32, help="serve: the server's batch bound (default: 32)")
+    p.add_argument("--max-wait-ms", type=float, default=None,
+                   help="serve: the server's batching wait (default: the server's own default)")
     p.add_argument("--split", choices=["test", "val"], default="test",
                    help="openworld: the seen tasks' split to measure on (default: test; the library calibrates on val)")
     p.add_argument("--out", default=None, help="serve, openworld: also write the figures to this JSON file")
@@ -472,8 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require 'Authorization: Bearer KEY' on /v1/* (default: $MLLMCL_API_KEY, else none)")
     p.add_argument("--max-tokens", type=_positive_int, default=256, help="cap on a request's max_tokens (default: 256)")
     p.add_argument("--max-batch", type=_positive_int, default=32, help="requests per generation call (default: 32)")
-    p.add_argument("--max-wait-ms", type=float, default=10.0,
-                   help="how long a batch waits for more requests after its first (default: 10 ms)")
+    p.add_argument("--max-wait-ms", type=float, default=100.0,
+                   help="the longest a batch waits for the clients the previous batch answered to send their next "
+                        "requests (it stops as soon as they have; a lone client never waits; default: 100 ms)")
     p.add_argument("--max-image-bytes", type=_positive_int, default=8 * 2**20,
                    help="413 above this many decoded image bytes (default: 8 MiB)")
     p.add_argument("--max-image-pixels", type=_positive_int, default=4096 * 4096,

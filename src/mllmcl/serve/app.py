@@ -51,7 +51,7 @@ class ServeSettings:
     max_image_bytes: int = 8 * 2**20
     max_image_pixels: int = 4096 * 4096
     max_batch: int = 32
-    max_wait: float = 0.01         # seconds the batcher waits for more requests after the first
+    max_wait: float = 0.1          # at most this long a batch waits for the clients the last one answered
     watch: float = 2.0             # seconds between checks of library.json (0: only POST /v1/library/reload)
     fallback: bool = True
 

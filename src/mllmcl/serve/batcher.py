@@ -1,10 +1,10 @@
 """Dynamic batching: requests that arrive together are answered by one generation call with per-sample
 adapters, so throughput grows with concurrency.
 
-One worker thread owns the model. It takes the first waiting request, then keeps collecting until
-`max_batch` requests are there or `max_wait` seconds have passed since that first one, and answers the
-batch with `RoutedModel.answer_samples` (each sample with its own model: auto, base or an expert, and its own
-token limit). A batch that fails is retried one request at a time, so a request that breaks generation
+One worker thread owns the model. It takes every request waiting (up to `max_batch`) and, until as many
+requests have arrived since the previous batch ended as that batch answered (those clients send their next
+requests now), waits up to `max_wait` seconds for more; then it answers the batch with `RoutedModel.answer_samples` (each
+sample with its own model: auto, base or an expert, and its own token limit). A batch that fails is retried one request at a time, so a request that breaks generation
 fails alone. Swapping in a new version (`swap`) runs in the same thread between two batches: the batch in
 flight finishes on the old version, every later one uses the new one, and no request is dropped."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from mllmcl.data.mllm_cl import Sample
@@ -27,6 +27,7 @@ class Job:
     model: str
     max_tokens: int
     future: Future
+    queued: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -53,12 +54,13 @@ _STOP = object()
 
 
 class Batcher:
-    def __init__(self, model: RoutedModel, max_batch: int = 32, max_wait: float = 0.01):
+    def __init__(self, model: RoutedModel, max_batch: int = 32, max_wait: float = 0.1):
         self.model = model
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.batches = 0
         self.answered = 0
+        self._last_size, self._finished = 0, 0.0
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="mllmcl-batcher", daemon=True)
 
@@ -93,10 +95,14 @@ class Batcher:
                 self._swap(item)
                 continue
             batch = [item]
+            # the clients the last batch answered are about to send their next requests: wait for them (up
+            # to max_wait) to fill this batch; once as many have arrived, take only what is already queued
             deadline = time.monotonic() + self.max_wait
             while len(batch) < self.max_batch:
+                back = sum(job.queued >= self._finished for job in batch)
+                timeout = 0.0 if back >= self._last_size else max(0.0, deadline - time.monotonic())
                 try:
-                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    nxt = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     break
                 if not isinstance(nxt, Job):
@@ -119,11 +125,12 @@ class Batcher:
                 return
             for job in batch:
                 retry = Future()
-                self._answer([Job(job.sample, job.model, job.max_tokens, retry)])
+                self._answer([Job(job.sample, job.model, job.max_tokens, retry, job.queued)])
                 _forward(retry, job.future)
             return
         self.batches += 1
         self.answered += len(batch)
+        self._last_size, self._finished = len(batch), time.monotonic()  # before any client hears back
         for k, job in enumerate(batch):
             g = result.generations[k]
             job.future.set_result(Done(g.text, result.experts[k], result.confidence[k], g.prompt_tokens,

@@ -63,7 +63,8 @@ def _free_port() -> int:
 
 
 def run_serve_bench(path: str | Path, requests: int = 256, concurrency: Sequence[int] = (1, 8, 32),
-                    max_batch: int = 32, max_tokens: int = 32, out: str | Path | None = None) -> dict:
+                    max_batch: int = 32, max_wait_ms: float | None = None, max_tokens: int = 32,
+                    out: str | Path | None = None) -> dict:
     import httpx
 
     model = RoutedModel.load(path)
@@ -82,6 +83,8 @@ def run_serve_bench(path: str | Path, requests: int = 256, concurrency: Sequence
     port = _free_port()
     command = [sys.executable, "-m", "mllmcl", "serve", str(path), "--port", str(port), "--watch", "0",
                "--max-batch", str(max_batch), "--max-tokens", str(max_tokens)]
+    if max_wait_ms is not None:
+        command += ["--max-wait-ms", str(max_wait_ms)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     url = f"http://127.0.0.1:{port}"
@@ -107,7 +110,8 @@ def run_serve_bench(path: str | Path, requests: int = 256, concurrency: Sequence
         except subprocess.TimeoutExpired:
             server.kill()
     top = levels[-1]
-    report = {"path": str(path), "requests": requests, "max_batch": max_batch, "max_tokens": max_tokens,
+    report = {"path": str(path), "requests": requests, "max_batch": max_batch, "max_wait_ms": max_wait_ms,
+              "max_tokens": max_tokens,
               "offline_requests_per_second": round(offline_rate, 2), "levels": levels,
               "served_vs_offline": round(top["requests_per_second"] / offline_rate, 3),
               "cpu_threads": _threads()}
