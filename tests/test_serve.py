@@ -118,6 +118,20 @@ def test_openworld_functions():
     assert auroc([0.9, 0.8], [0.1, 0.2]) == 1.0 and auroc([0.1], [0.9]) == 0.0 and auroc([0.5], [0.5]) == 0.5
 
 
+def test_prototype_confidence_stays_ordered_beyond_the_farthest_buffer_sample():
+    """An empirical p-value inside the buffers' range; beyond it, an exponential tail below the smallest share,
+    so a threshold can still tell a near miss from a far-off input."""
+    import torch
+
+    from mllmcl.routing.prototype import PrototypeRouter
+
+    router = PrototypeRouter(None)
+    router.reference = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    confidence = router.confidence(torch.tensor([0.5, 2.5, 4.0, 5.0, 9.0])).tolist()
+    assert confidence[:3] == [1.0, 0.5, 0.25]
+    assert 0 < confidence[4] < confidence[3] < 1 / 5
+
+
 # --- the library --------------------------------------------------------------------------------------------------
 
 def test_export_writes_a_versioned_library(built, model):
