@@ -101,7 +101,8 @@ def test_route_answer_and_the_open_world_fallback(model):
     routes = model.route(seen_images + unseen_images, seen_questions + unseen_questions)
     assert routes.experts[:4] == ["Colors"] * 4
     assert routes.experts[4:] == [BASE] * 4  # fits no expert: the base model, not a forced wrong expert
-    assert all(c < model.threshold for c in routes.confidence[4:])
+    picks = model.answer(unseen_images, unseen_questions, max_new_tokens=4).routed  # the router's own pick
+    assert all(c < model.threshold[pick] for c, pick in zip(routes.confidence[4:], picks))
     auto = model.answer(unseen_images, unseen_questions, max_new_tokens=4)
     base = model.answer(unseen_images, unseen_questions, max_new_tokens=4, model="base")
     assert auto.experts == [BASE] * 4 and auto.texts == base.texts
@@ -141,7 +142,8 @@ def test_export_writes_a_versioned_library(built, model):
     version = manifest["version"]
     assert version == json.loads((built["lib"] / "versions" / "v0001" / "version.json").read_text())
     assert version["router"] == {"kind": "prototype", "state": "versions/v0001/router"}
-    assert version["routing"] == 100.0 and 0 < version["threshold"] <= 1 and version["target_frr"] == 0.05
+    assert version["routing"] == 100.0 and version["target_frr"] == 0.05
+    assert set(version["threshold"]) == {"Colors", "Codes"} and all(0 < t <= 1 for t in version["threshold"].values())
     for expert in version["experts"]:
         folder = built["lib"] / expert["path"]
         assert folder_sha256(folder / "adapter") == expert["sha256"]

@@ -161,7 +161,7 @@ def _gate_outcome(report: dict) -> int:
     measured = report["measured"]
     for name, m in measured["experts"].items():
         print(f"  {name:<12} accuracy {m['accuracy']:6.2f}  routing {m['routing']:6.2f}%  fallback {m['fallback']:5.2f}%")
-    print(f"  routing {measured['routing']:.2f}% · threshold {measured['threshold']}")
+    print(f"  routing {measured['routing']:.2f}% · thresholds {_thresholds(measured['threshold'])}")
     if report["passed"]:
         print(f"gate passed: version {report['version']} is current (report: {report['report']})")
         return 0
@@ -169,6 +169,10 @@ def _gate_outcome(report: dict) -> int:
     for line in report["failures"]:
         print(f"  {line}")
     return 1
+
+
+def _thresholds(values: dict | None) -> str:
+    return "none" if not values else ", ".join(f"{name} {value:.4g}" for name, value in values.items())
 
 
 def _expert_ls(args: argparse.Namespace) -> int:
@@ -181,13 +185,16 @@ def _expert_ls(args: argparse.Namespace) -> int:
     manifest = library.manifest
     version = library.version()
     print(f"library {library.path} · backbone {manifest['backbone']} · current version {library.current} · router "
-          f"{version['router']['kind']} · threshold {version['threshold']} (target false-reject "
-          f"{100 * version['target_frr']:.1f}%) · routing {version['routing']:.2f}%")
-    print(f"{'expert':<14}{'accuracy':>9}{'routing':>9}{'fallback':>9}  {'adapter sha256':<14} data")
+          f"{version['router']['kind']} · fallback target false-reject {100 * version['target_frr']:.1f}% · routing "
+          f"{version['routing']:.2f}%")
+    print(f"{'expert':<14}{'accuracy':>9}{'routing':>9}{'fallback':>9}{'threshold':>11}  {'adapter sha256':<14} data")
+    thresholds = version.get("threshold") or {}
     for e in version["experts"]:
         scores = e["scores"]
+        limit = thresholds.get(e["name"])
         print(f"{e['name']:<14}{scores.get('accuracy', float('nan')):>9.2f}{scores.get('routing', float('nan')):>9.2f}"
-              f"{scores.get('fallback', float('nan')):>9.2f}  {e['sha256'][:12]:<14} {e['data'][:12]}")
+              f"{scores.get('fallback', float('nan')):>9.2f}{'none' if limit is None else f'{limit:.4g}':>11}  "
+              f"{e['sha256'][:12]:<14} {e['data'][:12]}")
     print("versions:")
     for v in manifest["versions"]:
         mark = "*" if v["version"] == library.current else " "

@@ -2,7 +2,8 @@
 (`serve/routed.py`) share, so that a served answer is the answer the benchmark scored.
 
     router.route(samples)            one pass: per sample an expert and a confidence
-    confidence < threshold  → base   the open-world fallback (off when threshold is None)
+    confidence < threshold  → base   the open-world fallback: one threshold, or one per expert (a sample is
+                                     held to its chosen expert's); off when None
     forced[i]                        a caller may name the expert (or "base") of a sample: no routing for it
     generate_detailed(..., adapters) one batched generation, one adapter per sample
 
@@ -11,7 +12,7 @@ expert `names[i]` on the context's backbone."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence, Union
 
 from mllmcl.data.mllm_cl import Sample
 from mllmcl.engine import Generation, generate_detailed
@@ -22,6 +23,16 @@ if TYPE_CHECKING:
 
 BASE = "base"
 """The name under which the base model (no adapter) answers: the fallback, or what a caller asks for."""
+
+Threshold = Union[float, Mapping[str, float], None]
+"""The fallback threshold: one for every expert, one per expert name (an expert without one never falls
+back), or None (no fallback)."""
+
+
+def threshold_of(threshold: Threshold, expert: str) -> float | None:
+    if threshold is None or isinstance(threshold, (int, float)):
+        return threshold
+    return threshold.get(expert)
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class RoutedAnswers:
     generations: list[Generation]
 
 
-def choose(router: "Router", samples: Sequence[Sample], names: Sequence[str], threshold: float | None = None,
+def choose(router: "Router", samples: Sequence[Sample], names: Sequence[str], threshold: Threshold = None,
            forced: Sequence[str | None] | None = None) -> tuple[list[str], list[float], list[str]]:
     """Per sample the name of the expert that answers it (or `BASE`), the router's confidence, and the
     router's own pick before the fallback. Samples with a `forced` name are not routed; the others are, in
@@ -53,14 +64,15 @@ def choose(router: "Router", samples: Sequence[Sample], names: Sequence[str], th
     if routed:
         decision = router.route([samples[i] for i in routed])
         for i, expert, conf in zip(routed, decision.experts, decision.confidence):
-            below = threshold is not None and conf < threshold
+            limit = threshold_of(threshold, names[expert])
+            below = limit is not None and conf < limit
             picked[i] = names[expert]
             chosen[i], confidence[i] = (BASE if below else names[expert]), float(conf)
     return chosen, confidence, picked
 
 
 def route_and_answer(ctx: "Context", router: "Router", samples: Sequence[Sample], names: Sequence[str],
-                     adapters: Sequence[str], max_new_tokens: int | Sequence[int], threshold: float | None = None,
+                     adapters: Sequence[str], max_new_tokens: int | Sequence[int], threshold: Threshold = None,
                      forced: Sequence[str | None] | None = None) -> RoutedAnswers:
     """Route `samples` among the experts `names` (adapter `adapters[i]` each) and answer each with its chosen
     expert, greedily, in batches of `eval.batch_size` where every sample carries its own adapter."""
@@ -72,4 +84,4 @@ def route_and_answer(ctx: "Context", router: "Router", samples: Sequence[Sample]
     return RoutedAnswers([g.text for g in generations], experts, confidence, picked, generations)
 
 
-__all__ = ["BASE", "RoutedAnswers", "choose", "route_and_answer"]
+__all__ = ["BASE", "RoutedAnswers", "Threshold", "choose", "route_and_answer", "threshold_of"]

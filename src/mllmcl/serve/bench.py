@@ -10,8 +10,8 @@ checked to equal the offline ones.
 `mllmcl bench openworld`: the library's router on the seen tasks' test rows (the library calibrated its
 threshold on other rows: validation rows where the data has them) and on the benchmark's unseen-domain rows:
 AUROC of the router's confidence (seen vs unseen), how many unseen rows reach the base model, the seen rows
-falsely rejected, and what the fallback costs in accuracy on the seen tasks; also at other target
-false-reject rates, calibrated on the library's held-out rows."""
+falsely rejected, and what the fallback costs in accuracy on the seen tasks; also with thresholds calibrated
+(per expert, on the library's held-out rows) to other target false-reject rates."""
 from __future__ import annotations
 
 import asyncio
@@ -29,9 +29,9 @@ from typing import Sequence
 from mllmcl.data.tasks import UNSEEN
 from mllmcl.errors import UserError
 from mllmcl.eval import get_scorer
-from mllmcl.routing.answer import BASE, choose
+from mllmcl.routing.answer import BASE, choose, threshold_of
 from mllmcl.serve.library import Library
-from mllmcl.serve.openworld import auroc, calibrate, rejected
+from mllmcl.serve.openworld import auroc, calibrate
 from mllmcl.serve.routed import RoutedModel
 from mllmcl.utils.io import write_json_atomic
 
@@ -215,28 +215,40 @@ def run_openworld_bench(path: str | Path, out: str | Path | None = None, split: 
                                float(scorer.judge(s.row, base_texts[start + k]))) for k, s in enumerate(rows)]
         start += len(rows)
 
-    heldout = [s for r in library.experts() for s in library.heldout(r)]
-    _, heldout_conf, _ = choose(model.router, heldout, model.names)
-    thresholds = {"library": model.threshold, **{f"frr {t:.2f}": calibrate(heldout_conf, t) for t in targets}}
+    policies = {"library": model.threshold}
+    own: dict[str, list[float]] = {}
+    for record in library.experts():
+        _, conf, pick = choose(model.router, library.heldout(record), model.names)
+        own[record.name] = [c for c, p in zip(conf, pick) if p == record.name]
+    for target in targets:
+        limits = {name: calibrate(values, target) for name, values in own.items()}
+        policies[f"frr {target:.2f}"] = {name: t for name, t in limits.items() if t is not None}
     unseen_scorer = get_scorer(UNSEEN.scorer)
     unseen_expert = _plain_answers(model, list(bench.unseen), unseen_picked, config.eval.max_new_tokens)
     unseen_base = _plain_answers(model, list(bench.unseen), [BASE] * len(bench.unseen), config.eval.max_new_tokens)
+    seen_picked = picked[:len(every)]
+
+    def share_below(conf: Sequence[float], pick: Sequence[str], policy) -> float:
+        hits = [(t := threshold_of(policy, p)) is not None and c < t for c, p in zip(conf, pick)]
+        return 100 * sum(hits) / max(1, len(hits))
+
     rows = []
-    for label, threshold in thresholds.items():
+    for label, policy in policies.items():
         per_task, start = {}, 0
         for task in tasks:
             n = len(seen[task.name])
-            conf = seen_conf[start:start + n]
-            with_fallback = [b if threshold is not None and c < threshold else e
-                             for (e, b), c in zip(credits[task.name], conf)]
+            conf, pick = seen_conf[start:start + n], seen_picked[start:start + n]
+            with_fallback = [b if (t := threshold_of(policy, p)) is not None and c < t else e
+                             for (e, b), c, p in zip(credits[task.name], conf, pick)]
             per_task[task.name] = {"accuracy": round(100 * sum(e for e, _ in credits[task.name]) / n, 2),
                                    "with_fallback": round(100 * sum(with_fallback) / n, 2),
-                                   "rejected": round(rejected(conf, threshold), 2)}
+                                   "rejected": round(share_below(conf, pick, policy), 2)}
             start += n
         mean = statistics.fmean(p["accuracy"] for p in per_task.values())
         mean_fb = statistics.fmean(p["with_fallback"] for p in per_task.values())
-        rows.append({"threshold": label, "value": threshold, "seen_rejected": round(rejected(seen_conf, threshold), 2),
-                     "unseen_to_base": round(rejected(unseen_conf, threshold), 2),
+        rows.append({"policy": label, "thresholds": policy,
+                     "seen_rejected": round(share_below(seen_conf, seen_picked, policy), 2),
+                     "unseen_to_base": round(share_below(unseen_conf, unseen_picked, policy), 2),
                      "seen_accuracy": round(mean, 2), "seen_accuracy_with_fallback": round(mean_fb, 2),
                      "cost_points": round(mean - mean_fb, 2), "per_task": per_task})
     unseen_rows = list(bench.unseen)
@@ -246,15 +258,14 @@ def run_openworld_bench(path: str | Path, out: str | Path | None = None, split: 
                   unseen_scorer.judge(s.row, t) for s, t in zip(unseen_rows, unseen_expert)), 2),
               "unseen_accuracy_base": round(100 * statistics.fmean(
                   unseen_scorer.judge(s.row, t) for s, t in zip(unseen_rows, unseen_base)), 2),
-              "thresholds": rows}
+              "policies": rows}
     print(f"open-world benchmark on {path} (version {library.current}, {model.router.kind} router): {len(every)} seen "
           f"{split} rows of {len(tasks)} tasks, {len(unseen_rows)} unseen-domain rows")
     print(f"   AUROC (router confidence, seen vs unseen): {report['auroc']:.4f}")
-    print(f"   {'threshold':<16}{'value':>8}{'unseen->base':>14}{'seen rejected':>15}{'seen acc':>10}"
-          f"{'with fallback':>15}{'cost':>7}")
+    print(f"   {'thresholds':<16}{'unseen->base':>14}{'seen rejected':>15}{'seen acc':>10}{'with fallback':>15}"
+          f"{'cost':>7}")
     for row in rows:
-        value = "none" if row["value"] is None else f"{row['value']:.4f}"
-        print(f"   {row['threshold']:<16}{value:>8}{row['unseen_to_base']:>13.2f}%{row['seen_rejected']:>14.2f}%"
+        print(f"   {row['policy']:<16}{row['unseen_to_base']:>13.2f}%{row['seen_rejected']:>14.2f}%"
               f"{row['seen_accuracy']:>10.2f}{row['seen_accuracy_with_fallback']:>15.2f}{row['cost_points']:>7.2f}")
     print(f"   unseen rows answered by the router's forced expert: {report['unseen_accuracy_forced_expert']:.2f}% right; "
           f"by the base model: {report['unseen_accuracy_base']:.2f}%")

@@ -2,8 +2,8 @@
 then accept it only if no existing expert got worse by more than `max_drop` points and the router still
 sends at least `min_routing` % of the held-out rows to their own expert.
 
-`measure` routes all held-out rows once, calibrates the fallback threshold on their confidences
-(serve/openworld.py), then answers each expert's rows with the experts that routing (and the fallback) chose
+`measure` routes all held-out rows once, calibrates each expert's fallback threshold on the confidences of
+its own rows (serve/openworld.py), then answers each expert's rows with the experts that routing (and the fallback) chose
 and scores them with the expert's rule. `verdict` compares with the scores the library recorded."""
 from __future__ import annotations
 
@@ -12,45 +12,58 @@ from typing import Mapping, Sequence
 
 from mllmcl.data.mllm_cl import Sample
 from mllmcl.eval import get_scorer
-from mllmcl.routing.answer import BASE, choose
+from mllmcl.routing.answer import BASE, choose, threshold_of
 from mllmcl.serve.library import ExpertRecord
-from mllmcl.serve.openworld import calibrate, rejected
+from mllmcl.serve.openworld import calibrate
 from mllmcl.serve.routed import RoutedModel
 
 
 @dataclass(frozen=True)
 class Measured:
     """A version measured on held-out rows: per expert accuracy (%), routing (% routed to it by the router's
-    own pick), fallback (% sent to the base model) and n; overall routing; the calibrated threshold."""
+    own pick), fallback (% sent to the base model) and n; overall routing; the calibrated thresholds."""
 
     experts: dict[str, dict]
     routing: float
-    threshold: float | None
+    threshold: dict[str, float] | None
     target_frr: float
 
 
 def measure(model: RoutedModel, heldout: Mapping[str, Sequence[Sample]], records: Mapping[str, ExpertRecord],
             target_frr: float | None) -> Measured:
-    """Calibrate `model.threshold` on the held-out rows (to `target_frr`; None: no fallback) and measure every
-    expert's held-out rows through it."""
+    """Calibrate `model.threshold`, one per expert, on the held-out rows (each expert rejects at most
+    `target_frr` of its own rows that the router sends to it; None: no fallback) and measure every expert's
+    held-out rows through the routed model."""
     names = [name for name in model.names if heldout.get(name)]
     rows = {name: list(heldout[name]) for name in names}
     every = [s for name in names for s in rows[name]]
     _, confidence, picked = choose(model.router, every, model.names)
-    model.threshold = calibrate(confidence, target_frr) if target_frr is not None else None
-    experts, start, right = {}, 0, 0
+    spans, start = {}, 0
     for name in names:
-        n = len(rows[name])
-        conf, pick = confidence[start:start + n], picked[start:start + n]
-        start += n
-        chosen = [BASE if model.threshold is not None and c < model.threshold else p for c, p in zip(conf, pick)]
+        spans[name] = (start, start + len(rows[name]))
+        start += len(rows[name])
+    thresholds = {}
+    if target_frr is not None:
+        for name in names:
+            a, b = spans[name]
+            own = [c for c, p in zip(confidence[a:b], picked[a:b]) if p == name]
+            limit = calibrate(own, target_frr)
+            if limit is not None:
+                thresholds[name] = limit
+    model.threshold = thresholds or None
+    experts, right = {}, 0
+    for name in names:
+        a, b = spans[name]
+        n, conf, pick = b - a, confidence[a:b], picked[a:b]
+        chosen = [BASE if (t := threshold_of(model.threshold, p)) is not None and c < t else p
+                  for c, p in zip(conf, pick)]
         answers = model.answer_samples(rows[name], records[name].max_new_tokens, chosen)
         scorer = get_scorer(records[name].scorer)
         credits = [float(scorer.judge(s.row, text)) for s, text in zip(rows[name], answers.texts)]
         hits = sum(p == name for p in pick)
         right += hits
         experts[name] = {"accuracy": round(100 * sum(credits) / n, 4), "routing": round(100 * hits / n, 4),
-                         "fallback": round(rejected(conf, model.threshold), 4), "n": n,
+                         "fallback": round(100 * chosen.count(BASE) / n, 4), "n": n,
                          "confusion": {e: pick.count(e) for e in dict.fromkeys(pick)}}
     routing = round(100 * right / max(1, len(every)), 4)
     return Measured(experts, routing, model.threshold, target_frr if target_frr is not None else 0.0)

@@ -74,7 +74,7 @@ def export_run(run: str | Path, out: str | Path, method: str = "mr-lora", heldou
         library.write_report("export", report)
         library.audit({"command": f"library export --run {run}", "action": "export", "version": number,
                        "data": {r.name: r.data for r in records}, "gate": None})
-    log(f"export: version {number} with {len(records)} experts, routing {measured.routing:.2f}%, threshold "
+    log(f"export: version {number} with {len(records)} experts, routing {measured.routing:.2f}%, thresholds "
         f"{_fmt(measured.threshold)}")
     return library.version(number)
 
@@ -299,8 +299,8 @@ def _command(verb: str, library: str | Path, **options) -> str:
     return " ".join(parts)
 
 
-def _fmt(value: float | None) -> str:
-    return "none" if value is None else f"{value:.4f}"
+def _fmt(thresholds: dict | None) -> str:
+    return "none" if not thresholds else ", ".join(f"{k} {v:.4g}" for k, v in thresholds.items())
 
 
 __all__ = ["add_expert", "export_run", "read_heldout", "read_train", "remove_expert", "rollback", "split_heldout"]

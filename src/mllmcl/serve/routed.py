@@ -5,7 +5,7 @@ questions in, answers and the name of the expert that gave each out.
     model.route(images, questions)             # -> Routes(experts=["RS", "base", …], confidence=[0.93, 0.01, …])
     model.answer(images, questions, max_new_tokens=32, model="auto")   # -> RoutedAnswers(texts, experts, …)
 
-`model="auto"` routes each sample (below the calibrated threshold it goes to the base model), an expert's
+`model="auto"` routes each sample (below its expert's calibrated threshold it goes to the base model), an expert's
 name forces that expert, `"base"` the base model. Routing and answering are `routing/answer.py`'s
 `route_and_answer`, the very step MR-LoRA's evaluation in a run calls.
 
@@ -27,7 +27,7 @@ from mllmcl.engine import delete_adapter, load_adapter
 from mllmcl.errors import UserError
 from mllmcl.models.backbone import Backbone
 from mllmcl.routing import Router, build_router
-from mllmcl.routing.answer import BASE, RoutedAnswers, choose, route_and_answer
+from mllmcl.routing.answer import BASE, RoutedAnswers, Threshold, choose, route_and_answer
 from mllmcl.serve.library import ExpertRecord, Library
 
 AUTO = "auto"
@@ -61,7 +61,7 @@ def as_samples(images: Sequence[ImageLike], questions: Sequence[str]) -> list[Sa
 class RoutedModel:
     """A base backbone, its experts and a router (see the module docstring)."""
 
-    def __init__(self, ctx: Context, router: Router, experts: Sequence[ServedExpert], threshold: float | None,
+    def __init__(self, ctx: Context, router: Router, experts: Sequence[ServedExpert], threshold: Threshold,
                  source: Path, version: int | None = None):
         self.ctx = ctx
         self.router = router
