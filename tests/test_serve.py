@@ -148,7 +148,8 @@ def test_export_writes_a_versioned_library(built, model):
         folder = built["lib"] / expert["path"]
         assert folder_sha256(folder / "adapter") == expert["sha256"]
         assert len(expert["data"]) == 64 and expert["heldout"] == 12
-        assert set(expert["scores"]) == {"accuracy", "routing", "fallback"} and expert["scores"]["routing"] == 100.0
+        assert set(expert["scores"]) == {"accuracy", "routed_accuracy", "routing", "fallback"}
+        assert expert["scores"]["routing"] == 100.0
     assert model.version == 1 and model.names == ["Colors", "Codes"]
     assert [a["action"] for a in library.audit_lines()] == ["export"]
     assert main(["library", "export", "--run", str(built["run"]), "--out", str(built["lib"])]) == 2  # never overwritten

@@ -160,7 +160,8 @@ def _gate_outcome(report: dict) -> int:
     """Print the gate's verdict; a failed gate is a result (exit 1), not an error."""
     measured = report["measured"]
     for name, m in measured["experts"].items():
-        print(f"  {name:<12} accuracy {m['accuracy']:6.2f}  routing {m['routing']:6.2f}%  fallback {m['fallback']:5.2f}%")
+        print(f"  {name:<12} accuracy {m['accuracy']:6.2f}  routed {m['routed_accuracy']:6.2f}  routing "
+              f"{m['routing']:6.2f}%  fallback {m['fallback']:5.2f}%")
     print(f"  routing {measured['routing']:.2f}% · thresholds {_thresholds(measured['threshold'])}")
     if report["passed"]:
         print(f"gate passed: version {report['version']} is current (report: {report['report']})")
@@ -187,12 +188,14 @@ def _expert_ls(args: argparse.Namespace) -> int:
     print(f"library {library.path} · backbone {manifest['backbone']} · current version {library.current} · router "
           f"{version['router']['kind']} · fallback target false-reject {100 * version['target_frr']:.1f}% · routing "
           f"{version['routing']:.2f}%")
-    print(f"{'expert':<14}{'accuracy':>9}{'routing':>9}{'fallback':>9}{'threshold':>11}  {'adapter sha256':<14} data")
+    print(f"{'expert':<14}{'accuracy':>9}{'routed':>9}{'routing':>9}{'fallback':>9}{'threshold':>11}  "
+          f"{'adapter sha256':<14} data")
     thresholds = version.get("threshold") or {}
     for e in version["experts"]:
         scores = e["scores"]
         limit = thresholds.get(e["name"])
-        print(f"{e['name']:<14}{scores.get('accuracy', float('nan')):>9.2f}{scores.get('routing', float('nan')):>9.2f}"
+        print(f"{e['name']:<14}{scores.get('accuracy', float('nan')):>9.2f}"
+              f"{scores.get('routed_accuracy', float('nan')):>9.2f}{scores.get('routing', float('nan')):>9.2f}"
               f"{scores.get('fallback', float('nan')):>9.2f}{'none' if limit is None else f'{limit:.4g}':>11}  "
               f"{e['sha256'][:12]:<14} {e['data'][:12]}")
     print("versions:")

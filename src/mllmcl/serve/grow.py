@@ -173,7 +173,7 @@ def _change(library: Library, current: RoutedModel, records: Sequence[ExpertReco
     candidate = RoutedModel(ctx, router, experts, None, library.path)
     target_frr = library.version().get("target_frr", 0.05)
     measured = measure(candidate, heldout, {r.name: r for r in records}, target_frr)
-    recorded = {r.name: r.scores["accuracy"] for r in library.experts() if "accuracy" in r.scores}
+    recorded = {r.name: r.scores["routed_accuracy"] for r in library.experts() if "routed_accuracy" in r.scores}
     decision = verdict(recorded, measured, max_drop, min_routing)
     report = {"action": change["action"], "expert": change.get("expert"), "base_version": library.current,
               "passed": decision.passed, "failures": decision.failures, "gate": decision.to_dict(),
@@ -278,7 +278,8 @@ def split_heldout(rows: Sequence[Sample], seed: int, share: float = 0.2) -> tupl
 # --- manifests and reports -----------------------------------------------------------------------------------------
 
 def _manifest(config, model: RoutedModel, records: Sequence[ExpertRecord], measured: Measured, change: dict) -> dict:
-    scored = [_with(r, scores={k: measured.experts[r.name][k] for k in ("accuracy", "routing", "fallback")})
+    scored = [_with(r, scores={k: measured.experts[r.name][k]
+                               for k in ("accuracy", "routed_accuracy", "routing", "fallback")})
               if r.name in measured.experts else r for r in records]
     return {"backbone": config.backbone, "config": to_dict(config), "router": {"kind": model.router.kind},
             "threshold": measured.threshold, "target_frr": measured.target_frr, "routing": measured.routing,
