@@ -5,7 +5,8 @@
     confidence < threshold  → base   the open-world fallback: one threshold, or one per expert (a sample is
                                      held to its chosen expert's); off when None
     forced[i]                        a caller may name the expert (or "base") of a sample: no routing for it
-    generate_detailed(..., adapters) one batched generation, one adapter per sample
+    generate_detailed(..., adapters) batched generation, one adapter per sample (the base model's samples
+                                     in a call of their own: its answers run long)
 
 The router's experts are given by name, in the order it was fitted; `adapters[i]` is the adapter of
 expert `names[i]` on the context's backbone."""
@@ -78,9 +79,17 @@ def route_and_answer(ctx: "Context", router: "Router", samples: Sequence[Sample]
     expert, greedily, in batches of `eval.batch_size` where every sample carries its own adapter."""
     adapter_of = dict(zip(names, adapters))
     experts, confidence, picked = choose(router, samples, names, threshold, forced)
-    generations = generate_detailed(ctx.backbone, [s.image for s in samples], [s.question for s in samples],
-                                    adapters=[None if e == BASE else adapter_of[e] for e in experts],
-                                    max_new_tokens=max_new_tokens, batch_size=ctx.config.eval.batch_size)
+    limits = [max_new_tokens] * len(samples) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    # a batch decodes until its longest answer, and the base model's answers run long where the experts' stop
+    # after a word: the samples the base model answers are generated in a call of their own
+    groups = [[i for i, e in enumerate(experts) if e != BASE], [i for i, e in enumerate(experts) if e == BASE]]
+    generations: list = [None] * len(samples)
+    for rows in (g for g in groups if g):
+        done = generate_detailed(ctx.backbone, [samples[i].image for i in rows], [samples[i].question for i in rows],
+                                 adapters=[None if experts[i] == BASE else adapter_of[experts[i]] for i in rows],
+                                 max_new_tokens=[limits[i] for i in rows], batch_size=ctx.config.eval.batch_size)
+        for i, generation in zip(rows, done):
+            generations[i] = generation
     return RoutedAnswers([g.text for g in generations], experts, confidence, picked, generations)
 
 

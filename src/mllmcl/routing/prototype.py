@@ -34,6 +34,7 @@ from mllmcl.routing import ROUTERS, Expert, Routing
 from mllmcl.utils.io import write_bytes_atomic, write_json_atomic
 
 STATE = "prototype_router"
+TIE = 1e-4  # relative tolerance under which two distances are the same (float rounding across batch shapes)
 
 
 class PrototypeSettings(Settings):
@@ -98,7 +99,9 @@ class PrototypeRouter:
         open-world threshold calibrated on held-out rows needs: held-out rows often lie beyond the buffer)."""
         reference = self.reference
         n = max(1, len(reference))
-        farther = len(reference) - torch.searchsorted(reference, distance, right=False)
+        # a sample worded like a buffer sample lies at that sample's distance, up to float rounding that varies
+        # with the batch it was computed in: count such ties as "at least as far" whatever the batch
+        farther = len(reference) - torch.searchsorted(reference, distance * (1 - TIE), right=False)
         if not len(reference):
             return farther.float()
         top = reference[-1]
