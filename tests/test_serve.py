@@ -131,6 +131,8 @@ def test_prototype_confidence_stays_ordered_beyond_the_farthest_buffer_sample():
     confidence = router.confidence(torch.tensor([0.5, 2.5, 4.0, 5.0, 9.0])).tolist()
     assert confidence[:3] == [1.0, 0.5, 0.25]
     assert 0 < confidence[4] < confidence[3] < 1 / 5
+    # a distance equal to a buffer sample's up to float rounding (another batch shape) is a tie, not "farther"
+    assert router.confidence(torch.tensor([3.0 * (1 + 1e-6), 3.0 * (1 - 1e-6)])).tolist() == [0.5, 0.5]
 
 
 # --- the library --------------------------------------------------------------------------------------------------
