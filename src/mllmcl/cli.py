@@ -108,7 +108,8 @@ def _bench(args: argparse.Namespace) -> int:
 
         concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
         run_serve_bench(args.library or args.run, requests=args.requests, concurrency=concurrency,
-                        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, out=args.out)
+                        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, fallback=not args.no_fallback,
+                        out=args.out)
         return 0
     if args.which == "openworld":
         from mllmcl.serve.bench import run_openworld_bench
@@ -449,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=_positive_int, default=32, help="serve: the server's batch bound (default: 32)")
     p.add_argument("--max-wait-ms", type=float, default=None,
                    help="serve: the server's batching wait (default: the server's own default)")
+    p.add_argument("--no-fallback", action="store_true", help="serve: every auto request to an expert (server and offline)")
     p.add_argument("--split", choices=["test", "val"], default="test",
                    help="openworld: the seen tasks' split to measure on (default: test; the library calibrates on val)")
     p.add_argument("--out", default=None, help="serve, openworld: also write the figures to this JSON file")

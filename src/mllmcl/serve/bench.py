@@ -64,10 +64,10 @@ def _free_port() -> int:
 
 def run_serve_bench(path: str | Path, requests: int = 256, concurrency: Sequence[int] = (1, 8, 32),
                     max_batch: int = 32, max_wait_ms: float | None = None, max_tokens: int = 32,
-                    out: str | Path | None = None) -> dict:
+                    fallback: bool = True, out: str | Path | None = None) -> dict:
     import httpx
 
-    model = RoutedModel.load(path)
+    model = RoutedModel.load(path, fallback=fallback)
     images, questions = _inputs(model, requests)
     urls = []
     for image in images:
@@ -85,6 +85,8 @@ def run_serve_bench(path: str | Path, requests: int = 256, concurrency: Sequence
                "--max-batch", str(max_batch), "--max-tokens", str(max_tokens)]
     if max_wait_ms is not None:
         command += ["--max-wait-ms", str(max_wait_ms)]
+    if not fallback:
+        command.append("--no-fallback")
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     url = f"http://127.0.0.1:{port}"
@@ -111,12 +113,13 @@ def run_serve_bench(path: str | Path, requests: int = 256, concurrency: Sequence
             server.kill()
     top = levels[-1]
     report = {"path": str(path), "requests": requests, "max_batch": max_batch, "max_wait_ms": max_wait_ms,
+              "fallback": fallback,
               "max_tokens": max_tokens,
               "offline_requests_per_second": round(offline_rate, 2), "levels": levels,
               "served_vs_offline": round(top["requests_per_second"] / offline_rate, 3),
               "cpu_threads": _threads()}
-    print(f"serve benchmark on {path}: {requests} requests (model auto, max_tokens {max_tokens}), server batch "
-          f"<= {max_batch}, {report['cpu_threads']} torch threads")
+    print(f"serve benchmark on {path}: {requests} requests (model auto, max_tokens {max_tokens}{', no fallback' if not fallback else ''}), "
+          f"server batch <= {max_batch}, {report['cpu_threads']} torch threads")
     print(f"   {'concurrency':>11} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'mean batch':>10}  answers = offline")
     for level in levels:
         print(f"   {level['concurrency']:>11} {level['requests_per_second']:>8.2f} {level['p50_ms']:>8.1f} "
