@@ -109,7 +109,7 @@ def _bench(args: argparse.Namespace) -> int:
         concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
         run_serve_bench(args.library or args.run, requests=args.requests, concurrency=concurrency,
                         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, fallback=not args.no_fallback,
-                        out=args.out)
+                        repeats=args.repeats or 3, out=args.out)
         return 0
     if args.which == "openworld":
         from mllmcl.serve.bench import run_openworld_bench
@@ -456,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="serve, openworld: also write the figures to this JSON file")
     p.add_argument("--method", default="mr-lora", help="routing: which routed method of the run (default: mr-lora)")
     p.add_argument("--repeats", type=_positive_int, default=None,
-                   help="timed repeats; routing keeps the best (default: 2), engine the median (default: 5)")
+                   help="timed repeats; routing keeps the best (default: 2), engine the median (default: 5), serve the "
+                        "best offline run (default: 3)")
     p.add_argument("--steps", type=_positive_int, default=20, help="timed training steps per loop (default: 20)")
     p.add_argument("--batch-size", type=_positive_int, default=32,
                    help="training batch size (default: 32; generation always uses 32)")
