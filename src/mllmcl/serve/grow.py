@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -216,7 +217,9 @@ def _train_expert(ctx: Context, library: Library, staged: Path, name: str, descr
                       **({"epochs": epochs} if epochs else {}))
         save_adapter(ctx.backbone, adapter, staged).rename(staged / "adapter")
     finally:
-        delete_adapter(ctx.backbone, adapter)
+        with warnings.catch_warnings():  # peft notes that the deleted adapter was the active one: it is done with
+            warnings.simplefilter("ignore", UserWarning)
+            delete_adapter(ctx.backbone, adapter)
     buffer = tuple(sample_rows(train_rows, ctx.config.router.k, ctx.data_seed("router-buffer", name)))
     write_expert_rows(staged, buffer, held)
     sha = folder_sha256(staged / "adapter")
