@@ -8,6 +8,7 @@ no extra passes: each batch is ordered by adapter and plain LoRA adapters run as
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -97,6 +98,18 @@ def _gather(done: dict, processes: Processes | None) -> dict:
     return merged
 
 
+@dataclass(frozen=True)
+class Generation:
+    """One sample's greedy answer with what a server reports about it: the prompt's tokens (image tokens
+    included), the answer's tokens (up to, not counting, the end-of-sequence token) and whether it ended by
+    itself (`stopped`) or at its token limit."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    stopped: bool
+
+
 def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
              adapters: Sequence[str | None] | None = None, max_new_tokens: int = 32, batch_size: int = 32,
              progress: bool = False, group_by_adapter: bool = True, processes: Processes | None = None) -> list[str]:
@@ -107,21 +120,41 @@ def generate(backbone: Backbone, images: Sequence[ImageLike], questions: Sequenc
     The answers do not depend on the grouping (tested). With `processes` (several processes, all calling
     this with the same arguments), each computes every world-th batch and all get every answer: each sample
     is answered in the same batch as in one process, so the answers are the same."""
+    return [g.text for g in generate_detailed(backbone, images, questions, adapters, max_new_tokens, batch_size,
+                                              progress, group_by_adapter, processes)]
+
+
+def generate_detailed(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
+                      adapters: Sequence[str | None] | None = None, max_new_tokens: int | Sequence[int] = 32,
+                      batch_size: int = 32, progress: bool = False, group_by_adapter: bool = True,
+                      processes: Processes | None = None) -> list[Generation]:
+    """`generate` with token counts, and with a token limit per sample if `max_new_tokens` is a list: a
+    batch decodes up to its longest limit and each answer is cut at its own (greedy decoding makes the first
+    k tokens the same whatever the limit, so requests of different limits share a batch)."""
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images for {len(questions)} questions")
     n = len(questions)
+    limits = [max_new_tokens] * n if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(limits) != n or any(k < 1 for k in limits):
+        raise ValueError(f"max_new_tokens: one limit >= 1 per sample, got {max_new_tokens!r} for {n} samples")
     all_names = _adapter_list(backbone, adapters, n)
     tokenizer = backbone.tokenizer
-    done: dict[int, str] = {}
+    eos = tokenizer.eos_token_id
+    done: dict[int, Generation] = {}
     bar = _bar(n, progress)
     with _inference(backbone, all_names) as route:
         for rows, names in _mine(list(_planned_batches(n, batch_size, all_names, group_by_adapter)), processes):
             batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
-            out = backbone.model.generate(**batch, **route(names), max_new_tokens=max_new_tokens,
+            out = backbone.model.generate(**batch, **route(names), max_new_tokens=max(limits[i] for i in rows),
                                           do_sample=False, pad_token_id=tokenizer.pad_token_id)
             new_tokens = out[:, batch["input_ids"].shape[1]:]
-            for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                done[i] = text.strip()
+            prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
+            cut = [new_tokens[k, :limits[i]].tolist() for k, i in enumerate(rows)]
+            for k, (i, text) in enumerate(zip(rows, tokenizer.batch_decode(cut, skip_special_tokens=True))):
+                tokens = cut[k]
+                stopped = eos in tokens
+                used = tokens.index(eos) if stopped else len(tokens)
+                done[i] = Generation(text.strip(), int(prompt_lengths[k]), used, stopped)
             if bar is not None:
                 bar.update(len(rows))
     if bar is not None:

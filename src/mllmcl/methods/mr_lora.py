@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Sequence
 
-from mllmcl.context import Context, answer_with
+from mllmcl.context import Context
 from mllmcl.data.mllm_cl import Sample, Task
 from mllmcl.methods import METHODS
 from mllmcl.methods.base import Answers
 from mllmcl.methods.experts import ExpertPool
 from mllmcl.routing import build_router, expert_of
+from mllmcl.routing.answer import route_and_answer
 
 
 @METHODS.register("mr-lora", "MR-LoRA: a LoRA expert per task + a router choosing among the learned experts")
@@ -40,10 +41,10 @@ class MRLoRA:
         self.router.fit([expert_of(self.ctx, t) for t in self.learned])
 
     def answer(self, samples: Sequence[Sample], max_new_tokens: int) -> Answers:
-        routing = self.router.route(samples)
-        experts = [self.learned[i].name for i in routing.experts]
-        texts = answer_with(self.ctx, samples, [self.experts.adapter(e) for e in experts], max_new_tokens)
-        return Answers(texts, experts, routing.confidence)
+        names = [task.name for task in self.learned]
+        result = route_and_answer(self.ctx, self.router, samples, names, [self.experts.adapter(n) for n in names],
+                                  max_new_tokens)  # the step serving shares (routing/answer.py)
+        return Answers(result.texts, result.experts, result.confidence)
 
     def save(self, folder: Path) -> None:
         self.router.save(folder)

@@ -6,8 +6,9 @@ router buffer. A sample goes to the expert whose prototype is nearest in Mahalan
 covariance of the buffers around their own prototypes, shrunk toward a scaled identity
 (`router.shrinkage`) — a nearest-class-mean classifier with a shared metric, computed in closed form: no
 gradient step, nothing trained. Its confidence is how typical the distance to the chosen prototype is
-among the buffers' own distances (an empirical p-value: near 1 for a typical sample, near 0 for a sample
-farther away than every buffer sample), so an input that fits no expert can be told apart.
+among the buffers' own distances (an empirical p-value: near 1 for a typical sample; beyond the farthest
+buffer sample it decays exponentially below 1/(k+1), so farther still means less confident), so an input
+that fits no expert can be told apart.
 
 Measured on the synthetic DCL tasks (tiny backbone, 20 buffer samples and 100 test samples per task, share
 routed right): last-layer features over all tokens with cosine distance 47.6%; the question's input
@@ -33,6 +34,7 @@ from mllmcl.routing import ROUTERS, Expert, Routing
 from mllmcl.utils.io import write_bytes_atomic, write_json_atomic
 
 STATE = "prototype_router"
+TIE = 1e-4  # relative tolerance under which two distances are the same (float rounding across batch shapes)
 
 
 class PrototypeSettings(Settings):
@@ -89,10 +91,24 @@ class PrototypeRouter:
             raise ValueError("the prototype router routes only after fit()")
         distances = self._distances(self._raw(samples))
         best, chosen = distances.min(dim=1)
-        # share of buffer samples at least as far from their own prototype: an empirical p-value
-        farther = len(self.reference) - torch.searchsorted(self.reference, best, right=False)
-        confidence = (farther.float() / max(1, len(self.reference))).tolist()
-        return Routing(chosen.tolist(), confidence)
+        return Routing(chosen.tolist(), self.confidence(best).tolist())
+
+    def confidence(self, distance: torch.Tensor) -> torch.Tensor:
+        """The share of buffer samples at least as far from their own prototype (an empirical p-value); beyond
+        the farthest one, where that share is 0 for every distance, an exponential tail below the smallest
+        share on the scale of the buffers' own spread, so that distances there stay ordered (what an
+        open-world threshold calibrated on held-out rows needs: held-out rows often lie beyond the buffer)."""
+        reference = self.reference
+        n = max(1, len(reference))
+        # a sample worded like a buffer sample lies at that sample's distance, up to float rounding that varies
+        # with the batch it was computed in: count such ties as "at least as far" whatever the batch
+        farther = len(reference) - torch.searchsorted(reference, distance * (1 - TIE), right=False)
+        if not len(reference):
+            return farther.float()
+        top = reference[-1]
+        spread = (top - reference[len(reference) // 2]).clamp(min=1e-8)
+        tail = torch.exp(-(distance - top).clamp(min=0) / spread) / (n + 1)
+        return torch.where(farther > 0, farther.float() / n, tail)
 
     def save(self, folder: Path) -> None:
         folder = Path(folder) / STATE

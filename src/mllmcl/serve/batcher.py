@@ -1,0 +1,161 @@
+"""Dynamic batching: requests that arrive together are answered by one generation call with per-sample
+adapters, so throughput grows with concurrency.
+
+One worker thread owns the model. It takes every request waiting (up to `max_batch`) and, until as many
+requests have arrived since the previous batch ended as that batch answered (those clients send their next
+requests now), waits up to `max_wait` seconds for more; then it answers the batch with `RoutedModel.answer_samples` (each
+sample with its own model: auto, base or an expert, and its own token limit). A batch that fails is retried one request at a time, so a request that breaks generation
+fails alone. Swapping in a new version (`swap`) runs in the same thread between two batches: the batch in
+flight finishes on the old version, every later one uses the new one, and no request is dropped."""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mllmcl.data.mllm_cl import Sample
+from mllmcl.serve.routed import RoutedModel
+
+
+@dataclass
+class Job:
+    sample: Sample
+    model: str
+    max_tokens: int
+    future: Future
+    queued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Done:
+    """What a request gets back: the answer, the expert that gave it ("base" for the base model), the
+    router's confidence, token counts, whether it stopped by itself, and the library version."""
+
+    text: str
+    expert: str
+    confidence: float
+    prompt_tokens: int
+    completion_tokens: int
+    stopped: bool
+    version: int | None
+
+
+@dataclass
+class _Swap:
+    load: Callable[[RoutedModel], RoutedModel]
+    future: Future
+
+
+_STOP = object()
+
+
+class Batcher:
+    def __init__(self, model: RoutedModel, max_batch: int = 32, max_wait: float = 0.1):
+        self.model = model
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.batches = 0
+        self.answered = 0
+        self._last_size, self._finished = 0, 0.0
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="mllmcl-batcher", daemon=True)
+
+    def start(self) -> "Batcher":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+
+    def submit(self, sample: Sample, model: str, max_tokens: int) -> Future:
+        future: Future = Future()
+        self._queue.put(Job(sample, model, max_tokens, future))
+        return future
+
+    def swap(self, load: Callable[[RoutedModel], RoutedModel]) -> Future:
+        """Replace the model by `load(current)` between two batches; the future gives the new model."""
+        future: Future = Future()
+        self._queue.put(_Swap(load, future))
+        return future
+
+    # -- the worker
+    def _loop(self) -> None:
+        pending = None
+        while True:
+            item = pending if pending is not None else self._queue.get()
+            pending = None
+            if item is _STOP:
+                return
+            if isinstance(item, _Swap):
+                self._swap(item)
+                continue
+            batch = [item]
+            # the clients the last batch answered are about to send their next requests: wait for them (up
+            # to max_wait) to fill this batch; once as many have arrived, take only what is already queued
+            deadline = time.monotonic() + self.max_wait
+            while len(batch) < self.max_batch:
+                back = sum(job.queued >= self._finished for job in batch)
+                timeout = 0.0 if back >= self._last_size else max(0.0, deadline - time.monotonic())
+                try:
+                    nxt = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    break
+                if not isinstance(nxt, Job):
+                    pending = nxt  # a swap or stop waits for this batch
+                    break
+                batch.append(nxt)
+            self._answer(batch)
+
+    def _answer(self, batch: list[Job]) -> None:
+        batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        model = self.model
+        try:
+            result = model.answer_samples([j.sample for j in batch], [j.max_tokens for j in batch],
+                                          [j.model for j in batch])
+        except Exception as err:  # noqa: BLE001 - one bad request must not fail the others
+            if len(batch) == 1:
+                batch[0].future.set_exception(err)
+                return
+            for job in batch:
+                retry = Future()
+                self._answer([Job(job.sample, job.model, job.max_tokens, retry, job.queued)])
+                _forward(retry, job.future)
+            return
+        self.batches += 1
+        self.answered += len(batch)
+        self._last_size, self._finished = len(batch), time.monotonic()  # before any client hears back
+        for k, job in enumerate(batch):
+            g = result.generations[k]
+            job.future.set_result(Done(g.text, result.experts[k], result.confidence[k], g.prompt_tokens,
+                                       g.completion_tokens, g.stopped, model.version))
+
+    def _swap(self, item: _Swap) -> None:
+        if not item.future.set_running_or_notify_cancel():
+            return
+        try:
+            new = item.load(self.model)
+        except Exception as err:  # noqa: BLE001 - a bad version must not stop the server
+            print(f"mllmcl serve: reload failed, still serving version {self.model.version}: {err}", file=sys.stderr)
+            item.future.set_exception(err)
+            return
+        old, self.model = self.model, new
+        if old is not new:
+            old.release(keep=new)
+        item.future.set_result(new)
+
+
+def _forward(source: Future, target: Future) -> None:
+    if source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())
+
+
+__all__ = ["Batcher", "Done", "Job"]

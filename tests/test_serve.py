@@ -1,0 +1,387 @@
+"""Serving on the embedded tiny backbone and toy domains (tests/toy_serve.py): RoutedModel answers as the run
+scored, the expert library's versions, gate and rollback, the open-world fallback, and the OpenAI-compatible
+server driven by the official `openai` client on loopback."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+
+from mllmcl.cli import main
+from mllmcl.config import load_config
+from mllmcl.data import load_benchmark
+from mllmcl.errors import UserError
+from mllmcl.runner import run
+from mllmcl.serve import BASE, Library, RoutedModel
+from mllmcl.serve.app import ServeSettings, create_app
+from mllmcl.serve.grow import export_run
+from mllmcl.serve.library import folder_sha256
+from mllmcl.serve.openworld import auroc, calibrate, rejected
+from toy_serve import QUESTIONS, draw, write_rows, write_toy_serve_benchmark
+
+QUICK = {"train": {"epochs": 2.0, "batch_size": 16}, "router": {"k": 8}, "eval": {"batch_size": 16}}
+KEY = "test-key"
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A finished toy run (Colors, Codes; MR-LoRA with the prototype router) and the library exported from it."""
+    root = tmp_path_factory.mktemp("serve")
+    bench = write_toy_serve_benchmark(root / "toy")
+    config = load_config(None, {"setting": "toy", "data": {"benchmark": str(bench)}, "methods": ["mr-lora"], **QUICK})
+    run(config, root / "run", log=quiet, progress=False)
+    export_run(root / "run", root / "lib", log=quiet)
+    bright = root / "bright"
+    write_rows(bright, "Bright", "train", 32, 0, "train")
+    write_rows(bright, "Bright", "test", 12, 0, "test")
+    return {"root": root, "bench": bench, "run": root / "run", "lib": root / "lib", "bright": bright}
+
+
+@pytest.fixture(scope="module")
+def model(built) -> RoutedModel:
+    return RoutedModel.load(built["lib"])
+
+
+def copy_library(built, tmp_path) -> Path:
+    target = tmp_path / "lib"
+    shutil.copytree(built["lib"], target)
+    return target
+
+
+def data_url(image: Image.Image, fmt: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+def inputs(task: str, n: int, seed: int = 7) -> tuple[list[Image.Image], list[str]]:
+    rng = random.Random(seed)
+    images = [draw(task, rng)[0] for _ in range(n)]
+    return images, [QUESTIONS[task][i % len(QUESTIONS[task])] for i in range(n)]
+
+
+def message(question: str, image: Image.Image) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "text", "text": question},
+                                         {"type": "image_url", "image_url": {"url": data_url(image)}}]}]
+
+
+# --- RoutedModel and the shared route/answer step ---------------------------------------------------------------
+
+def test_a_run_folder_serves_the_answers_the_run_scored(built):
+    """RoutedModel.load(run) and MR-LoRA's evaluation call the same route/answer step: same experts, same texts."""
+    model = RoutedModel.load(built["run"])
+    assert model.names == ["Colors", "Codes"] and model.threshold is None and model.version is None
+    bench = load_benchmark(built["bench"])
+    for task in bench.tasks:
+        lines = [json.loads(line) for line in
+                 (built["run"] / "predictions" / "mr-lora" / "step2" / f"{task.name}.jsonl").read_text().splitlines()]
+        answers = model.answer([s.image for s in task.test], [s.question for s in task.test], max_new_tokens=4)
+        assert answers.texts == [line["text"] for line in lines]
+        assert answers.experts == [line["expert"] for line in lines]
+
+
+def test_route_answer_and_the_open_world_fallback(model):
+    seen_images, seen_questions = inputs("Colors", 4)
+    unseen_images, unseen_questions = inputs("Unseen", 4)
+    routes = model.route(seen_images + unseen_images, seen_questions + unseen_questions)
+    assert routes.experts[:4] == ["Colors"] * 4
+    assert routes.experts[4:] == [BASE] * 4  # fits no expert: the base model, not a forced wrong expert
+    picks = model.answer(unseen_images, unseen_questions, max_new_tokens=4).routed  # the router's own pick
+    assert all(c < model.threshold[pick] for c, pick in zip(routes.confidence[4:], picks))
+    auto = model.answer(unseen_images, unseen_questions, max_new_tokens=4)
+    base = model.answer(unseen_images, unseen_questions, max_new_tokens=4, model="base")
+    assert auto.experts == [BASE] * 4 and auto.texts == base.texts
+    forced = model.answer(seen_images, seen_questions, max_new_tokens=4, model="Codes")
+    assert forced.experts == ["Codes"] * 4 and forced.confidence == [1.0] * 4
+    with pytest.raises(UserError, match="unknown model 'nope'"):
+        model.answer(seen_images, seen_questions, model="nope")
+
+
+def test_openworld_functions():
+    assert calibrate([0.9, 0.1, 0.5, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4, 1.0], 0.2) == 0.3  # rejects 0.1 and 0.2
+    assert rejected([0.9, 0.1, 0.5, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4, 1.0], 0.3) == 20.0
+    assert calibrate([0.5, 0.6], 0.0) is None and calibrate([], 0.05) is None
+    assert auroc([0.9, 0.8], [0.1, 0.2]) == 1.0 and auroc([0.1], [0.9]) == 0.0 and auroc([0.5], [0.5]) == 0.5
+
+
+def test_prototype_confidence_stays_ordered_beyond_the_farthest_buffer_sample():
+    """An empirical p-value inside the buffers' range; beyond it, an exponential tail below the smallest share,
+    so a threshold can still tell a near miss from a far-off input."""
+    import torch
+
+    from mllmcl.routing.prototype import PrototypeRouter
+
+    router = PrototypeRouter(None)
+    router.reference = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    confidence = router.confidence(torch.tensor([0.5, 2.5, 4.0, 5.0, 9.0])).tolist()
+    assert confidence[:3] == [1.0, 0.5, 0.25]
+    assert 0 < confidence[4] < confidence[3] < 1 / 5
+    # a distance equal to a buffer sample's up to float rounding (another batch shape) is a tie, not "farther"
+    assert router.confidence(torch.tensor([3.0 * (1 + 1e-6), 3.0 * (1 - 1e-6)])).tolist() == [0.5, 0.5]
+
+
+# --- the library --------------------------------------------------------------------------------------------------
+
+def test_export_writes_a_versioned_library(built, model):
+    library = Library(built["lib"])
+    manifest = library.manifest
+    assert manifest["backbone"] == "tiny" and manifest["current"] == 1 and len(manifest["versions"]) == 1
+    version = manifest["version"]
+    assert version == json.loads((built["lib"] / "versions" / "v0001" / "version.json").read_text())
+    assert version["router"] == {"kind": "prototype", "state": "versions/v0001/router"}
+    assert version["routing"] == 100.0 and version["target_frr"] == 0.05
+    assert set(version["threshold"]) == {"Colors", "Codes"} and all(0 < t <= 1 for t in version["threshold"].values())
+    for expert in version["experts"]:
+        folder = built["lib"] / expert["path"]
+        assert folder_sha256(folder / "adapter") == expert["sha256"]
+        assert len(expert["data"]) == 64 and expert["heldout"] == 12
+        assert set(expert["scores"]) == {"accuracy", "routed_accuracy", "routing", "fallback"}
+        assert expert["scores"]["routing"] == 100.0
+    assert model.version == 1 and model.names == ["Colors", "Codes"]
+    assert [a["action"] for a in library.audit_lines()] == ["export"]
+    assert main(["library", "export", "--run", str(built["run"]), "--out", str(built["lib"])]) == 2  # never overwritten
+
+
+def test_a_failed_commit_leaves_the_library_as_it_was(built, tmp_path):
+    lib = copy_library(built, tmp_path)
+    library = Library(lib)
+    before = (lib / "library.json").read_bytes()
+
+    def broken_disk(folder: Path) -> None:
+        (folder / "half-written").parent.mkdir(parents=True, exist_ok=True)
+        (folder / "half-written").write_text("x")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        library.commit(library.version(), broken_disk, {"action": "test"})
+    assert (lib / "library.json").read_bytes() == before
+    assert sorted(p.name for p in (lib / "versions").iterdir()) == ["v0001"]  # no version, not even a temp one
+
+
+def test_add_gate_rollback_and_remove_through_the_cli(built, tmp_path, capsys):
+    lib = copy_library(built, tmp_path)
+    bright = built["bright"]
+    assert main(["expert", "add", str(lib), "--name", "Bright", "--train", str(bright / "train.json"),
+                 "--test", str(bright / "test.json"), "--description", "brightness: bright or dark"]) == 0
+    assert "gate passed: version 2" in capsys.readouterr().out
+    library = Library(lib)
+    assert library.current == 2 and [e.name for e in library.experts()] == ["Colors", "Codes", "Bright"]
+    assert library.version()["parent"] == 1 and library.experts()[2].heldout == 12
+    model = RoutedModel.load(lib)
+    images, questions = inputs("Bright", 4)
+    assert model.route(images, questions).experts == ["Bright"] * 4
+
+    # a real gate failure: an expert trained on Colors' own data, which the router cannot tell from Colors
+    before = {p: p.read_bytes() for p in lib.rglob("*") if p.is_file() and "reports" not in p.parts
+              and p.name != "audit.jsonl"}
+    assert main(["expert", "add", str(lib), "--name", "Colors2", "--train",
+                 str(built["bench"] / "Colors" / "train.json")]) == 1
+    out = capsys.readouterr().out
+    assert "gate FAILED: version 2 stays current" in out and "routing" in out
+    after = {p: p.read_bytes() for p in lib.rglob("*") if p.is_file() and "reports" not in p.parts
+             and p.name != "audit.jsonl"}
+    assert after == before  # the current version and its experts exactly as they were
+    audit = Library(lib).audit_lines()
+    assert [a["action"] for a in audit] == ["export", "add", "add"]
+    assert audit[1]["gate"]["passed"] and not audit[2]["gate"]["passed"] and audit[2]["version"] is None
+    assert len(audit[2]["data"]) == 64 and "Colors2" in audit[2]["command"]
+    reports = sorted((lib / "reports").glob("*-add.json"))
+    rejected_report = json.loads(reports[-1].read_text())
+    assert not rejected_report["passed"] and rejected_report["measured"]["experts"]["Colors2"]["routing"] < 50
+
+    assert main(["expert", "ls", str(lib)]) == 0
+    listing = capsys.readouterr().out
+    assert "current version 2" in listing and "Bright" in listing and "1 rejected by the gate" in listing
+    assert main(["expert", "rollback", str(lib)]) == 0
+    assert Library(lib).current == 1 and RoutedModel.load(lib).names == ["Colors", "Codes"]
+    assert main(["expert", "rollback", str(lib), "--to", "2"]) == 0 and Library(lib).current == 2
+    assert main(["expert", "remove", str(lib), "Codes"]) == 0
+    library = Library(lib)
+    assert library.current == 3 and [e.name for e in library.experts()] == ["Colors", "Bright"]
+    assert [h["action"] for h in library.manifest["history"]] == ["export", "add", "rollback", "rollback", "remove"]
+    assert main(["expert", "rollback", str(lib), "--to", "9"]) == 2
+    assert "no version 9" in capsys.readouterr().err
+
+
+# --- the server -----------------------------------------------------------------------------------------------------
+
+class Server:
+    """uvicorn on 127.0.0.1 (a free port) in a thread, stopped at the end."""
+
+    def __init__(self, model: RoutedModel, settings: ServeSettings):
+        import uvicorn
+
+        self.app = create_app(model, settings)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "Server":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    def client(self, key: str | None = KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key or "none", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    with Server(model, ServeSettings(api_key=KEY, max_tokens=8, max_image_bytes=20_000, max_image_pixels=256 * 256,
+                                     max_wait=0.02, watch=0)) as running:
+        yield running
+
+
+def ask(client: openai.OpenAI, model: str, question: str, image: Image.Image, **kw):
+    return client.chat.completions.create(model=model, messages=message(question, image), max_tokens=4, **kw)
+
+
+def test_served_answers_equal_routed_model_answers(server, model):
+    client = server.client()
+    images, questions = inputs("Colors", 2)
+    unseen_images, unseen_questions = inputs("Unseen", 1)
+    images, questions = images + unseen_images, questions + unseen_questions
+    for name in ("auto", "Codes", "base"):
+        expected = model.answer(images, questions, max_new_tokens=4, model=name)
+        for k, (image, question) in enumerate(zip(images, questions)):
+            response = ask(client, name, question, image)
+            assert response.choices[0].message.content == expected.texts[k]
+            assert response.model == expected.experts[k]  # the expert that answered
+            generation = expected.generations[k]
+            assert response.usage.prompt_tokens == generation.prompt_tokens
+            assert response.usage.completion_tokens == generation.completion_tokens
+            assert response.usage.total_tokens == generation.prompt_tokens + generation.completion_tokens
+            assert response.choices[0].finish_reason == ("stop" if generation.stopped else "length")
+    assert [m.id for m in client.models.list().data] == ["auto", "base", "Colors", "Codes"]
+    stream = ask(client, "auto", questions[0], images[0], stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
+        model.answer(images[:1], questions[:1], max_new_tokens=4).texts[0]
+    assert chunks[0].model == "Colors" and chunks[-1].usage.completion_tokens >= 0
+    health = httpx.get(f"{server.url}/health").json()
+    assert health["status"] == "ok" and health["version"] == 1
+
+
+def test_fifty_concurrent_requests_are_batched_and_right(server, model):
+    images, questions = [], []
+    for task in ("Colors", "Codes", "Unseen"):
+        more_images, more_questions = inputs(task, 17, seed=11)
+        images += more_images
+        questions += more_questions
+    images, questions = images[:50], questions[:50]
+    expected = model.answer(images, questions, max_new_tokens=4)
+    client = server.client()
+    batches_before = server.app.state.batcher.batches
+    with ThreadPoolExecutor(50) as pool:
+        responses = list(pool.map(lambda k: ask(client, "auto", questions[k], images[k]), range(50)))
+    assert [r.choices[0].message.content for r in responses] == expected.texts
+    assert [r.model for r in responses] == expected.experts
+    assert server.app.state.batcher.batches - batches_before < 50  # answered in shared generation calls
+
+
+def test_bad_input_gets_its_status_and_never_changes_a_later_answer(server):
+    client = server.client()
+    image, question = inputs("Colors", 1)[0][0], inputs("Colors", 1)[1][0]
+    reference = ask(client, "auto", question, image).choices[0].message.content
+
+    def status_of(content, model="auto", key=KEY, **kw) -> int:
+        try:
+            server.client(key).chat.completions.create(model=model, messages=[{"role": "user", "content": content}],
+                                                       max_tokens=4, **kw)
+        except openai.APIStatusError as err:
+            body = err.response.json()
+            assert set(body["error"]) == {"message", "type", "param", "code"}  # the OpenAI error object
+            return err.status_code
+        return 200
+
+    def with_url(url: str) -> list[dict]:
+        return [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": url}}]
+
+    good = message(question, image)[0]["content"]
+    big = Image.frombytes("RGB", (100, 100), random.Random(0).randbytes(30_000))  # noise: ~30 kB as PNG
+    assert status_of(good) == 200
+    assert status_of(with_url("http://127.0.0.1:9/x.png")) == 400    # never fetched
+    assert status_of(with_url("https://example.com/x.png")) == 400
+    assert status_of(with_url("file:///etc/passwd")) == 400
+    assert status_of(with_url("data:image/png;base64,@@not base64@@")) == 400
+    assert status_of(with_url("data:image/png;base64," + base64.b64encode(b"not an image").decode())) == 400
+    assert status_of(with_url(data_url(big))) == 413                 # over the byte limit
+    assert status_of(with_url(data_url(Image.new("RGB", (300, 300)), "PNG"))) == 413  # over the pixel limit
+    assert status_of([{"type": "text", "text": question}]) == 400    # no image
+    assert status_of(good, model="nope") == 404
+    assert status_of(good, key=None) == 401 and status_of(good, key="wrong") == 401
+    raw = httpx.post(f"{server.url}/v1/chat/completions", content=b"{not json",
+                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    assert raw.status_code == 400 and raw.json()["error"]["code"] == "invalid_json"
+    huge = httpx.post(f"{server.url}/v1/chat/completions", content=b"x" * (2**21),
+                      headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    assert huge.status_code == 413
+    assert httpx.get(f"{server.url}/v1/models").status_code == 401
+    capped = client.chat.completions.create(model="base", messages=message("Say many words.", image), max_tokens=10_000)
+    assert capped.usage.completion_tokens <= 8  # max_tokens is capped by the server (8 here)
+    assert ask(client, "auto", question, image).choices[0].message.content == reference
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+def test_add_serve_reload_rollback_end_to_end(built, tmp_path):
+    """A server on a library swaps in each newly promoted (or rolled-back) version without a restart."""
+    lib = copy_library(built, tmp_path)
+    model = RoutedModel.load(lib)
+    images, questions = inputs("Bright", 2)
+    with Server(model, ServeSettings(api_key=None, watch=0.1)) as running:
+        client = running.client()
+        assert ask(client, "auto", questions[0], images[0]).model == BASE  # no expert fits yet
+        assert main(["expert", "add", str(lib), "--name", "Bright", "--train", str(built["bright"] / "train.json"),
+                     "--test", str(built["bright"] / "test.json")]) == 0
+        reloaded = httpx.post(f"{running.url}/v1/library/reload").json()
+        assert reloaded["version"] == 2 and reloaded["experts"] == ["Colors", "Codes", "Bright"]
+        response = ask(client, "auto", questions[0], images[0])
+        assert response.model == "Bright" and response.system_fingerprint == "mllmcl-v2"
+        assert ask(client, "Bright", questions[1], images[1]).model == "Bright"
+        assert main(["expert", "rollback", str(lib)]) == 0
+        deadline = time.monotonic() + 30  # the watcher sees the pointer move
+        while httpx.get(f"{running.url}/health").json()["version"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with pytest.raises(openai.NotFoundError):
+            ask(client, "Bright", questions[0], images[0])
+        assert ask(client, "auto", questions[0], images[0]).model == BASE
+
+
+def test_generate_detailed_cuts_each_sample_at_its_own_limit(micro):
+    """Requests of different max_tokens share one generation call: each answer is what its own limit gives."""
+    from mllmcl.engine import generate, generate_detailed
+    from conftest import random_images
+
+    images, questions = random_images(3), ["What color is the circle?", "Is there a star?", "How many squares?"]
+    limits = [2, 5, 3]
+    mixed = generate_detailed(micro, images, questions, max_new_tokens=limits)
+    for k, limit in enumerate(limits):
+        alone = generate_detailed(micro, images, questions, max_new_tokens=limit)[k]
+        assert mixed[k] == alone and alone.completion_tokens <= limit
+        assert alone.stopped or alone.completion_tokens == limit
+    assert [g.text for g in generate_detailed(micro, images, questions, max_new_tokens=4)] == \
+        generate(micro, images, questions, max_new_tokens=4)
