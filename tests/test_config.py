@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from mllmcl.config import DEFAULT_METHODS, RunConfig, load_config, parse_overrides, to_yaml
+from mllmcl.engine.adapters import LoraRecipe
 from mllmcl.errors import UserError
 
 
@@ -85,6 +86,18 @@ def test_every_shipped_configuration_loads():
         assert config.methods
     full = load_config("full")
     assert full.data.train == 2000 and full.data.test == 300 and full.lora.rank == 64
+    assert full.train.epochs == 2 and full.train.batch_size == 32 and full.lora.vision
+
+
+def test_the_run_defaults_fill_a_partly_given_block():
+    """The run's recipe (rank 16, batch 8, …) differs from the engine's defaults; giving one key of a block
+    must keep the run's defaults for the others, not fall back to the engine's."""
+    default = load_config(None)
+    given = load_config(None, ["train.lr=0.01", "lora.dropout=0.1"])
+    assert given.train.lr == 0.01 and given.lora.dropout == 0.1
+    assert (given.train.batch_size, given.train.epochs) == (default.train.batch_size, default.train.epochs)
+    assert (given.lora.rank, given.lora.vision) == (default.lora.rank, default.lora.vision)
+    assert default.lora.rank != LoraRecipe().rank  # else this test checks nothing
 
 
 def test_seed_is_the_default_of_data_and_train_seeds():

@@ -3,7 +3,7 @@ defaults, then a YAML file (or a shipped profile), then `section.key=value` over
 
     setting: dcl              # dcl (RS, Med, AD, Sci, Fin) or acl (OCR, Math, VP, APP)
     methods: [zero-shot, seq-lora, mr-lora, oracle]
-    train: {epochs: 2, lr: 0.002}
+    train: {epochs: 1, batch_size: 8, lr: 0.003}
     router: {kind: prototype, k: 20}
     ewc: {lambda: 5000}       # a method's own block, declared next to its code
 
@@ -61,9 +61,9 @@ class DataConfig(Settings):
     seeded permutation (random:0 is the benchmark's own order)"""
     seed: int | None = None
     """what is drawn: synthetic items, router and replay buffers (default: the run's `seed`)"""
-    train: int = Field(2000, ge=1)
+    train: int = Field(1500, ge=1)
     """synth only: training items per task"""
-    test: int = Field(300, ge=1)
+    test: int = Field(200, ge=1)
     """synth only: test items per task"""
     val: int = Field(100, ge=0)
     """synth only: validation items per task (the split to tune on; see eval.split)"""
@@ -134,6 +134,14 @@ class RouterConfig(Settings):
         return own
 
 
+# The run's recipe where the user gives none: the 5-minute default, chosen on the validation split
+# (docs/methods.md, "The default recipe"). `--config full` is the slower recipe with stronger experts.
+_RUN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "train": {"epochs": 1.0, "batch_size": 8, "lr": 3e-3},
+    "lora": {"rank": 16, "alpha": 32.0, "vision": False},
+}
+
+
 class RunConfig(Settings):
     """One continual-learning run (see docs/results.md for what it writes). Besides these sections, each
     method that declares settings has its own block, named after it (`replay`, `ewc`, `o-lora`, …)."""
@@ -151,8 +159,8 @@ class RunConfig(Settings):
     """CPU threads for torch (0 = torch's default, one per core); results are bit-identical for the same
     thread count (docs/results.md)"""
     data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig(epochs=2.0, batch_size=32, lr=2e-3)
-    lora: LoraRecipe = LoraRecipe()
+    train: TrainConfig = TrainConfig(**_RUN_DEFAULTS["train"])
+    lora: LoraRecipe = LoraRecipe(**_RUN_DEFAULTS["lora"])
     router: RouterConfig = Field(default_factory=RouterConfig)
     eval: EvalConfig = EvalConfig()
 
@@ -165,12 +173,16 @@ class RunConfig(Settings):
             return values
         values = dict(values)
         seed = values.get("seed", 0)
+        for section, defaults in _RUN_DEFAULTS.items():  # the run's own defaults under what the user gave
+            block = values.get(section)
+            if block is None or isinstance(block, Mapping):
+                values[section] = {**defaults, **(block or {})}
         for section in ("data", "train"):  # `seed` is the default of data.seed and train.seed
             block = values.get(section)
-            if isinstance(block, Mapping) and block.get("seed") is None:
+            if block is None:
+                values[section] = {"seed": seed}
+            elif isinstance(block, Mapping) and block.get("seed") is None:
                 values[section] = {**block, "seed": seed}
-            elif block is None:
-                values[section] = {"seed": seed, **({} if section == "data" else _TRAIN_DEFAULTS)}
         blocks = method_blocks()
         for key in [k for k in values if k not in cls.model_fields]:
             if key not in blocks:
@@ -208,9 +220,6 @@ class RunConfig(Settings):
             return self.model_extra[name]
         except KeyError:
             raise KeyError(f"no settings block {name!r}; blocks: {sorted(self.model_extra)}") from None
-
-
-_TRAIN_DEFAULTS = {"epochs": 2.0, "batch_size": 32, "lr": 2e-3}
 
 
 # --- the blocks declared by methods and routers ---------------------------------------------------------
