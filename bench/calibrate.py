@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from mllmcl.data import load_benchmark
-from mllmcl.data.synth.write import SynthSpec, synth_fingerprint, write_synth
+from mllmcl.data.synth.write import SynthSpec, cache_name, write_synth
 from mllmcl.engine import add_adapter, delete_adapter
 from mllmcl.engine.generate import generate
 from mllmcl.engine.train import TrainConfig, train
@@ -100,8 +100,7 @@ def main() -> None:
     lock = exclusive()  # noqa: F841 (held until exit)
     spec = SynthSpec(setting=args.setting, train=args.train, test=args.test, seed=args.seed)
     t0 = time.perf_counter()
-    folder = f"{args.setting}-{args.train}-{args.test}-s{args.seed}-{synth_fingerprint()}"
-    root = write_synth(Path(args.data) / folder, spec)
+    root = write_synth(Path(args.data) / cache_name(spec), spec)
     bench = load_benchmark(root, tasks=args.tasks.split(",") if args.tasks else None)
     print(f"data: {root} ({time.perf_counter() - t0:.1f} s)")
     backbone = load_backbone("tiny")

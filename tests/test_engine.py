@@ -298,3 +298,45 @@ def test_an_adapter_of_another_base_is_a_clear_error(micro, tmp_path):
                                         r"needs \[64, 96\]"):
         load_adapter(other, "t1", tmp_path / "t1")
     assert other.adapter_names == []  # checked before peft touched the model
+
+
+def test_a_methods_loss_fn_is_what_train_minimises(micro):
+    """Extension point: `loss_fn` reaches the loop. A loss that ignores the data and pulls every LoRA B
+    weight toward 1 must drive them there; the default loss would not."""
+    from mllmcl.engine.adapters import adapter_parameters
+
+    add_adapter(micro, "own", LoraRecipe(rank=4, alpha=8.0, projector=False))
+    params = adapter_parameters(micro, "own")
+    b_weights = [p for name, p in params.items() if "lora_B" in name]
+    calls = []
+
+    def pull_to_one(model, batch):
+        calls.append(len(batch["input_ids"]))
+        return sum(((w - 1.0) ** 2).mean() for w in b_weights)
+    train(micro, colour_examples(32), "own", TrainConfig(epochs=4, batch_size=8, lr=5e-2, progress=False),
+          loss_fn=pull_to_one)
+    assert len(calls) == 16 and all(n == 8 for n in calls)
+    # B starts at zero; Adam moves each weight by about lr per step toward 1 (the default loss would not)
+    assert all(w.mean().item() > 0.25 for w in b_weights), [round(w.mean().item(), 3) for w in b_weights]
+
+
+def test_frozen_adapters_are_active_in_training_but_left_unchanged(micro):
+    """Extension point: `frozen_adapters` join the forward pass (their update shapes the loss) while only the
+    trained adapter gets gradients."""
+    from mllmcl.engine.adapters import adapter_parameters
+    from mllmcl.engine.train import model_inputs
+
+    recipe = LoraRecipe(rank=4, alpha=8.0, projector=False)
+    add_adapter(micro, "old", recipe)
+    train(micro, colour_examples(32), "old", FAST)
+    old = {k: v.detach().clone() for k, v in adapter_parameters(micro, "old").items()}
+    add_adapter(micro, "new", recipe)
+    seen = []
+
+    def loss(model, batch):
+        seen.append(sorted(model.active_adapters if isinstance(model.active_adapters, list) else [model.active_adapters]))
+        return model(**model_inputs(batch)).loss
+    train(micro, colour_examples(16, seed=2), "new", FAST, loss_fn=loss, frozen_adapters=["old"])
+    assert seen and all(active == ["new", "old"] for active in seen)
+    for key, value in adapter_parameters(micro, "old").items():
+        assert torch.equal(value, old[key]) and not value.requires_grad, key
