@@ -252,3 +252,28 @@ def test_a_folder_from_before_a_method_or_setting_existed_still_resumes(toy, tmp
     assert any("[seq-lora] finished earlier" in line for line in log)
     assert results["methods"]["seq-lora"]["final"] == reference["methods"]["seq-lora"]["final"]
     assert results["methods"]["ewc"]["final"] is not None
+
+
+def test_a_router_buffer_larger_than_the_router_file_is_made_up_from_training_rows(tmp_path):
+    """`router.k` above the rows the benchmark's router file has: the file's rows first, then training rows
+    (drawn with the data seed) up to k — never silently fewer than asked."""
+    from mllmcl.context import Context
+    from mllmcl.data.synth.write import SynthSpec, write_synth
+    from mllmcl.routing import router_buffer
+
+    root = write_synth(tmp_path / "d", SynthSpec(train=6, test=2, val=0, unseen=0, router_k=1, replay_k=1),
+                       progress=False)
+    bench = load_benchmark(root, tasks=["RS"])
+    task = bench.tasks[0]
+    from_file = [s for s in bench.router if s.task == "RS"]
+    assert len(from_file) == 1
+
+    def buffer(k: int, seed: int = 0):
+        config = load_config(None, {"data": {"benchmark": str(root), "seed": seed}, "router": {"k": k}})
+        return router_buffer(Context(None, bench, config, tmp_path / "ctx"), task)
+    assert buffer(1) == tuple(from_file)
+    four = buffer(4)
+    assert len(four) == 4 and four[0] == from_file[0]
+    assert all(s in task.train for s in four[1:])
+    assert buffer(4) == four                  # seeded
+    assert len(buffer(50)) == 1 + len(task.train)  # all there is

@@ -5,7 +5,9 @@ on one backbone; the second task is where the methods differ (EWC's penalty, LwF
 distillation, O-LoRA's frozen-but-active first LoRA and orthogonality loss, replay's extra data), so its
 learning time — everything `learn` does, the method's own extra passes included — is reported as training
 samples/s (new-task samples over seconds) and relative to seq-lora. Then each answers both tasks' test
-items (200) once: samples/s relative to seq-lora (o-lora answers with the merged sum of its LoRAs).
+items (200): once with one new token per sample (the adapter's own cost: every method decodes the same
+length) and once with up to 16 (as it answers; a method whose answers run longer decodes more steps), as
+samples/s relative to seq-lora (o-lora answers with the merged sum of its LoRAs).
 """
 from __future__ import annotations
 
@@ -44,15 +46,21 @@ def run_methods_bench(methods: str | Sequence[str] = "seq-lora,ewc,lwf,o-lora,mo
                 times.append(time.perf_counter() - start)
             new = len(ctx.train_rows(bench.tasks[1]))
             start = time.perf_counter()
+            method.answer(samples, max_new_tokens=1)
+            one_token = time.perf_counter() - start
+            start = time.perf_counter()
             method.answer(samples, max_new_tokens=16)
             answer = time.perf_counter() - start
             report["methods"][name] = {"learn_seconds": [round(t, 2) for t in times],
                                        "train_samples_per_second": round(new / times[1], 2),
+                                       "first_token_samples_per_second": round(len(samples) / one_token, 2),
                                        "answer_samples_per_second": round(len(samples) / answer, 2)}
     base = report["methods"]["seq-lora"]
     for entry in report["methods"].values():
         entry["train_vs_seq_lora"] = round(entry["train_samples_per_second"] / base["train_samples_per_second"], 3)
         entry["answer_vs_seq_lora"] = round(entry["answer_samples_per_second"] / base["answer_samples_per_second"], 3)
+        entry["first_token_vs_seq_lora"] = round(entry["first_token_samples_per_second"]
+                                                 / base["first_token_samples_per_second"], 3)
     return report
 
 
@@ -60,7 +68,8 @@ def print_methods_report(report: dict) -> None:
     print(f"methods benchmark: tasks {' → '.join(report['tasks'])}, {report['train_items']} training items each; "
           "second task's learning (everything learn does) and answering both test sets")
     print(f"   {'method':<18}{'learn s (1st, 2nd)':>20}{'train samples/s':>17}{'x seq-lora':>12}"
-          f"{'answer samples/s':>18}{'x seq-lora':>12}")
+          f"{'1-token samples/s':>19}{'x seq-lora':>12}{'answer samples/s':>18}{'x seq-lora':>12}")
     for name, e in report["methods"].items():
         print(f"   {name:<18}{str(e['learn_seconds']):>20}{e['train_samples_per_second']:>17.2f}"
-              f"{e['train_vs_seq_lora']:>12.3f}{e['answer_samples_per_second']:>18.2f}{e['answer_vs_seq_lora']:>12.3f}")
+              f"{e['train_vs_seq_lora']:>12.3f}{e['first_token_samples_per_second']:>19.2f}"
+              f"{e['first_token_vs_seq_lora']:>12.3f}{e['answer_samples_per_second']:>18.2f}{e['answer_vs_seq_lora']:>12.3f}")

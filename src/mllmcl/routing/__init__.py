@@ -66,15 +66,16 @@ def build_router(kind: str, ctx: "Context") -> Router:
 
 
 def router_buffer(ctx: "Context", task: Task) -> tuple[Sample, ...]:
-    """The k router-training samples of `task`: its rows in the benchmark's router file when it has some
-    (the release ships 20 per task), else k of its training rows drawn with the run's data seed."""
+    """The k router-training samples of `task`: its rows in the benchmark's router file first (the release
+    ships 20 per task), then, when k asks for more than the file has (or it has none), training rows drawn
+    with the run's data seed to make up k."""
     from mllmcl.context import sample_rows
 
     k = ctx.config.router.k
-    rows = [s for s in ctx.benchmark.router if s.task == task.name]
-    if rows:
-        return tuple(rows[:k])
-    return tuple(sample_rows(ctx.train_rows(task), k, ctx.data_seed("router-buffer", task.name)))
+    rows = [s for s in ctx.benchmark.router if s.task == task.name][:k]
+    if len(rows) < k:
+        rows += sample_rows(ctx.train_rows(task), k - len(rows), ctx.data_seed("router-buffer", task.name))
+    return tuple(rows)
 
 
 def expert_of(ctx: "Context", task: Task) -> Expert:
