@@ -340,3 +340,29 @@ def test_frozen_adapters_are_active_in_training_but_left_unchanged(micro):
     assert seen and all(active == ["new", "old"] for active in seen)
     for key, value in adapter_parameters(micro, "old").items():
         assert torch.equal(value, old[key]) and not value.requires_grad, key
+
+
+def test_bf16_on_a_cpu_with_pinned_kernels_is_refused_in_one_line(micro, monkeypatch):
+    """oneDNN pinned to AVX2 has no fast bf16 path (a 1024x4096x4096 product: 101 s against 0.065 s):
+    training must refuse it before the first step, naming both ways out."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    add_adapter(micro, "t1")
+    with pytest.raises(UserError, match="train.bf16=false.*MLLMCL_NATIVE_KERNELS=1"):
+        train(micro, colour_examples(8), "t1", TrainConfig(epochs=1, batch_size=8, bf16=True, progress=False))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    stats = train(micro, colour_examples(8), "t1", TrainConfig(max_steps=1, batch_size=8, bf16=True, progress=False))
+    assert stats.steps == 1
+
+
+def test_the_scale_bench_runs_with_native_kernels_and_every_other_command_pinned():
+    import os
+    import subprocess
+    import sys
+
+    from mllmcl.reproducible import PINNED
+
+    code = "import sys, os; sys.argv = ['mllmcl'] + sys.argv[1:]; import mllmcl.cli; print(os.environ.get('ONEDNN_MAX_CPU_ISA'))"
+    env = {k: v for k, v in os.environ.items() if k not in PINNED}
+    out = [subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True).stdout.strip()
+           for argv in (["bench", "scale"], ["run"])]
+    assert out == ["None", "AVX2"]

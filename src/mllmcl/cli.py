@@ -16,7 +16,10 @@ from typing import Callable, NoReturn
 from mllmcl.errors import UserError, one_line
 from mllmcl.reproducible import pin_cpu_kernels
 
-pin_cpu_kernels()  # before torch loads: the same numbers on any AVX2 machine (mllmcl/reproducible.py)
+# Before torch loads: the same numbers on any AVX2 machine (mllmcl/reproducible.py). Not for `bench scale`,
+# which times bf16 autocast: oneDNN has no AVX2 bf16 path, and pinned it runs ~1000x slower.
+if sys.argv[1:3] != ["bench", "scale"]:
+    pin_cpu_kernels()
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -14,7 +14,8 @@ loads, unless told otherwise:
 A variable the user has set is kept; `MLLMCL_NATIVE_KERNELS=1` skips the pinning (faster on AVX-512 CPUs,
 reproducible only on CPUs of the same kind). What remains different between machines is the thread count
 (`threads` in the run config) and library versions; results.json records all of it. GPU arithmetic is not
-affected by any of this.
+affected by any of this. Pinned oneDNN has no fast bf16 path (about 1000x slower than float32 on a CPU), so
+the engine refuses bf16 training on a pinned CPU, and `mllmcl bench scale`, which times bf16, is not pinned.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ module (the pretraining's vision stage uses it directly). The same call runs unc
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
 import time
@@ -166,6 +167,19 @@ def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | Non
                 p.requires_grad_(False)
 
 
+def check_cpu_bf16() -> None:
+    """bf16 autocast on a CPU whose oneDNN kernels are pinned to AVX2 (mllmcl/reproducible.py) takes a
+    reference path: one 1024×4096×4096 product took 101 s instead of 0.065 s on this project's machine. Refuse
+    it with the two ways out rather than run for days."""
+    from mllmcl.errors import UserError
+    from mllmcl.reproducible import PINNED
+
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").lower() == PINNED["ONEDNN_MAX_CPU_ISA"].lower():
+        raise UserError("train.bf16 on CPU with the CPU kernels pinned to AVX2 (for reproducible numbers) is about "
+                        "1000x slower than float32: set train.bf16=false on CPU, or MLLMCL_NATIVE_KERNELS=1 to give "
+                        "up cross-machine reproducibility for speed (docs/results.md, \"Determinism\")")
+
+
 def fit(model: torch.nn.Module, params: list[torch.nn.Parameter], items: Sequence, collate: Callable[[list], dict],
         config: TrainConfig, loss_fn: LossFn) -> TrainStats:
     """The loop itself, for any module: `params` (already requiring grad) learn from `items` batched by
@@ -177,6 +191,8 @@ def fit(model: torch.nn.Module, params: list[torch.nn.Parameter], items: Sequenc
         raise ValueError("no training examples")
     seed_everything(config.seed)
     accelerator = make_accelerator()
+    if config.bf16 and accelerator.device.type == "cpu":
+        check_cpu_bf16()
     loader = DataLoader(list(items), batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(config.seed), drop_last=False)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
