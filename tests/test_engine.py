@@ -366,3 +366,13 @@ def test_the_scale_bench_runs_with_native_kernels_and_every_other_command_pinned
     out = [subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True).stdout.strip()
            for argv in (["bench", "scale"], ["run"])]
     assert out == ["None", "AVX2"]
+
+
+def test_results_record_the_cpu_the_arithmetic_ran_on():
+    """Pinned kernels do not make every CPU add alike (docs/results.md, "Determinism"): results.json names it."""
+    from mllmcl.reproducible import kernel_settings
+
+    cpu = kernel_settings()["cpu"]
+    assert set(cpu) == {"vendor", "model", "family", "model_number", "avx512"}
+    assert isinstance(cpu["vendor"], str) and cpu["vendor"]
+    assert isinstance(cpu["model"], str) and cpu["model"]

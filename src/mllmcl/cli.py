@@ -16,7 +16,7 @@ from typing import Callable, NoReturn
 from mllmcl.errors import UserError, one_line
 from mllmcl.reproducible import pin_cpu_kernels
 
-# Before torch loads: the same numbers on any AVX2 machine (mllmcl/reproducible.py). Not for `bench scale`,
+# Before torch loads: the instruction set out of the arithmetic (mllmcl/reproducible.py). Not for `bench scale`,
 # which times bf16 autocast: oneDNN has no AVX2 bf16 path, and pinned it runs ~1000x slower.
 if sys.argv[1:3] != ["bench", "scale"]:
     pin_cpu_kernels()

@@ -1,4 +1,4 @@
-"""Reproducible CPU arithmetic: the same command gives the same numbers on any x86-64 machine with AVX2.
+"""Reproducible CPU arithmetic: the same command gives the same numbers on machines of one kind.
 
 PyTorch, MKL and oneDNN each pick their kernels from the CPU they find: AVX-512 code on a CPU that has it,
 AVX2 code on one that does not. The kernels add and multiply in different orders, so their floating-point
@@ -11,9 +11,12 @@ loads, unless told otherwise:
     MKL_CBWR=AVX2              MKL's matrix products (conditional numerical reproducibility)
     ONEDNN_MAX_CPU_ISA=AVX2    oneDNN's kernels
 
-A variable the user has set is kept; `MLLMCL_NATIVE_KERNELS=1` skips the pinning (faster on AVX-512 CPUs,
-reproducible only on CPUs of the same kind). What remains different between machines is the thread count
-(`threads` in the run config) and library versions; results.json records all of it. GPU arithmetic is not
+A variable the user has set is kept; `MLLMCL_NATIVE_KERNELS=1` skips the pinning (faster on AVX-512 CPUs).
+Pinning removes the instruction set from the arithmetic, not every difference between machines: the
+thread count (`threads` in the run config), library versions and the CPU itself still matter (MKL
+promises its reproducible mode on Intel processors only, and its blocking follows the caches): the same
+pinned run trained other experts on an AMD EPYC than on the machine before it (docs/results.md,
+"Determinism"). results.json records all of it, the CPU included. GPU arithmetic is not
 affected by any of this. Pinned oneDNN has no fast bf16 path (about 1000x slower than float32 on a CPU), so
 the engine refuses bf16 training on a pinned CPU, and `mllmcl bench scale`, which times bf16, is not pinned.
 """
@@ -40,9 +43,34 @@ def kernels_pinned() -> bool:
     return all(os.environ.get(key, "").lower() == value.lower() for key, value in PINNED.items())
 
 
+def cpu_description() -> dict:
+    """The CPU's vendor and model as the OS names them (Linux: /proc/cpuinfo; elsewhere what `platform`
+    knows), so that two results.json files tell whether they came from the same kind of processor."""
+    import platform
+
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if not key and fields:
+                    break  # the first processor's block is enough
+                if key in ("vendor_id", "model name", "cpu family", "model", "flags"):
+                    fields[key] = value.strip()
+    except OSError:
+        pass
+    flags = set(fields.get("flags", "").split())
+    return {"vendor": fields.get("vendor_id") or platform.machine(),
+            "model": fields.get("model name") or platform.processor() or "unknown",
+            "family": fields.get("cpu family"), "model_number": fields.get("model"),
+            "avx512": "avx512f" in flags if flags else None}
+
+
 def kernel_settings() -> dict:
     """What the arithmetic of this process depends on besides the code: for results.json."""
     import torch
 
     return {"pinned": kernels_pinned(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            **{key: os.environ.get(key) for key in PINNED}, "threads": torch.get_num_threads()}
+            **{key: os.environ.get(key) for key in PINNED}, "threads": torch.get_num_threads(),
+            "cpu": cpu_description()}
