@@ -1,13 +1,26 @@
-"""The command line: every command explains itself, `ls` lists backbones."""
+"""The command line: every command explains itself, `ls` lists every component and its settings."""
 import pytest
 
 from mllmcl.cli import build_parser, main
 
 
-def test_ls_lists_backbones(capsys):
+def test_ls_lists_every_component_and_every_setting_with_its_default(capsys):
+    from mllmcl.config import profiles
+    from mllmcl.methods import METHODS
+    from mllmcl.routing import ROUTERS
+
     assert main(["ls"]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "hf" in out
+    for registry, prefix in ((METHODS, None), (ROUTERS, "router")):
+        blocks = registry.settings()
+        for name, _ in registry.describe():
+            assert f"  {name} " in out
+            for key, field in getattr(blocks.get(name), "model_fields", {}).items():
+                line = f"{prefix or name}.{field.alias or key} = {field.default!r}"
+                assert line in out, f"`mllmcl ls` does not show {line!r}"
+    assert "ewc.lambda = 5000.0" in out and "router.shrinkage = 0.3" in out  # a method's and a router's, spelled out
+    assert all(f"  {name} " in out for name in profiles())
 
 
 @pytest.mark.parametrize("command", ["ls", "pretrain", "ask", "demo", "bench", "data", "score"])

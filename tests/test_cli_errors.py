@@ -1,6 +1,6 @@
-"""One bad input of each kind for every sub-command that reads input (`ls` reads none): exit status 2, exactly one stderr line `mllmcl: error: …` that
-names the file, row or key, and nothing written. Plus the real process: status and stderr as a shell sees
-them, and `--debug` / MLLMCL_DEBUG=1 bringing the traceback back."""
+"""One bad input of each kind for every sub-command that reads input (`ls` reads none): exit status 2, exactly
+one stderr line `mllmcl: error: …` that names the file, row or key, and nothing written. Plus the real
+process: status and stderr as a shell sees them, and `--debug` / MLLMCL_DEBUG=1 bringing the traceback back."""
 from __future__ import annotations
 
 import json
@@ -394,6 +394,33 @@ def test_demo(tmp_path):
 ])
 def test_bench(tmp_path, setup, argv, names):
     if setup is not None:
+        _write(tmp_path / "run" / "results.json", setup)
+    line = _check(tmp_path, argv, names[:1])
+    assert names[-1].format(t=tmp_path) in line
+
+
+# ---------------------------------------------------------------------------------------------- serving
+
+@pytest.mark.parametrize("setup, argv, names", [
+    (None, ["serve", "{t}/nope"], ["{t}/nope", "neither an expert library"]),
+    (None, ["library", "export", "--run", "{t}/nope", "--out", "{t}/lib2"], ["{t}/nope", "no such run folder"]),
+    ("{oops", ["library", "export", "--run", "{t}/run", "--out", "{t}/lib2"], ["{t}/run/results.json", "not valid JSON"]),
+    ("{oops", ["serve", "{t}/run"], ["{t}/run/results.json", "not valid JSON"]),
+    (None, ["expert", "ls", "{t}/nope"], ["{t}/nope", "not an expert library"]),
+    (None, ["expert", "rollback", "{t}/nope"], ["{t}/nope", "not an expert library"]),
+    (None, ["expert", "remove", "{t}/nope", "Colors"], ["{t}/nope", "not an expert library"]),
+    (None, ["expert", "add", "{t}/nope", "--name", "New", "--train", "{t}/train.json"], ["{t}/nope", "not an expert library"]),
+    ("lib:{oops", ["expert", "ls", "{t}/lib"], ["{t}/lib/library.json", "not valid JSON"]),
+    ('lib:{"format": 1, "versions": 3}', ["serve", "{t}/lib"], ["{t}/lib/library.json", "'backbone'"]),
+    ('lib:{"format": 7}', ["expert", "rollback", "{t}/lib"], ["{t}/lib/library.json", "format 7"]),
+    (None, ["bench", "serve", "--library", "{t}/nope"], ["{t}/nope", "neither an expert library"]),
+    (None, ["bench", "openworld", "--library", "{t}/nope"], ["{t}/nope", "needs an expert library"]),
+])
+def test_serving_commands(tmp_path, setup, argv, names):
+    """The serving commands refuse a missing or damaged library or run before loading any model."""
+    if setup is not None and setup.startswith("lib:"):
+        _write(tmp_path / "lib" / "library.json", setup.removeprefix("lib:"))
+    elif setup is not None:
         _write(tmp_path / "run" / "results.json", setup)
     line = _check(tmp_path, argv, names[:1])
     assert names[-1].format(t=tmp_path) in line

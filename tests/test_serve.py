@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from mllmcl.cli import main
@@ -28,6 +30,8 @@ from mllmcl.serve.app import ServeSettings, create_app
 from mllmcl.serve.grow import export_run
 from mllmcl.serve.library import folder_sha256
 from mllmcl.serve.openworld import auroc, calibrate, rejected
+from fuzzkit import (assert_keeps_promise, assert_one_line_error, assert_user_error, cli, encode, fuzz, json_file,
+                     jsonl_file, snapshot)
 from toy_serve import QUESTIONS, draw, write_rows, write_toy_serve_benchmark
 
 QUICK = {"train": {"epochs": 2.0, "batch_size": 16}, "router": {"k": 8}, "eval": {"batch_size": 16}}
@@ -171,6 +175,71 @@ def test_a_failed_commit_leaves_the_library_as_it_was(built, tmp_path):
         library.commit(library.version(), broken_disk, {"action": "test"})
     assert (lib / "library.json").read_bytes() == before
     assert sorted(p.name for p in (lib / "versions").iterdir()) == ["v0001"]  # no version, not even a temp one
+
+
+# --- a library damaged outside mllmcl (fuzzed manifests and audit log) ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def scratch_library(built, tmp_path_factory) -> Path:
+    """A copy of the built library whose library.json / audit.jsonl each fuzz example rewrites."""
+    return copy_library(built, tmp_path_factory.mktemp("damaged"))
+
+
+@given(data=st.data())
+@fuzz(60)
+def test_a_damaged_library_manifest_is_one_line(scratch_library, data):
+    """`expert ls` (which reads every field it prints), `expert rollback` (which rewrites the pointer) and
+    loading the routed model either work or stop with one line naming library.json, writing nothing."""
+    manifest, audit = scratch_library / "library.json", scratch_library / "audit.jsonl"
+    valid, log = json.loads(manifest.read_bytes()), audit.read_bytes()
+    content = data.draw(json_file(valid), label="library.json")
+    command = data.draw(st.sampled_from(["ls", "rollback", "load"]), label="command")
+    manifest.write_bytes(content)
+    try:
+        names = [manifest, scratch_library]
+        before = snapshot(scratch_library)
+        if command == "load":
+            try:
+                RoutedModel.load(scratch_library)
+            except UserError as err:
+                assert_user_error(err, names)
+        else:
+            argv = ["expert", "ls", scratch_library] if command == "ls" else \
+                ["expert", "rollback", scratch_library, "--to", "1"]
+            outcome = cli(argv)
+            assert_keeps_promise(outcome, names, before=before if command == "ls" else None,
+                                 after=snapshot(scratch_library) if command == "ls" else None)
+            if outcome.code != 0 and command == "rollback":
+                assert snapshot(scratch_library) == before, str(outcome)
+    finally:
+        manifest.write_bytes(encode(valid))
+        audit.write_bytes(log)
+
+
+@given(content=jsonl_file([{"command": "library export", "action": "export", "version": 1, "gate": None},
+                           {"action": "add", "gate": {"passed": False, "failures": []}}]))
+@fuzz(20)
+def test_a_damaged_audit_log_is_one_line(scratch_library, content):
+    audit = scratch_library / "audit.jsonl"
+    valid = audit.read_bytes()
+    audit.write_bytes(content)
+    try:
+        assert_keeps_promise(cli(["expert", "ls", scratch_library]), [audit])
+    finally:
+        audit.write_bytes(valid)
+
+
+def test_a_library_without_a_version_and_a_manifest_pointing_outside_are_refused(built, tmp_path):
+    lib = copy_library(built, tmp_path)
+    manifest = json.loads((lib / "library.json").read_text())
+    escaping = {**manifest, "version": {**manifest["version"], "experts": [
+        {**manifest["version"]["experts"][0], "path": "../../elsewhere"}]}}
+    (lib / "library.json").write_text(json.dumps(escaping))
+    line = assert_one_line_error(cli(["expert", "ls", lib]), [lib / "library.json"])
+    assert "version.experts.0.path" in line and "inside the library" in line
+    (lib / "library.json").write_text(json.dumps({**manifest, "current": 0, "version": None}))
+    with pytest.raises(UserError, match="no version yet"):
+        RoutedModel.load(lib)
 
 
 def test_add_gate_rollback_and_remove_through_the_cli(built, tmp_path, capsys):

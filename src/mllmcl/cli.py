@@ -243,7 +243,7 @@ def _expert_ls(args: argparse.Namespace) -> int:
     for h in manifest["history"]:
         print(f"   {h['time']}  {h['action']}: {h.get('from')} -> {h['to']}")
     audit = library.audit_lines()
-    rejected = [a for a in audit if a.get("gate") and not a["gate"]["passed"]]
+    rejected = [a for a in audit if isinstance(a.get("gate"), dict) and a["gate"].get("passed") is False]
     print(f"audit: {len(audit)} entries, {len(rejected)} rejected by the gate ({library.path / 'audit.jsonl'})")
     return 0
 

@@ -35,7 +35,8 @@ from typing import Iterator, Sequence
 from mllmcl.data.mllm_cl import Problem, Sample, parse_rows, read_rows
 from mllmcl.data.tasks import TaskSpec
 from mllmcl.errors import UserError
-from mllmcl.utils.io import write_json_atomic, write_text_atomic
+from mllmcl.serve.manifest import check_library_manifest, check_version_manifest
+from mllmcl.utils.io import parse_json, read_json, write_json_atomic, write_text_atomic
 
 MANIFEST = "library.json"
 FORMAT = 1
@@ -126,13 +127,11 @@ class Library:
         if not path.is_file():
             raise UserError(f"{path.parent}: not an expert library ({MANIFEST} missing); make one with "
                             "`mllmcl library export --run RUN --out LIB`")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise UserError(f"{path}: cannot read the library manifest ({err})") from None
+        data = read_json(path, "library manifest")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UserError(f"{path}: library format {data.get('format') if isinstance(data, dict) else None!r}, "
                             f"this mllmcl reads {FORMAT}")
+        check_library_manifest(data, path)
         return data
 
     def reload(self) -> None:
@@ -149,15 +148,17 @@ class Library:
     def version(self, version: int | None = None) -> dict:
         """The manifest of `version` (default: the current one)."""
         if version is None or version == self.current:
+            if self.manifest["version"] is None:
+                raise UserError(f"{self.path}: holds no version yet (its export or first change did not finish); "
+                                "export the run again into a new folder")
             return self.manifest["version"]
         path = self.version_folder(version) / "version.json"
         if not path.is_file():
             known = ", ".join(str(v["version"]) for v in self.manifest.get("versions", []))
             raise UserError(f"{self.path}: no version {version} (versions: {known})")
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise UserError(f"{path}: cannot read the version manifest ({err})") from None
+        manifest = read_json(path, "version manifest")
+        check_version_manifest(manifest, path)
+        return manifest
 
     def experts(self, version: int | None = None) -> list[ExpertRecord]:
         manifest = self.version(version)
@@ -264,7 +265,18 @@ class Library:
         path = self.path / "audit.jsonl"
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        entries = []
+        for number, line in enumerate(path.read_bytes().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = parse_json(line)
+            except ValueError as err:
+                raise UserError(f"{path}:{number}: {err}") from None
+            if not isinstance(entry, dict):
+                raise UserError(f"{path}:{number}: an audit entry must be a JSON object")
+            entries.append(entry)
+        return entries
 
 
 # --- rows in an expert folder -------------------------------------------------------------------------------
