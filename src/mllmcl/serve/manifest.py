@@ -33,7 +33,7 @@ class ExpertEntry(_Shape):
     scorer: StrictStr
     max_new_tokens: StrictInt = Field(gt=0)
     heldout: StrictInt = Field(ge=0)
-    scores: dict[StrictStr, Optional[Number]] = Field(default_factory=dict)
+    scores: dict[StrictStr, Number] = Field(default_factory=dict)
 
     _inside = field_validator("path")(lambda cls, value: _inside_library(value))
 
