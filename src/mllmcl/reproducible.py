@@ -14,9 +14,9 @@ loads, unless told otherwise:
 A variable the user has set is kept; `MLLMCL_NATIVE_KERNELS=1` skips the pinning (faster on AVX-512 CPUs).
 Pinning removes the instruction set from the arithmetic, not every difference between machines: the
 thread count (`threads` in the run config), library versions and the CPU itself still matter (MKL
-promises its reproducible mode on Intel processors only, and its blocking follows the caches): the same
-pinned run trained other experts on an AMD EPYC than on the machine before it (docs/results.md,
-"Determinism"). results.json records all of it, the CPU included. GPU arithmetic is not
+promises its reproducible mode on Intel processors only): two AMD EPYC models gave identical results, the
+project's earlier machine other experts from the same pinned run (docs/results.md, "Determinism").
+results.json records all of it, the CPU included. GPU arithmetic is not
 affected by any of this. Pinned oneDNN has no fast bf16 path (about 1000x slower than float32 on a CPU), so
 the engine refuses bf16 training on a pinned CPU, and `mllmcl bench scale`, which times bf16, is not pinned.
 """

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mllmcl.errors import UserError
-from mllmcl.utils.io import parse_json, read_json, write_text_atomic
+from mllmcl.utils.io import json_lines, read_json, write_text_atomic
 
 PER_ITEM_KEYS = ("credits", "extracted")  # left out of the one-object summary the CLI prints
 
@@ -54,16 +54,7 @@ def load_predictions(path: str | Path, questions: Mapping[Any, Any] | None = Non
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: cannot read the predictions file ({getattr(err, 'strerror', None) or err})") from None
     predictions, seen = [], set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            item = parse_json(line)
-        except ValueError as err:
-            raise UserError(f"{where}: {err}") from None
-        if not isinstance(item, dict):
-            raise UserError(f"{where}: expected a JSON object")
+    for where, item in json_lines(lines, path):
         for key in ("question_id", "text"):
             if key not in item:
                 raise UserError(f"{where}: missing key {key!r}")

@@ -36,7 +36,7 @@ from mllmcl.data.mllm_cl import Problem, Sample, parse_rows, read_rows
 from mllmcl.data.tasks import TaskSpec
 from mllmcl.errors import UserError
 from mllmcl.serve.manifest import check_library_manifest, check_version_manifest
-from mllmcl.utils.io import parse_json, read_json, write_json_atomic, write_text_atomic
+from mllmcl.utils.io import json_lines, read_json, write_json_atomic, write_text_atomic
 
 MANIFEST = "library.json"
 FORMAT = 1
@@ -265,18 +265,8 @@ class Library:
         path = self.path / "audit.jsonl"
         if not path.is_file():
             return []
-        entries = []
-        for number, line in enumerate(path.read_bytes().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entry = parse_json(line)
-            except ValueError as err:
-                raise UserError(f"{path}:{number}: {err}") from None
-            if not isinstance(entry, dict):
-                raise UserError(f"{path}:{number}: an audit entry must be a JSON object")
-            entries.append(entry)
-        return entries
+        lines = path.read_bytes().splitlines()
+        return [entry for _, entry in json_lines(lines, path, "an audit entry (a JSON object)")]
 
 
 # --- rows in an expert folder -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from mllmcl.errors import UserError
 
@@ -46,6 +46,22 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         return parse_json(data)
     except ValueError as err:
         raise UserError(f"{path}: {err}") from None
+
+
+def json_lines(lines: Iterable[bytes], where: str | Path, what: str = "a JSON object") -> Iterator[tuple[str, dict]]:
+    """The objects of a JSON-lines file's `lines` (blank ones skipped), each with its place `file:line`; a line
+    that is not JSON, or not an object, is a UserError naming that place."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        place = f"{where}:{number}"
+        try:
+            item = parse_json(line)
+        except ValueError as err:
+            raise UserError(f"{place}: {err}") from None
+        if not isinstance(item, dict):
+            raise UserError(f"{place}: expected {what}")
+        yield place, item
 
 
 def is_file(path: str | Path) -> bool:
