@@ -242,6 +242,29 @@ def test_a_library_without_a_version_and_a_manifest_pointing_outside_are_refused
         RoutedModel.load(lib)
 
 
+@pytest.mark.parametrize("damage", ["cut", "garbage", "missing tensor", "another expert count"])
+def test_a_damaged_router_state_is_one_line(built, tmp_path, damage):
+    from safetensors.torch import load_file, save_file
+
+    lib = copy_library(built, tmp_path)
+    state = next(lib.glob("versions/v0001/router/**/state.safetensors"))
+    data = state.read_bytes()
+    if damage == "cut":
+        state.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        state.write_bytes(b"\xff" * 64)
+    else:
+        tensors = load_file(state)
+        if damage == "missing tensor":
+            del tensors["reference"]
+        else:
+            tensors["means"] = tensors["means"][:1]
+        save_file(tensors, state)
+    with pytest.raises(UserError) as err:
+        RoutedModel.load(lib)
+    assert_user_error(err.value, [state.parent])
+
+
 def test_add_gate_rollback_and_remove_through_the_cli(built, tmp_path, capsys):
     lib = copy_library(built, tmp_path)
     bright = built["bright"]

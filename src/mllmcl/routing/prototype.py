@@ -125,14 +125,20 @@ class PrototypeRouter:
         try:
             meta = json.loads((folder / "router.json").read_text())
             tensors = load_file(folder / "state.safetensors")
-        except (OSError, ValueError) as err:
-            raise UserError(f"{folder}: cannot read the prototype router's saved state ({err})") from None
-        if meta.get("settings") != _settings(self.ctx):
-            raise UserError(f"{folder}: the prototype router was fitted with {meta.get('settings')}, "
+            settings, names = meta.get("settings"), [str(name) for name in meta["experts"]]
+            means, precision, reference = tensors["means"], tensors["precision"], tensors["reference"]
+            features = {name: tensors[f"features/{i}"] for i, name in enumerate(names)}
+        except Exception as err:  # OSError, bad JSON, SafetensorError (cut short, corrupt), a missing key or tensor
+            raise UserError(f"{folder}: cannot read the prototype router's saved state "
+                            f"({type(err).__name__}: {err})") from None
+        if settings != _settings(self.ctx):
+            raise UserError(f"{folder}: the prototype router was fitted with {settings}, "
                             f"not this configuration's {_settings(self.ctx)}")
-        self.names = list(meta["experts"])
-        self.means, self.precision, self.reference = tensors["means"], tensors["precision"], tensors["reference"]
-        self.features = {name: tensors[f"features/{i}"] for i, name in enumerate(self.names)}
+        if names and (means.dim() != 2 or tuple(means.shape) != (len(names), precision.shape[-1])):
+            raise UserError(f"{folder}: the prototype router's saved state does not fit together (means "
+                            f"{tuple(means.shape)}, precision {tuple(precision.shape)}, {len(names)} experts)")
+        self.names, self.means, self.precision, self.reference, self.features = \
+            names, means, precision, reference, features
         return True
 
 
