@@ -12,13 +12,13 @@ loads, unless told otherwise:
     ONEDNN_MAX_CPU_ISA=AVX2    oneDNN's kernels
 
 A variable the user has set is kept; `MLLMCL_NATIVE_KERNELS=1` skips the pinning (faster on AVX-512 CPUs).
-Pinning removes the instruction set from the arithmetic, not every difference between machines: the
-thread count (`threads` in the run config), library versions and the CPU itself still matter (MKL
-promises its reproducible mode on Intel processors only): two AMD EPYC models gave identical results, the
-project's earlier machine other experts from the same pinned run (docs/results.md, "Determinism").
-results.json records all of it, the CPU included. GPU arithmetic is not
-affected by any of this. Pinned oneDNN has no fast bf16 path (about 1000x slower than float32 on a CPU), so
-the engine refuses bf16 training on a pinned CPU, and `mllmcl bench scale`, which times bf16, is not pinned.
+Pinning removes the instruction set from the arithmetic, not every difference between machines: the thread
+count (`threads` in the run config), library versions and the CPU itself still matter (MKL promises its
+reproducible mode on Intel processors only): two AMD EPYC models gave identical results, the project's
+earlier machine other experts from the same pinned run (docs/results.md, "Determinism"). results.json
+records all of it, the CPU included. GPU arithmetic is not affected by any of this. Pinned oneDNN has no
+fast bf16 path (about 1000x slower than float32 on a CPU), so the engine refuses bf16 training on a pinned
+CPU, and `mllmcl bench scale`, which times bf16, is not pinned.
 """
 from __future__ import annotations
 
