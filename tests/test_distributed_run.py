@@ -93,6 +93,8 @@ def test_data_parallel_training_stays_within_tolerance_of_one_process(toy, tmp_p
     result = torchrun(tmp_path / "two", toy, "methods=seq-lora", batch=8)
     assert result.returncode == 0, result.stdout[-3000:]
     two = json.loads((tmp_path / "two" / "results.json").read_text())
+    print(f"seq-lora matrix, 1 process x batch 16: {one['methods']['seq-lora']['matrix']}; "
+          f"2 processes x batch 8: {two['methods']['seq-lora']['matrix']}")  # shown with pytest -s
     for row_one, row_two in zip(one["methods"]["seq-lora"]["matrix"], two["methods"]["seq-lora"]["matrix"]):
         assert all(abs(a - b) <= 10.0 for a, b in zip(row_one, row_two)), (row_one, row_two)
 
