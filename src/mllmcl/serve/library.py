@@ -145,14 +145,21 @@ class Library:
     def version_folder(self, version: int) -> Path:
         return self.path / "versions" / f"v{version:04d}"
 
+    def manifest_file(self, version: int | None = None) -> Path:
+        """The file `version`'s manifest is read from: library.json for the current one (it holds a copy),
+        else the version's own version.json."""
+        if version is None or version == self.current:
+            return self.path / MANIFEST
+        return self.version_folder(version) / "version.json"
+
     def version(self, version: int | None = None) -> dict:
         """The manifest of `version` (default: the current one)."""
-        if version is None or version == self.current:
+        path = self.manifest_file(version)
+        if path.name == MANIFEST:
             if self.manifest["version"] is None:
                 raise UserError(f"{self.path}: holds no version yet (its export or first change did not finish); "
                                 "export the run again into a new folder")
             return self.manifest["version"]
-        path = self.version_folder(version) / "version.json"
         if not path.is_file():
             known = ", ".join(str(v["version"]) for v in self.manifest.get("versions", []))
             raise UserError(f"{self.path}: no version {version} (versions: {known})")

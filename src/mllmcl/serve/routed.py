@@ -28,7 +28,7 @@ from mllmcl.errors import UserError
 from mllmcl.models.backbone import Backbone
 from mllmcl.routing import Router, build_router
 from mllmcl.routing.answer import BASE, RoutedAnswers, Threshold, choose, route_and_answer
-from mllmcl.serve.library import MANIFEST, ExpertRecord, Library
+from mllmcl.serve.library import ExpertRecord, Library
 from mllmcl.utils.io import is_dir
 
 AUTO = "auto"
@@ -91,12 +91,10 @@ class RoutedModel:
         if not library.current:
             raise UserError(f"{library.path}: the library has no version yet")
         manifest = library.version(version)
-        where = library.path / MANIFEST if version in (None, library.current) else \
-            library.version_folder(version) / "version.json"
         try:
             config = build_config(manifest["config"])
         except UserError as err:
-            raise UserError(f"{where}: the version's run configuration: {err}") from None
+            raise UserError(f"{library.manifest_file(version)}: the version's run configuration: {err}") from None
         records = [ExpertRecord.from_dict(e, library.path) for e in manifest["experts"]]
         ctx = library_context(library.path, config, backbone)
         experts = [ServedExpert(r.name, r.description, attach(ctx.backbone, r.name, library.path / r.path / "adapter",
