@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -33,6 +33,10 @@ class Context:
     experts: Path | None = None
     progress: bool = True   # progress bars of training calls (the run's log lines print regardless)
     processes: Processes | None = None  # several processes (torchrun): inference is sharded, main writes
+    expert_answers: dict = field(default_factory=dict, repr=False)
+    """greedy answers of frozen adapters, `(adapter, sample, token limit) → Generation`: a trained expert never
+    changes, so across a run's evaluation steps, and across the methods that share the experts (mr-lora with
+    any router, oracle), it answers each sample once (routing/answer.py)"""
 
     @property
     def main(self) -> bool:

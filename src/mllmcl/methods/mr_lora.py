@@ -2,7 +2,8 @@
 
 Each task gets a fresh LoRA expert on the frozen base, never trained again, so no expert can forget. At
 test time a router reads the image and question once and picks one of the experts learned so far; the
-chosen experts then answer, live, in batches where every sample carries its own adapter. The router is
+chosen experts then answer, live, in batches where every sample carries its own adapter. An expert's answer
+to a test sample is generated once per run and reused at later steps (the expert never changes). The router is
 chosen per run (`router.kind`) or per method entry (`mr-lora[prototype]`): `mllm` (the paper's router LoRA),
 `prototype` (training-free nearest expert prototype) or `oracle` (the true task)."""
 from __future__ import annotations
@@ -43,7 +44,7 @@ class MRLoRA:
     def answer(self, samples: Sequence[Sample], max_new_tokens: int) -> Answers:
         names = [task.name for task in self.learned]
         result = route_and_answer(self.ctx, self.router, samples, names, [self.experts.adapter(n) for n in names],
-                                  max_new_tokens)  # the step serving shares (routing/answer.py)
+                                  max_new_tokens, memo=self.ctx.expert_answers)  # the step serving shares
         return Answers(result.texts, result.experts, result.confidence)
 
     def save(self, folder: Path) -> None:

@@ -6,14 +6,15 @@
                                      held to its chosen expert's); off when None
     forced[i]                        a caller may name the expert (or "base") of a sample: no routing for it
     generate_detailed(..., adapters) batched generation, one adapter per sample (the base model's samples
-                                     in a call of their own: its answers run long)
+                                     in a call of their own: its answers run long); answers already in the
+                                     caller's memo are not generated again
 
 The router's experts are given by name, in the order it was fitted; `adapters[i]` is the adapter of
 expert `names[i]` on the context's backbone."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Mapping, MutableMapping, Sequence, Union
 
 from mllmcl.data.mllm_cl import Sample
 from mllmcl.engine import Generation, generate_detailed
@@ -72,26 +73,38 @@ def choose(router: "Router", samples: Sequence[Sample], names: Sequence[str], th
     return chosen, confidence, picked
 
 
+Memo = MutableMapping[tuple, Generation]
+"""Answers already generated, kept by a caller across calls: `(adapter, sample, token limit) → Generation`."""
+
+
 def route_and_answer(ctx: "Context", router: "Router", samples: Sequence[Sample], names: Sequence[str],
                      adapters: Sequence[str], max_new_tokens: int | Sequence[int], threshold: Threshold = None,
-                     forced: Sequence[str | None] | None = None) -> RoutedAnswers:
+                     forced: Sequence[str | None] | None = None, memo: Memo | None = None) -> RoutedAnswers:
     """Route `samples` among the experts `names` (adapter `adapters[i]` each) and answer each with its chosen
-    expert, greedily, in batches of `eval.batch_size` where every sample carries its own adapter."""
+    expert, greedily, in batches of `eval.batch_size` where every sample carries its own adapter.
+
+    `memo` is for adapters that never change (MR-LoRA's trained experts, the base model): an answer found
+    there is reused, one generated is added. A run's evaluation passes one, so that an expert answers a test
+    sample once, not again at every later step; a server passes none."""
     adapter_of = dict(zip(names, adapters))
     experts, confidence, picked = choose(router, samples, names, threshold, forced)
     limits = [max_new_tokens] * len(samples) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    adapter = [None if e == BASE else adapter_of[e] for e in experts]
+    key = [(adapter[i], samples[i], limits[i]) for i in range(len(samples))] if memo is not None else None
+    generations: list = [memo.get(key[i]) if memo is not None else None for i in range(len(samples))]
     # a batch decodes until its longest answer, and the base model's answers run long where the experts' stop
     # after a word: the samples the base model answers are generated in a call of their own
-    groups = [[i for i, e in enumerate(experts) if e != BASE], [i for i, e in enumerate(experts) if e == BASE]]
-    generations: list = [None] * len(samples)
+    todo = [i for i, g in enumerate(generations) if g is None]
+    groups = [[i for i in todo if adapter[i] is not None], [i for i in todo if adapter[i] is None]]
     for rows in (g for g in groups if g):
         done = generate_detailed(ctx.backbone, [samples[i].image for i in rows], [samples[i].question for i in rows],
-                                 adapters=[None if experts[i] == BASE else adapter_of[experts[i]] for i in rows],
-                                 max_new_tokens=[limits[i] for i in rows], batch_size=ctx.config.eval.batch_size,
-                                 processes=ctx.processes)
+                                 adapters=[adapter[i] for i in rows], max_new_tokens=[limits[i] for i in rows],
+                                 batch_size=ctx.config.eval.batch_size, processes=ctx.processes)
         for i, generation in zip(rows, done):
             generations[i] = generation
+            if memo is not None:
+                memo[key[i]] = generation
     return RoutedAnswers([g.text for g in generations], experts, confidence, picked, generations)
 
 
-__all__ = ["BASE", "RoutedAnswers", "Threshold", "choose", "route_and_answer", "threshold_of"]
+__all__ = ["BASE", "Memo", "RoutedAnswers", "Threshold", "choose", "route_and_answer", "threshold_of"]
