@@ -376,3 +376,29 @@ def test_results_record_the_cpu_the_arithmetic_ran_on():
     assert set(cpu) == {"vendor", "model", "family", "model_number", "avx512"}
     assert isinstance(cpu["vendor"], str) and cpu["vendor"]
     assert isinstance(cpu["model"], str) and cpu["model"]
+
+
+def test_the_training_loss_is_the_models_own_loss_computed_at_the_answer_positions_only(micro):
+    """`causal_lm_loss` runs the output head only where a row predicts an answer token; the loss is the
+    model's own mean cross-entropy over the answers, whatever the padding and answer lengths of the rows."""
+    from mllmcl.engine.train import causal_lm_loss, model_inputs
+
+    add_adapter(micro, "t1", LoraRecipe(rank=4, alpha=8.0))
+    train(micro, colour_examples(16), "t1", TrainConfig(epochs=1, batch_size=8, progress=False))  # B ≠ 0
+    examples = colour_examples(6, seed=3)
+    answers = ["red", "a much longer answer than the others", "7", "blue sky", "x", "green"]
+    batch = micro.encode_train([e.image for e in examples], [e.question + " " * i for i, e in enumerate(examples)],
+                               answers)
+    seen = {}
+    def count_rows(module, args, out):
+        seen.setdefault("rows", args[0].shape[1])  # the first call: ours
+    hook = micro.model.base_model.model.lm_head.register_forward_hook(count_rows)
+    try:
+        with torch.no_grad():
+            ours = causal_lm_loss(micro.model, batch)
+            reference = micro.model(**model_inputs(batch)).loss
+    finally:
+        hook.remove()
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
+    targets = (batch["labels"][:, 1:] != -100).any(dim=0)
+    assert seen["rows"] == int(targets.sum()) < batch["input_ids"].shape[1] - 20  # the head ran on answers only

@@ -277,3 +277,37 @@ def test_a_router_buffer_larger_than_the_router_file_is_made_up_from_training_ro
     assert all(s in task.train for s in four[1:])
     assert buffer(4) == four                  # seeded
     assert len(buffer(50)) == 1 + len(task.train)  # all there is
+
+
+def test_work_a_run_does_once_is_done_once(toy, tmp_path, monkeypatch):
+    """Two reuses that keep the numbers: a plain first step (seq-lora, EWC, replay) is the first task's
+    expert, trained once; an expert answers each test sample once per run, whatever the steps and methods
+    (mr-lora at every step, the oracle at the end). A method whose first step differs (MoELoRA's recipe)
+    still trains its own."""
+    import mllmcl.context
+    import mllmcl.routing.answer
+
+    trained, generated = [], []
+    real_train, real_generate = mllmcl.context.train, mllmcl.routing.answer.generate_detailed
+
+    def counting_train(backbone, rows, name, config, **kwargs):
+        trained.append(name)
+        return real_train(backbone, rows, name, config, **kwargs)
+
+    def counting_generate(backbone, images, questions, adapters=None, **kwargs):
+        generated.extend(zip(adapters, images, questions))
+        return real_generate(backbone, images, questions, adapters=adapters, **kwargs)
+
+    monkeypatch.setattr(mllmcl.context, "train", counting_train)
+    monkeypatch.setattr(mllmcl.routing.answer, "generate_detailed", counting_generate)
+    methods = ["seq-lora", "ewc", "replay", "moelora", "mr-lora", "oracle"]
+    results = run(config_for(toy, methods), tmp_path / "run", log=quiet, progress=False)
+    assert trained.count("expert_Colors") == 1 and trained.count("expert_Codes") == 1
+    for name in ("seq-lora", "ewc", "replay"):  # the second task only
+        assert trained.count(name) == 1, (name, trained)
+    assert trained.count("moelora") == 2, trained
+    assert len(generated) == len(set(generated)) > 0  # no expert answered a sample twice
+    tests = sum(len(t.test) for t in load_benchmark(toy).tasks)
+    assert len(generated) <= 2 * tests  # at most once per expert and test sample
+    for name in ("seq-lora", "ewc", "replay"):  # each starts as the first expert: same step-1 accuracy
+        assert results["methods"][name]["matrix"][0][0] == results["methods"]["mr-lora"]["matrix"][0][0], name
