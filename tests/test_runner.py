@@ -279,11 +279,10 @@ def test_a_router_buffer_larger_than_the_router_file_is_made_up_from_training_ro
     assert len(buffer(50)) == 1 + len(task.train)  # all there is
 
 
-def test_work_a_run_does_once_is_done_once(toy, tmp_path, monkeypatch):
-    """Two reuses that keep the numbers: a plain first step (seq-lora, EWC, replay) is the first task's
-    expert, trained once; an expert answers each test sample once per run, whatever the steps and methods
-    (mr-lora at every step, the oracle at the end). A method whose first step differs (MoELoRA's recipe)
-    still trains its own."""
+def test_an_expert_answers_each_test_sample_once_per_run(toy, tmp_path, monkeypatch):
+    """A trained expert never changes, so a run asks it once per test sample: mr-lora's later steps and the
+    oracle reuse the answers (routing/answer.py's memo). Each expert is trained once, every other method
+    trains its own adapter on every task."""
     import mllmcl.context
     import mllmcl.routing.answer
 
@@ -300,14 +299,9 @@ def test_work_a_run_does_once_is_done_once(toy, tmp_path, monkeypatch):
 
     monkeypatch.setattr(mllmcl.context, "train", counting_train)
     monkeypatch.setattr(mllmcl.routing.answer, "generate_detailed", counting_generate)
-    methods = ["seq-lora", "ewc", "replay", "moelora", "mr-lora", "oracle"]
-    results = run(config_for(toy, methods), tmp_path / "run", log=quiet, progress=False)
-    assert trained.count("expert_Colors") == 1 and trained.count("expert_Codes") == 1
-    for name in ("seq-lora", "ewc", "replay"):  # the second task only
-        assert trained.count(name) == 1, (name, trained)
-    assert trained.count("moelora") == 2, trained
+    results = run(config_for(toy, ["seq-lora", "mr-lora", "oracle"]), tmp_path / "run", log=quiet, progress=False)
+    assert sorted(trained) == ["expert_Codes", "expert_Colors", "seq-lora", "seq-lora"], trained
     assert len(generated) == len(set(generated)) > 0  # no expert answered a sample twice
     tests = sum(len(t.test) for t in load_benchmark(toy).tasks)
-    assert len(generated) <= 2 * tests  # at most once per expert and test sample
-    for name in ("seq-lora", "ewc", "replay"):  # each starts as the first expert: same step-1 accuracy
-        assert results["methods"][name]["matrix"][0][0] == results["methods"]["mr-lora"]["matrix"][0][0], name
+    assert tests <= len(generated) <= 2 * tests  # at most once per expert and test sample
+    assert results["methods"]["oracle"]["final"] is not None
