@@ -90,8 +90,8 @@ def route_and_answer(ctx: "Context", router: "Router", samples: Sequence[Sample]
     experts, confidence, picked = choose(router, samples, names, threshold, forced)
     limits = [max_new_tokens] * len(samples) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     adapter = [None if e == BASE else adapter_of[e] for e in experts]
-    key = [(adapter[i], samples[i], limits[i]) for i in range(len(samples))] if memo is not None else None
-    generations: list = [memo.get(key[i]) if memo is not None else None for i in range(len(samples))]
+    keys = list(zip(adapter, samples, limits))  # hashed only with a memo: a served sample may hold a PIL image
+    generations: list = [memo.get(key) for key in keys] if memo is not None else [None] * len(samples)
     # a batch decodes until its longest answer, and the base model's answers run long where the experts' stop
     # after a word: the samples the base model answers are generated in a call of their own
     todo = [i for i, g in enumerate(generations) if g is None]
@@ -103,7 +103,7 @@ def route_and_answer(ctx: "Context", router: "Router", samples: Sequence[Sample]
         for i, generation in zip(rows, done):
             generations[i] = generation
             if memo is not None:
-                memo[key[i]] = generation
+                memo[keys[i]] = generation
     return RoutedAnswers([g.text for g in generations], experts, confidence, picked, generations)
 
 
