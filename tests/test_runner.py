@@ -16,8 +16,9 @@ from mllmcl.runner import routing_stage, run
 from toy_cl import write_toy_benchmark
 
 ALL_METHODS = ["zero-shot", "seq-lora", "replay", "joint", "mr-lora", "oracle", "mr-lora[mllm]"]
+# jobs=1: these tests watch (and patch) what runs in this process; tests/test_jobs.py runs the workers
 QUICK = {"train": {"epochs": 1.0, "batch_size": 16}, "router": {"k": 8, "epochs": 2.0}, "replay": {"k": 8},
-         "eval": {"batch_size": 16}}
+         "eval": {"batch_size": 16}, "jobs": 1}
 
 
 @pytest.fixture(scope="module")

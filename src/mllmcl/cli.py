@@ -329,6 +329,8 @@ def _config(args: argparse.Namespace):
         overrides["setting"] = args.setting
     if args.methods:
         overrides["methods"] = args.methods
+    if args.jobs is not None:
+        overrides["jobs"] = args.jobs
     return load_config(args.config, overrides)
 
 
@@ -410,6 +412,16 @@ def _fractions(text: str) -> tuple[float, ...]:
     return values
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -468,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "ewc+replay (any method that trains on its data, plus a replay buffer), mr-lora[mllm] "
                             "(mr-lora with another router: mllm, prototype, oracle); `mllmcl ls` lists them all")
         p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per step still prints)")
+        p.add_argument("-j", "--jobs", type=_non_negative_int, default=None,
+                       help="processes running the run's independent parts at once: each method, each MR-LoRA expert "
+                            "(the config key `jobs`; default 0: one per CPU core, 1 on a GPU; 1: everything in this "
+                            "process). The results do not depend on it")
         p.add_argument("--dry-run", action="store_true",
                        help="check the configuration and print it (resolved, as config.yaml would hold it); run nothing")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",

@@ -156,8 +156,12 @@ class RunConfig(Settings):
     seed: int = 0
     """default of data.seed (what is drawn) and train.seed (inits, data order)"""
     threads: int = Field(0, ge=0)
-    """CPU threads for torch (0 = torch's default, one per core); results are bit-identical for the same
-    thread count (docs/results.md)"""
+    """CPU threads for torch in each process (0 = the cores shared among the jobs; one process alone gets
+    torch's default, one per core); results are bit-identical for the same thread count (docs/results.md)"""
+    jobs: int = Field(0, ge=0)
+    """processes running the independent parts of a run at once: each method, and each MR-LoRA expert
+    (0 = one per CPU core, as many as there are parts to run at once; 1 on a GPU). Every part runs in a fresh
+    process, so its numbers do not depend on the jobs (docs/engine.md, "Parallel jobs")"""
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig(**_RUN_DEFAULTS["train"])
     lora: LoraRecipe = LoraRecipe(**_RUN_DEFAULTS["lora"])

@@ -15,6 +15,7 @@ and gives the same results: every training call draws from a seed of its own, an
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from mllmcl.methods.zero_shot import ZeroShot
 from mllmcl.parallel import Processes, barrier, is_main, main_first, sharded_parameters
 from mllmcl.report.tables import slug
 from mllmcl.utils.io import is_file, read_json, write_json_atomic, write_text_atomic
+from mllmcl.utils.progress import write_line
 
 FORMAT = 1
 
@@ -201,7 +203,7 @@ class RunFolder:
                             "mllmcl version that started it, or use another --out") from None
         new = to_dict(config)
         started = {block for label in owned["methods"] for block in _blocks_of(label)}
-        ignored = {"methods"} | (set(method_blocks()) - started)
+        ignored = {"methods", "jobs"} | (set(method_blocks()) - started)  # jobs: how, not what, is computed
         changed = sorted(k for k in set(saved) | set(new) if k not in ignored and saved.get(k) != new.get(k))
         if changed:
             raise UserError(f"{self.path} holds a run with another configuration (differs in: {', '.join(changed)}); "
@@ -269,11 +271,13 @@ def finish_entry(entry: dict, final: list[float], final_format: list[float] | No
 Log = Callable[[str], None]
 
 
-def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = True, backbone=None,
+def run(config: RunConfig, out: str | Path, log: Log = write_line, progress: bool = True, backbone=None,
         experts: str | Path | None = None) -> dict:
     """Run (or resume) every method of `config` on its benchmark; returns the results dict (also in
-    `out/results.json`). `backbone`: an already loaded one instead of `config.backbone` (tests); `experts`:
-    where MR-LoRA's experts are kept (default `out/experts`; a sweep shares one folder across orders)."""
+    `out/results.json`). `backbone`: an already loaded one instead of `config.backbone` (tests; the run then
+    stays in this process, whatever `jobs` says); `experts`: where MR-LoRA's experts are kept (default
+    `out/experts`; a sweep shares one folder across orders). With `jobs` > 1 the methods and the experts run
+    in parallel worker processes (mllmcl/jobs.py); this process alone writes results.json."""
     from mllmcl.models import load_backbone
 
     sharding = sharded_parameters()
@@ -287,6 +291,7 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
     folder = RunFolder(out)
     folder.check_config(config)
     started = time.perf_counter()
+    given = backbone is not None
     if config.threads:
         import torch
 
@@ -317,14 +322,54 @@ def run(config: RunConfig, out: str | Path, log: Log = print, progress: bool = T
         _write_results(ctx, folder, results)
         log(f"zero-shot: {_row(bench.names, evaluation.accuracy)}  ({evaluation.seconds:.1f} s)")
 
-    for spec in config.methods:
-        method = build_method(spec, ctx)
-        entry = results["methods"].setdefault(method.name, method_entry(method, results))
-        run_method(ctx, method, entry, folder, results, log)
+    methods = [build_method(spec, ctx) for spec in config.methods]
+    for method in methods:  # results.json lists the methods in the configuration's order
+        results["methods"].setdefault(method.name, method_entry(method, results))
+    jobs = 1 if given or processes is not None else job_count(config, ctx, methods, results)
+    if jobs > 1:
+        from mllmcl.jobs import run_in_parallel
+
+        run_in_parallel(ctx, methods, folder, results, jobs, log)
+    else:
+        for method in methods:
+            run_method(ctx, method, results["methods"][method.name], folder, results, log,
+                       commit=_committer(ctx, folder, results, method.name))
     results["run"]["finished"] = now()
     results["run"]["seconds_this_session"] = round(time.perf_counter() - started, 1)
     _write_results(ctx, folder, results)
     return results
+
+
+def job_count(config: RunConfig, ctx: Context, methods: Sequence[Method], results: dict) -> int:
+    """How many processes run the parts of this run at once: `jobs`, or (0) one per CPU core but no more than
+    there are parts to run at once, and 1 on a GPU (every process holds its own copy of the model)."""
+    if config.jobs:
+        return config.jobs
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    from mllmcl.jobs import plan
+
+    return max(1, min(cpu_cores(), plan(ctx, methods, results).width))
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may use (its affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _committer(ctx: Context, folder: RunFolder, results: dict, name: str) -> Callable[[int], None]:
+    """What a step of method `name` does once its state is saved, in one process: results.json says the
+    step is done, then the previous step's state goes."""
+    def commit(step: int) -> None:
+        _write_results(ctx, folder, results)
+        if step > 1 and ctx.main:
+            shutil.rmtree(folder.state(name, step - 1), ignore_errors=True)
+    return commit
 
 
 def _write_results(ctx: Context, folder: RunFolder, results: dict) -> None:
@@ -338,7 +383,10 @@ def _silent(_: str) -> None:
     pass
 
 
-def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, results: dict, log: Log) -> None:
+def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, results: dict, log: Log,
+               commit: Callable[[int], None]) -> None:
+    """Train and evaluate `method` step by step from where `entry` (its part of `results`) stands. After each
+    step its state is saved, `entry` updated, then `commit(step)` records it (results.json)."""
     tasks = ctx.benchmark.tasks
     if entry["final"] is not None:
         log(f"[{method.name}] finished earlier; kept")
@@ -346,7 +394,7 @@ def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, res
     if not getattr(method, "learns", True):
         entry["steps"] = len(tasks)
         finish_entry(entry, results["zero_shot"], results.get("zero_shot_format_valid"))
-        _write_results(ctx, folder, results)
+        commit(len(tasks))
         log(f"[{method.name}] final = the zero-shot row")
         return
     done = entry["steps"]
@@ -377,9 +425,7 @@ def run_method(ctx: Context, method: Method, entry: dict, folder: RunFolder, res
                 finish_entry(entry, entry["matrix"][-1], entry["format_valid"][-1])
             else:
                 finish_entry(entry, evaluation.accuracy, evaluation.format_valid)
-        _write_results(ctx, folder, results)
-        if step > 1 and ctx.main:
-            shutil.rmtree(folder.state(method.name, step - 1), ignore_errors=True)
+        commit(step)
         log(line)
 
 

@@ -7,8 +7,9 @@
     DIR/report.md, spread.png   the table, and each method's spread across the cells
 
 Order k is `data.order=random:k` (k = 0 is the benchmark's own order); a seed sets `seed`, the default of
-both `data.seed` and `train.seed`. Cells run one after the other, each on a freshly loaded backbone; a
-killed sweep resumes every cell where it stopped, and finished cells are read back without loading a model.
+both `data.seed` and `train.seed`. Cells run one after the other, each on a freshly loaded backbone and with
+its independent parts in `jobs` processes (mllmcl/jobs.py); a killed sweep resumes every cell where it
+stopped, and finished cells are read back without loading a model.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from mllmcl.config import RunConfig, build_config, to_dict
 from mllmcl.errors import UserError
 from mllmcl.eval.aggregate import aggregate
 from mllmcl.utils.io import write_json_atomic, write_text_atomic
+from mllmcl.utils.progress import write_line
 
 FORMAT = 1
 SWEEP = "sweep.json"
@@ -50,7 +52,7 @@ def finished(results: dict | None, config: RunConfig) -> bool:
         (results["methods"].get(m) or {}).get("final") is not None for m in config.methods)
 
 
-def sweep(config: RunConfig, out: str | Path, orders: int, seeds: int, log: Callable[[str], None] = print,
+def sweep(config: RunConfig, out: str | Path, orders: int, seeds: int, log: Callable[[str], None] = write_line,
           progress: bool = True) -> dict:
     """Run every cell (resuming what exists), then write sweep.json and the report; returns sweep.json's data."""
     from mllmcl.parallel import Processes, barrier, is_main

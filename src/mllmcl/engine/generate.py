@@ -211,6 +211,6 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
 def _bar(total: int, progress: bool):
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from mllmcl.utils.progress import progress_bar
 
-    return tqdm(total=total, desc="generate", unit="sample", dynamic_ncols=True, leave=False)
+    return progress_bar(total, "generate", "sample")

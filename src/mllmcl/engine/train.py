@@ -274,9 +274,9 @@ def _loop(model, loader, optimizer, scheduler, accelerator, params, loss_fn: Los
 def _progress(total: int, config: TrainConfig, main: bool):
     if not (config.progress and main):
         return None
-    from tqdm.auto import tqdm
+    from mllmcl.utils.progress import progress_bar
 
-    return tqdm(total=total, desc=config.desc, unit="step", dynamic_ncols=True, leave=False)
+    return progress_bar(total, config.desc, "step")
 
 
 def squared_gradients(backbone: Backbone, examples: Sequence[VQAExample], adapter: str, batch_size: int,

@@ -28,6 +28,7 @@ class MRLoRA:
     learns: ClassVar[bool] = True
     replayable: ClassVar[bool] = False
     takes_router: ClassVar[bool] = True
+    uses_experts: ClassVar[bool] = True  # the run's expert pool (methods/experts.py), shared with oracle
 
     def __init__(self, ctx: Context, router: str | None = None, name: str | None = None):
         self.ctx = ctx

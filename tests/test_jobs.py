@@ -1,0 +1,163 @@
+"""`jobs` > 1: a run's methods and MR-LoRA's experts in parallel worker processes (mllmcl/jobs.py). The parts
+give exactly the results of one process; the parent alone writes results.json; an error in a part stops the
+run with that error; a killed run's workers stop with it, and the run resumes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from mllmcl.config import load_config
+from mllmcl.errors import UserError
+from mllmcl.jobs import plan
+from mllmcl.runner import run
+from toy_cl import write_toy_benchmark
+
+METHODS = ["seq-lora", "mr-lora", "oracle"]
+QUICK = ["setting=toy", "train.epochs=1", "train.batch_size=16", "eval.batch_size=16", "router.k=8"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def config_for(root: Path, *extra: str):
+    return load_config(None, [f"data.benchmark={root}", f"methods={','.join(METHODS)}", *QUICK, *extra])
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    return write_toy_benchmark(tmp_path_factory.mktemp("toy"), train=32, test=8)
+
+
+@pytest.fixture(scope="module")
+def one_process(toy, tmp_path_factory) -> Path:
+    """The reference: the same run with every part in this process, one after the other."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    run(config_for(toy, "jobs=1"), out, log=quiet, progress=False)
+    return out
+
+
+def _plan(tmp_path, methods, finished=(), saved=()):
+    tasks = [SimpleNamespace(name=n) for n in ("A", "B", "C")]
+    ctx = SimpleNamespace(benchmark=SimpleNamespace(tasks=tasks), experts=tmp_path / "experts")
+    for name in saved:
+        (ctx.experts / f"expert_{name}").mkdir(parents=True)
+        (ctx.experts / f"expert_{name}" / "adapter_config.json").write_text("{}")
+    results = {"methods": {m.name: {"final": [1.0] if m.name in finished else None} for m in methods}}
+    return plan(ctx, methods, results)
+
+
+def method(name, sequential=True, learns=True, uses_experts=False):
+    return SimpleNamespace(name=name, sequential=sequential, learns=learns, uses_experts=uses_experts)
+
+
+def test_the_plan_runs_sequential_methods_first_and_the_expert_methods_after_their_experts(tmp_path):
+    methods = [method("zero-shot", False, learns=False), method("joint", sequential=False), method("seq-lora"),
+               method("mr-lora", uses_experts=True), method("oracle", False, uses_experts=True), method("ewc")]
+    parts = _plan(tmp_path, methods).parts
+    assert [p.name for p in parts] == ["method seq-lora", "method ewc", "method joint", "expert A", "expert B",
+                                       "expert C", "expert methods mr-lora, oracle"]
+    assert parts[-1].methods == ("mr-lora", "oracle") and parts[-1].after == ("expert A", "expert B", "expert C")
+    assert _plan(tmp_path / "x", methods).width == 6
+
+
+def test_the_plan_leaves_out_finished_methods_and_saved_experts(tmp_path):
+    methods = [method("seq-lora"), method("mr-lora", uses_experts=True)]
+    parts = _plan(tmp_path, methods, finished=("seq-lora",), saved=("A", "C")).parts
+    assert [p.name for p in parts] == ["expert B", "expert methods mr-lora"]
+    assert parts[-1].after == ("expert B",)
+    assert _plan(tmp_path / "y", methods, finished=("seq-lora", "mr-lora")).parts == ()
+
+
+def test_parallel_parts_give_exactly_the_results_of_one_process(toy, one_process, tmp_path):
+    out = tmp_path / "run"
+    lines = []
+    results = run(config_for(toy, "jobs=2"), out, log=lines.append, progress=False)
+    assert any(line.startswith("jobs: 4 parts in 2 processes") for line in lines), lines
+    reference = json.loads((one_process / "results.json").read_text())
+    assert results == json.loads((out / "results.json").read_text())  # written by this process, complete
+    assert results["zero_shot"] == reference["zero_shot"]
+    assert list(results["methods"]) == METHODS  # the configuration's order, whatever finished first
+    for name in METHODS:
+        mine, theirs = results["methods"][name], reference["methods"][name]
+        for key in ("steps", "matrix", "final", "format_valid", "final_format_valid", "metrics", "routing"):
+            assert mine.get(key) == theirs.get(key), (name, key)
+    for path in sorted((one_process / "predictions").rglob("*.jsonl")):  # every answer, to the byte
+        assert (out / path.relative_to(one_process)).read_text() == path.read_text(), path
+    # each method keeps only its last step's state; the experts were trained once each, by their own parts
+    assert sorted(p.name for p in (out / "state" / "seq-lora").iterdir()) == ["step2"]
+    assert sorted(p.name for p in (out / "experts").iterdir()) == ["expert_Codes", "expert_Colors"]
+    assert results["run"]["finished"] is not None and results["run"]["jobs"]["processes"] == 2
+
+
+def test_an_error_in_a_part_stops_the_run_with_that_error(toy, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in toy.iterdir():  # the toy data, with one training question far too long for the backbone
+        (broken / item.name).symlink_to(item)
+    (broken / "Codes").unlink()
+    (broken / "Codes").mkdir()
+    for item in (toy / "Codes").iterdir():
+        (broken / "Codes" / item.name).symlink_to(item)
+    rows = json.loads((toy / "Codes" / "train.json").read_text())
+    rows[3]["conversations"][0]["value"] = "<image>\n" + "What is this colour, really? " * 80
+    (broken / "Codes" / "train.json").unlink()
+    (broken / "Codes" / "train.json").write_text(json.dumps(rows))
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="more than backbone tiny's maximum"):
+        run(config_for(broken, "jobs=2"), out, log=quiet, progress=False)
+    partial = json.loads((out / "results.json").read_text())  # what was recorded stays readable
+    assert partial["zero_shot"] is not None and partial["run"]["finished"] is None
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+def test_a_killed_parallel_run_takes_its_workers_with_it_and_resumes_to_the_same_results(toy, one_process,
+                                                                                          tmp_path):
+    out, marker = tmp_path / "run", f"MLLMCL_TEST_RUN={uuid.uuid4().hex}"
+    command = [sys.executable, "-m", "mllmcl", "run", "--out", str(out), "--no-progress", f"data.benchmark={toy}",
+               f"methods={','.join(METHODS)}", *QUICK, "jobs=2"]
+    env = {**ENV, marker.split("=")[0]: marker.split("=")[1]}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill the parent alone once a step is recorded
+        results = out / "results.json"
+        if results.is_file() and json.loads(results.read_text())["methods"].get("seq-lora", {}).get("steps"):
+            break
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = json.loads((out / "results.json").read_text())
+    assert partial["run"]["finished"] is None and partial["methods"]["seq-lora"]["final"] is None
+    deadline = time.time() + 10
+    while _processes_with(marker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _processes_with(marker) == []  # no worker goes on training for a dead run
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[seq-lora] resumed after step 1/2" in result.stdout
+    resumed = json.loads((out / "results.json").read_text())
+    reference = json.loads((one_process / "results.json").read_text())
+    for name in METHODS:
+        assert resumed["methods"][name]["final"] == reference["methods"][name]["final"], name
+        assert resumed["methods"][name].get("matrix") == reference["methods"][name].get("matrix"), name
