@@ -50,6 +50,17 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     assert a != c
 
 
+def test_drawing_in_several_processes_writes_the_same_bytes_as_one(tmp_path, monkeypatch):
+    import mllmcl.data.synth.write as write
+
+    spec = SynthSpec(setting="dcl", train=12, test=6, val=3, unseen=4, router_k=2, replay_k=2)
+    one = _tree(write_synth(tmp_path / "one", spec, progress=False))
+    monkeypatch.setattr(write, "PARALLEL_FROM", 0)  # the same dataset, drawn by helper processes
+    monkeypatch.setattr(write.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    several = _tree(write_synth(tmp_path / "several", spec, progress=False))
+    assert several == one and len(one) > 5 * (12 + 6 + 3)
+
+
 def test_existing_dataset_is_reused_and_a_different_one_refused(tmp_path):
     spec = SynthSpec(train=2, test=2, router_k=1, replay_k=1)
     root = write_synth(tmp_path / "d", spec, progress=False)

@@ -153,6 +153,15 @@ def run_in_parallel(ctx: Context, methods: Sequence[Method], folder: RunFolder, 
     pool.shutdown(wait=True)
 
 
+def warm_up() -> None:
+    """Start the fork server now, so that its imports (torch, transformers: ~4 s) overlap the run's data
+    generation and zero-shot evaluation instead of delaying the first part."""
+    if _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def _context():
     """Fork workers from a server process that imported mllmcl (and torch) once; spawn where there is none."""
     if "forkserver" in multiprocessing.get_all_start_methods():

@@ -31,7 +31,7 @@ from mllmcl.errors import UserError
 from mllmcl.eval import get_scorer
 from mllmcl.eval.cl_metrics import cl_metrics
 from mllmcl.eval.formats import format_valid
-from mllmcl.methods import Method, build_method, parse_method_spec
+from mllmcl.methods import METHODS, Method, build_method, parse_method_spec
 from mllmcl.methods.zero_shot import ZeroShot
 from mllmcl.parallel import Processes, barrier, is_main, main_first, sharded_parameters
 from mllmcl.report.tables import slug
@@ -296,6 +296,10 @@ def run(config: RunConfig, out: str | Path, log: Log = write_line, progress: boo
         import torch
 
         torch.set_num_threads(config.threads)
+    if not given and processes is None and may_run_parts_in_parallel(config):
+        from mllmcl.jobs import warm_up
+
+        warm_up()
     with main_first(processes):  # the main process writes the synthetic data; the others then read it
         bench = prepare_benchmark(config, progress and main)
     require_answers(bench)
@@ -352,6 +356,20 @@ def job_count(config: RunConfig, ctx: Context, methods: Sequence[Method], result
     from mllmcl.jobs import plan
 
     return max(1, min(cpu_cores(), plan(ctx, methods, results).width))
+
+
+def may_run_parts_in_parallel(config: RunConfig) -> bool:
+    """Whether `job_count` can come out above 1, judged from the configuration alone (before the data and
+    the model are loaded): jobs > 1, or jobs = 0 on a CPU with several cores and several parts to run."""
+    if config.jobs:
+        return config.jobs > 1
+    import torch
+
+    if torch.cuda.is_available() or cpu_cores() < 2:
+        return False
+    kinds = [METHODS.get(parse_method_spec(spec).name) for spec in config.methods]
+    learning = [kind for kind in kinds if getattr(kind, "learns", True)]
+    return len(learning) > 1 or any(getattr(kind, "uses_experts", False) for kind in learning)
 
 
 def cpu_cores() -> int:

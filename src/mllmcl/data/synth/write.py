@@ -35,10 +35,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import random
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy
@@ -173,15 +178,35 @@ def write_synth(out: str | Path, spec: SynthSpec = SynthSpec(), progress: bool =
     return out
 
 
+# Below this many images one process draws them all: starting helper processes would cost more.
+PARALLEL_FROM = 2000
+
+
 def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     tasks = list(MODULES[spec.setting])
-    bar = tqdm(total=len(tasks) * (spec.train + spec.val + spec.test) + spec.unseen, desc=f"synth {spec.setting}",
-               unit="image", disable=not progress, dynamic_ncols=True)
+    total = len(tasks) * (spec.train + spec.val + spec.test) + spec.unseen
+    bar = tqdm(total=total, desc=f"synth {spec.setting}", unit="image", disable=not progress, dynamic_ncols=True)
+    with _drawers(total) as pool:
+        _write_tasks(root, spec, tasks, bar, pool)
+
+
+@contextmanager
+def _drawers(total: int):
+    """Processes drawing the items of a large dataset, one per CPU core (each item is drawn from its own
+    seeds, so the files are the same byte for byte however many draw them); None for a small one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < 2 or total < PARALLEL_FROM:
+        yield None
+        return
+    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def _write_tasks(root: Path, spec: SynthSpec, tasks: list[str], bar, pool) -> None:
     router, replay, specs = [], [], []
     for name in tasks:
-        task = synth_task(name)
         train_dir, test_dir = task_folders(spec.setting, name)
         task_spec = replace(builtin_spec(name), folders=(train_dir,), test_folders=(test_dir,))
 
@@ -189,12 +214,12 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
             return conversation_row(replace(item, question=task_spec.prompt(item.question, item.answer)), task_name,
                                     index, image)
 
-        train_rows = _write_split(root / train_dir, task, name, "train", spec.train, spec, as_asked, bar)
-        test_rows = _write_split(root / test_dir, task, name, "test", spec.test, spec, question_row, bar)
+        train_rows = _write_split(root / train_dir, name, "train", spec.train, spec, as_asked, bar, pool)
+        test_rows = _write_split(root / test_dir, name, "test", spec.test, spec, question_row, bar, pool)
         _dump(root / train_dir / "train.json", train_rows)
         _dump(root / test_dir / "test.json", test_rows)
         if spec.val:
-            val_rows = _write_split(root / test_dir, task, name, "val", spec.val, spec, question_row, bar)
+            val_rows = _write_split(root / test_dir, name, "val", spec.val, spec, question_row, bar, pool)
             _dump(root / test_dir / "val.json", val_rows)
         rng = random.Random(f"mllmcl-synth/{spec.seed}/{name}/buffers")
         router += [_from_root(train_rows[i], train_dir, name) for i in sorted(rng.sample(range(spec.train), spec.router_k))]
@@ -203,8 +228,7 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
     unseen = None
     if spec.unseen:  # a held-out domain: test rows only, never a task
         unseen = f"{UNSEEN_DIR}/test.json"
-        rows = _write_split(root / UNSEEN_DIR, synth_task(UNSEEN.name), UNSEEN.name, "test", spec.unseen, spec,
-                            question_row, bar)
+        rows = _write_split(root / UNSEEN_DIR, UNSEEN.name, "test", spec.unseen, spec, question_row, bar, pool)
         _dump(root / unseen, rows)
     bar.close()
     for path, rows in ((ROUTER_FILE, router), (REPLAY_FILE, replay)):
@@ -214,17 +238,25 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
     (root / SPEC_FILE).write_text(json.dumps(_stamp(spec), indent=2) + "\n")
 
 
-def _write_split(folder: Path, task, name: str, split: str, count: int, spec: SynthSpec, make_row, bar) -> list[dict]:
-    """Draw, save and turn into rows `count` items of `split`; "val" is drawn like "test" from its own seeds."""
+def _write_split(folder: Path, name: str, split: str, count: int, spec: SynthSpec, make_row, bar,
+                 pool: ProcessPoolExecutor | None) -> list[dict]:
+    """Draw, save and turn into rows `count` items of `split` (in `pool` when given); "val" is drawn like
+    "test" from its own seeds."""
     (folder / "images").mkdir(parents=True, exist_ok=True)
+    draw = partial(_draw_and_save, folder, name, split, spec)
+    items = pool.map(draw, range(count), chunksize=50) if pool is not None else map(draw, range(count))
     rows = []
-    for index in range(count):
-        item = draw_item(task, spec.seed, split, index, spec.image_size, spec.overlap, spec.visual_overlap)
-        image = image_name(item, split, index)
-        item.image.save(folder / image)
-        rows.append(make_row(item, name, index, image, split))
+    for index, item in enumerate(items):
+        rows.append(make_row(item, name, index, image_name(item, split, index), split))
         bar.update(1)
     return rows
+
+
+def _draw_and_save(folder: Path, name: str, split: str, spec: SynthSpec, index: int):
+    """Item `index` of `split` of task `name`, its image saved under `folder`; returned without the image."""
+    item = draw_item(synth_task(name), spec.seed, split, index, spec.image_size, spec.overlap, spec.visual_overlap)
+    item.image.save(folder / image_name(item, split, index))
+    return replace(item, image=None)
 
 
 def _from_root(row: dict, folder: str, task: str) -> dict:
