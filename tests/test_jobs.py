@@ -22,7 +22,9 @@ from mllmcl.runner import run
 from toy_cl import write_toy_benchmark
 
 METHODS = ["seq-lora", "mr-lora", "oracle"]
-QUICK = ["setting=toy", "train.epochs=1", "train.batch_size=16", "eval.batch_size=16", "router.k=8"]
+# threads=1 in every process: the promise is the results of one process at the same thread count (on some
+# CPUs the thread count moves the arithmetic's last bits; docs/results.md, "Determinism")
+QUICK = ["setting=toy", "threads=1", "train.epochs=1", "train.batch_size=16", "eval.batch_size=16", "router.k=8"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -42,8 +44,13 @@ def toy(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def one_process(toy, tmp_path_factory) -> Path:
     """The reference: the same run with every part in this process, one after the other."""
-    out = tmp_path_factory.mktemp("one") / "run"
-    run(config_for(toy, "jobs=1"), out, log=quiet, progress=False)
+    import torch
+
+    out, threads = tmp_path_factory.mktemp("one") / "run", torch.get_num_threads()
+    try:
+        run(config_for(toy, "jobs=1"), out, log=quiet, progress=False)
+    finally:  # `threads` set this process's thread count; the rest of the suite keeps its own
+        torch.set_num_threads(threads)
     return out
 
 

@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-j", "--jobs", type=_non_negative_int, default=None,
                        help="processes running the run's independent parts at once: each method, each MR-LoRA expert "
                             "(the config key `jobs`; default 0: one per CPU core, 1 on a GPU; 1: everything in this "
-                            "process). The results do not depend on it")
+                            "process). The results are those of one process at the same thread count (docs/engine.md)")
         p.add_argument("--dry-run", action="store_true",
                        help="check the configuration and print it (resolved, as config.yaml would hold it); run nothing")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",

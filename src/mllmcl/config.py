@@ -160,8 +160,9 @@ class RunConfig(Settings):
     torch's default, one per core); results are bit-identical for the same thread count (docs/results.md)"""
     jobs: int = Field(0, ge=0)
     """processes running the independent parts of a run at once: each method, and each MR-LoRA expert
-    (0 = one per CPU core, as many as there are parts to run at once; 1 on a GPU). Every part runs in a fresh
-    process, so its numbers do not depend on the jobs (docs/engine.md, "Parallel jobs")"""
+    (0 = one per CPU core, as many as there are parts to run at once; 1 on a GPU; 1 = all in this process).
+    Every part runs in a fresh process: the results are those of one process at the same `threads`
+    (docs/engine.md, "Parallel jobs")"""
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig(**_RUN_DEFAULTS["train"])
     lora: LoraRecipe = LoraRecipe(**_RUN_DEFAULTS["lora"])
