@@ -143,10 +143,13 @@ def run_in_parallel(ctx: Context, methods: Sequence[Method], folder: RunFolder, 
                 _result(future, part)  # raises the part's error here
                 drain()  # the worker flushed its messages before it returned
                 done.add(part.name)
-    except BaseException:
+    except BaseException as err:
+        from concurrent.futures.process import BrokenProcessPool
+
+        if not isinstance(err.__cause__, BrokenProcessPool):  # (a killed worker may leave half a message)
+            drain()  # the steps the other parts reported before the error are recorded; a rerun resumes there
         _stop(workers)
         pool.shutdown(wait=True, cancel_futures=True)
-        drain()  # steps finished before the error are recorded: a rerun resumes after them
         raise
     finally:
         board.close()
@@ -180,9 +183,9 @@ def _result(future: Future, part: Part) -> None:
 
     try:
         future.result()
-    except BrokenProcessPool:
+    except BrokenProcessPool as broken:
         raise UserError(f"the worker process of {part.name} ended abruptly (killed, or out of memory); run the same "
-                        "command again to resume, or with jobs=1 to run every part in this process") from None
+                        "command again to resume, or with jobs=1 to run every part in this process") from broken
 
 
 def _stop(pids: set[int]) -> None:

@@ -85,9 +85,8 @@ class BarBoard:
             _, key, n, postfix = message
             bar = self.bars.get(key)
             if bar is not None:
-                bar.n = n
                 bar.set_postfix_str(postfix, refresh=False)
-                bar.refresh()
+                bar.update(n - bar.n)  # tqdm's own rate and time left, from the worker's count
         elif kind == "bar-close":
             bar = self.bars.pop(message[1], None)
             if bar is not None:
