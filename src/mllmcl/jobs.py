@@ -101,14 +101,14 @@ def run_in_parallel(ctx: Context, methods: Sequence[Method], folder: RunFolder, 
     mp = _context()
     channel = mp.Queue()
     board = BarBoard(enabled=ctx.progress)
-    workers: set[int] = set()
+    workers: dict[str, int] = {}  # the process of each running part (a finished part's pid may be reused)
 
     def handle(message: tuple) -> None:
         kind = message[0]
         if board.handle(message):
             return
         if kind == "pid":
-            workers.add(message[1])
+            workers[message[1]] = message[2]
         elif kind == "log":
             log(message[1])
         elif kind == "step":
@@ -142,13 +142,14 @@ def run_in_parallel(ctx: Context, methods: Sequence[Method], folder: RunFolder, 
                 part = running.pop(future)
                 _result(future, part)  # raises the part's error here
                 drain()  # the worker flushed its messages before it returned
+                workers.pop(part.name, None)
                 done.add(part.name)
     except BaseException as err:
         from concurrent.futures.process import BrokenProcessPool
 
         if not isinstance(err.__cause__, BrokenProcessPool):  # (a killed worker may leave half a message)
             drain()  # the steps the other parts reported before the error are recorded; a rerun resumes there
-        _stop(workers)
+        _stop(list(workers.values()))
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
@@ -188,7 +189,7 @@ def _result(future: Future, part: Part) -> None:
                         "command again to resume, or with jobs=1 to run every part in this process") from broken
 
 
-def _stop(pids: set[int]) -> None:
+def _stop(pids: list[int]) -> None:
     """End the workers still running (the run stops at the first error; finished steps stay recorded)."""
     for pid in pids:
         try:
@@ -207,7 +208,6 @@ def _start_worker(channel, warning_filters: list) -> None:
     _channel = channel
     warnings.filters[:] = warning_filters  # what this run shows of library warnings, as in the parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which ends the workers
-    channel.put(("pid", os.getpid()))
     relay_to(channel.put)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
@@ -228,6 +228,7 @@ def _run_part(part: Part, results: dict, config: dict, out: str, experts: str, t
     from mllmcl.models import load_backbone
 
     torch.set_num_threads(threads)
+    _channel.put(("pid", part.name, os.getpid()))
     try:
         run_config = build_config(config)
         folder = RunFolder(out)
