@@ -38,7 +38,8 @@ from mllmcl.config import build_config, to_dict
 from mllmcl.context import Context
 from mllmcl.methods import Method, build_method
 from mllmcl.methods.experts import ExpertPool
-from mllmcl.runner import RunFolder, _write_results, cpu_cores, prepare_benchmark, run_method
+from mllmcl.parallel import cpu_cores
+from mllmcl.runner import RunFolder, _write_results, prepare_benchmark, run_method
 from mllmcl.utils.progress import BarBoard, relay_to
 
 POLL_SECONDS = 0.1

@@ -20,6 +20,14 @@ from typing import Any, Iterator, Sequence, TypeVar
 T = TypeVar("T")
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may use (its affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def sharded_parameters() -> str | None:
     """The launch's parameter sharding, if any ("FSDP" or "DeepSpeed ZeRO-3"), from what `accelerate launch`
     sets: such a launch keeps only a shard of each weight on each process outside the training step."""

@@ -15,7 +15,6 @@ and gives the same results: every training call draws from a seed of its own, an
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -33,7 +32,7 @@ from mllmcl.eval.cl_metrics import cl_metrics
 from mllmcl.eval.formats import format_valid
 from mllmcl.methods import METHODS, Method, build_method, parse_method_spec
 from mllmcl.methods.zero_shot import ZeroShot
-from mllmcl.parallel import Processes, barrier, is_main, main_first, sharded_parameters
+from mllmcl.parallel import Processes, barrier, cpu_cores, is_main, main_first, sharded_parameters
 from mllmcl.report.tables import slug
 from mllmcl.utils.io import is_file, read_json, write_json_atomic, write_text_atomic
 from mllmcl.utils.progress import write_line
@@ -370,14 +369,6 @@ def may_run_parts_in_parallel(config: RunConfig) -> bool:
     kinds = [METHODS.get(parse_method_spec(spec).name) for spec in config.methods]
     learning = [kind for kind in kinds if getattr(kind, "learns", True)]
     return len(learning) > 1 or any(getattr(kind, "uses_experts", False) for kind in learning)
-
-
-def cpu_cores() -> int:
-    """The CPU cores this process may use (its affinity where the system tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _committer(ctx: Context, folder: RunFolder, results: dict, name: str) -> Callable[[int], None]:

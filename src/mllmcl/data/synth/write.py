@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import random
 import shutil
 import tempfile
@@ -55,6 +54,7 @@ from mllmcl.data.synth.rows import image_name, question_row, conversation_row
 from mllmcl.data.synth.shared import draw_item
 from mllmcl.data.tasks import UNSEEN, builtin_spec, write_manifest
 from mllmcl.errors import UserError
+from mllmcl.parallel import cpu_cores
 from mllmcl.utils.io import is_file, read_json
 
 SPEC_FILE = "synth.json"
@@ -196,7 +196,7 @@ def _write_into(root: Path, spec: SynthSpec, progress: bool) -> None:
 def _drawers(total: int):
     """Processes drawing the items of a large dataset, one per CPU core (each item is drawn from its own
     seeds, so the files are the same byte for byte however many draw them); None for a small one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = cpu_cores()
     if cores < 2 or total < PARALLEL_FROM:
         yield None
         return
