@@ -22,11 +22,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from mllmcl.data import load_benchmark
 from mllmcl.data.synth.write import SynthSpec, synth_fingerprint, write_synth
-from mllmcl.engine import add_adapter, delete_adapter
+from mllmcl.engine.adapters import add_adapter, delete_adapter
 from mllmcl.engine.generate import generate
-from mllmcl.engine.train import TrainConfig, train
+from mllmcl.engine.settings import TrainConfig
+from mllmcl.engine.train import train
 from mllmcl.eval import get_scorer
-from mllmcl.models import load_backbone
+from mllmcl.models.load import load_backbone
 
 
 def scores(backbone, task, adapter: str | None) -> dict[str, float]:

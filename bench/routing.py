@@ -1,6 +1,6 @@
 """Routing benchmark script: `python bench/routing.py --run runs/dcl` (same as `mllmcl bench routing`)."""
 import sys
 
-from mllmcl.cli import main
+from mllmcl.cli.main import main
 
 sys.exit(main(["bench", "routing", *sys.argv[1:]]))

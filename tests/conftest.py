@@ -1,4 +1,9 @@
-"""Shared fixtures: a ~0.3M-parameter LLaVA built from scratch in a fraction of a second, offline."""
+"""Shared fixtures: a ~0.3M-parameter LLaVA built from scratch in a fraction of a second, offline; and, built
+once per test session, the two-task toy benchmark (`toy`) and a finished toy run with the expert library
+exported from it (`served`), which the runner, sweep, jobs, serving and benchmark tests read but never change.
+
+Tests that take more than a couple of seconds are marked `slow`: `make test-fast` (`pytest -m "not slow"`)
+leaves them out, `make test` runs everything."""
 from __future__ import annotations
 
 import os
@@ -7,15 +12,22 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from mllmcl.cl.config import load_config
 from mllmcl.data import Example
 from mllmcl.models.backbone import Backbone
 from mllmcl.models.template import ChatTemplate
 from mllmcl.models.tiny import TinyConfig, build_tiny
+from mllmcl.run.protocol import run
+from mllmcl.serve.grow import export_run
+from toy_cl import write_toy_benchmark
+from toy_serve import write_rows, write_toy_serve_benchmark
 
 TEXTS = ["What color is the circle? red blue green yellow", "yes no left right 0 1 2 3 4 5",
          "How many squares are there? Is there a star?", "USER: ASSISTANT:"] * 20
@@ -38,6 +50,31 @@ def colour_examples(n: int, size: int = 32, seed: int = 0) -> list[Example]:
     return out
 
 
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory) -> Path:
+    """The two-task toy benchmark (tests/toy_cl.py): Colors and Codes, 32 training and 8 test rows each."""
+    return write_toy_benchmark(tmp_path_factory.mktemp("toy"), train=32, test=8)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory) -> dict:
+    """A finished toy run (Colors, Codes; MR-LoRA with the prototype router; tests/toy_serve.py) and the
+    library exported from it; `bright` holds the rows of an expert a test adds to a copy of the library."""
+    root = tmp_path_factory.mktemp("serve")
+    bench = write_toy_serve_benchmark(root / "toy")
+    config = load_config(None, {"setting": "toy", "data": {"benchmark": str(bench)}, "methods": ["mr-lora"],
+                                **SERVED_RECIPE})
+    run(config, root / "run", log=lambda _: None, progress=False)
+    export_run(root / "run", root / "lib", log=lambda _: None)
+    bright = root / "bright"
+    write_rows(bright, "Bright", "train", 32, 0, "train")
+    write_rows(bright, "Bright", "test", 12, 0, "test")
+    return {"root": root, "bench": bench, "run": root / "run", "lib": root / "lib", "bright": bright}
+
+
+SERVED_RECIPE = {"train": {"epochs": 2.0, "batch_size": 16}, "router": {"k": 8}, "eval": {"batch_size": 16}}
+
+
 @pytest.fixture
 def micro() -> Backbone:
     torch.manual_seed(0)
@@ -49,7 +86,8 @@ def micro() -> Backbone:
 def micro_checkpoint(tmp_path_factory):
     """The micro LLaVA saved as a transformers checkpoint, for the real `--backbone hf:<path>` route (it loads
     in tens of milliseconds), with one saved LoRA adapter beside it: `<root>/model`, `<root>/adapters/user`."""
-    from mllmcl.engine import LoraRecipe, add_adapter, save_adapter
+    from mllmcl.engine.adapters import add_adapter, save_adapter
+    from mllmcl.engine.settings import LoraRecipe
 
     root = tmp_path_factory.mktemp("micro")
     torch.manual_seed(0)

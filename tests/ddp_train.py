@@ -11,8 +11,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import torch  # noqa: E402
 
 from conftest import TEXTS, colour_examples  # noqa: E402
-from mllmcl.engine import TrainConfig, add_adapter, train  # noqa: E402
-from mllmcl.engine.train import make_accelerator  # noqa: E402
+from mllmcl.engine.adapters import add_adapter  # noqa: E402
+from mllmcl.engine.settings import TrainConfig
+from mllmcl.engine.train import make_accelerator, train  # noqa: E402
 from mllmcl.models.backbone import Backbone  # noqa: E402
 from mllmcl.models.template import ChatTemplate  # noqa: E402
 from mllmcl.models.tiny import TinyConfig, build_tiny  # noqa: E402

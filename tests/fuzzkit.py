@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from mllmcl.cli import main
+from mllmcl.cli.main import main
 
 # Reproducible in CI (derandomize: the same examples on every run, no example database written into the
 # repository) and bounded: each suite states its own max_examples, chosen so the whole fuzz suite adds

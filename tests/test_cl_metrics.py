@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from mllmcl.errors import UserError
-from mllmcl.eval.cl_metrics import bwt, cl_metrics, fwt, forgetting, maa, metrics_from_file, mfn, mft
+from mllmcl.core.errors import UserError
+from mllmcl.eval.cl_metrics import bwt, cl_metrics, forgetting, fwt, maa, metrics_from_file, mfn, mft
 
 # a[i][j] = accuracy on task j after training task i.
 A3 = [[80.0, 20.0, 10.0],

@@ -1,13 +1,13 @@
 """The command line: every command explains itself, `ls` lists every component and its settings."""
 import pytest
 
-from mllmcl.cli import build_parser, main
+from mllmcl.cli.main import build_parser, main
 
 
 def test_ls_lists_every_component_and_every_setting_with_its_default(capsys):
-    from mllmcl.config import profiles
-    from mllmcl.methods import METHODS
-    from mllmcl.routing import ROUTERS
+    from mllmcl.cl.config import profiles
+    from mllmcl.cl.methods.catalog import METHODS
+    from mllmcl.cl.routing.catalog import ROUTERS
 
     assert main(["ls"]) == 0
     out = capsys.readouterr().out

@@ -202,8 +202,8 @@ def test_data_check(tmp_path, manifest, extra, names):
 def test_data_check_reports_file_and_row(tmp_path, file, content, problem):
     """Problems in rows and images are a report (exit 1) naming the file, not an error; loading the same
     root (which reads rows, not images) is one line naming the count and the first problem."""
+    from mllmcl.core.errors import UserError
     from mllmcl.data import load_benchmark
-    from mllmcl.errors import UserError
 
     root = _root(tmp_path)
     _write(root / file, content)
@@ -389,7 +389,7 @@ def test_demo(tmp_path):
 @pytest.mark.parametrize("setup, argv, names", [
     (None, ["bench", "routing", "--run", "{t}/nope"], ["{t}/nope", "no finished 'mr-lora' run"]),
     ("{oops", ["bench", "routing", "--run", "{t}/run"], ["{t}/run/results.json", "not valid JSON"]),
-    ('{"methods": []}', ["bench", "routing", "--run", "{t}/run"], ["{t}/run", "no finished"]),
+    ('{"methods": []}', ["bench", "routing", "--run", "{t}/run"], ["{t}/run/results.json", "results format None"]),
     (None, ["bench", "chess"], ["'chess'"]),
 ])
 def test_bench(tmp_path, setup, argv, names):
@@ -465,6 +465,7 @@ def _mllmcl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+@pytest.mark.slow
 def test_process_ask_with_a_corrupt_adapter(micro_checkpoint, tmp_path):
     """The issue's case, as a shell sees it: status 2 and one stderr line, no warning or progress bar above."""
     adapter = _adapter(micro_checkpoint, tmp_path / "adapter",
@@ -478,6 +479,7 @@ def test_process_ask_with_a_corrupt_adapter(micro_checkpoint, tmp_path):
     assert done.stdout == ""
 
 
+@pytest.mark.slow
 def test_process_debug_shows_the_traceback(tmp_path):
     missing = tmp_path / "m.json"
     plain = _mllmcl("metrics", str(missing))
@@ -485,14 +487,14 @@ def test_process_debug_shows_the_traceback(tmp_path):
     for done in (_mllmcl("--debug", "metrics", str(missing)), _mllmcl("metrics", str(missing), "--debug"),
                  _mllmcl("metrics", str(missing), env={"MLLMCL_DEBUG": "1"})):
         assert done.returncode == 1 and "Traceback (most recent call last)" in done.stderr
-        assert done.stderr.rstrip().endswith(f"mllmcl.errors.UserError: {missing}: no such file")
+        assert done.stderr.rstrip().endswith(f"mllmcl.core.errors.UserError: {missing}: no such file")
 
 
 def test_internal_errors_are_one_line_and_exit_1(monkeypatch, tmp_path):
     """A bug (any exception that is not a UserError) is one line too, with the way to see the traceback."""
-    import mllmcl.eval.cl_metrics as cl_metrics
+    import mllmcl.cli.report as report_commands
 
-    monkeypatch.setattr(cl_metrics, "metrics_from_file", lambda path: {}["boom"])
+    monkeypatch.setattr(report_commands, "metrics_from_file", lambda path: {}["boom"])
     outcome = cli(["metrics", tmp_path / "m.json"])
     assert outcome.code == 1
     assert outcome.err == "mllmcl: error: internal error: KeyError: 'boom' (rerun with --debug for the traceback)\n"

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mllmcl.config import DEFAULT_METHODS, RunConfig, load_config, parse_overrides, to_yaml
-from mllmcl.engine.adapters import LoraRecipe
-from mllmcl.errors import UserError
+from mllmcl.cl.config import DEFAULT_METHODS, RunConfig, load_config, parse_overrides, to_yaml
+from mllmcl.core.errors import UserError
+from mllmcl.engine.settings import LoraRecipe
 
 
 def test_defaults_are_the_documented_main_job():
@@ -77,7 +77,7 @@ def test_a_data_root_may_name_its_own_setting():
 
 
 def test_every_shipped_configuration_loads():
-    from mllmcl.config import profiles
+    from mllmcl.cl.config import profiles
 
     names = profiles()
     assert {"full", "llava-7b-dcl", "llava-7b-acl"} <= set(names) and all(names.values())
@@ -110,7 +110,7 @@ def test_seed_is_the_default_of_data_and_train_seeds():
 
 
 def test_task_orders():
-    from mllmcl.config import resolve_order
+    from mllmcl.cl.config import resolve_order
 
     names = ["RS", "Med", "AD", "Sci", "Fin"]
     assert resolve_order("", names) == names

@@ -184,3 +184,46 @@ def test_tokenizer_texts_cover_answers_and_vocabulary(records: list[corpus.Recor
         if r.family not in ("choice", "copy", "position"):
             assert r.example.question in as_set, r.example.question
     assert 1000 <= len(texts) <= 20000
+
+
+def test_instruction_corpus_binds_each_answer_format_to_its_instruction() -> None:
+    from mllmcl.data.answer_formats import INSTRUCTION_FORMATS, fits, instruction_of
+
+    recs = generate_records(600, seed=3, image_size=32, instructions=True)
+    assert {r.format for r in recs} == set(corpus.FORMATS)
+    assert {r.family for r in recs} == set(corpus.INSTRUCTION_WEIGHTS)
+    asked = Counter()
+    for r in recs:
+        instruction = instruction_of(r.example.question)
+        if r.format == "free":
+            assert instruction == "", r.example.question
+            continue
+        fmt = "text" if r.format == "word" else r.format
+        assert fits(r.example.answer, fmt), (r.example.question, r.example.answer)
+        if instruction:  # a few words and numbers are asked bare
+            asked[r.format, INSTRUCTION_FORMATS[instruction]] += 1
+            assert INSTRUCTION_FORMATS[instruction] in (r.format, "short"), r.example.question
+        else:
+            assert r.format in ("word", "number") or r.example.question.endswith(corpus.CHOICE_INSTRUCTIONS[1:])
+    # every closed format is asked under each instruction that admits it, letters under both letter wordings
+    assert {("yesno", "yesno"), ("yesno", "short"), ("word", "short"), ("number", "short"), ("letter", "letter")} <= set(asked)
+    letters = [r.example.question for r in recs if r.format == "letter"]
+    assert any(q.endswith(corpus.FIN_LETTER) for q in letters) and any(q.endswith(corpus.LETTER_INSTRUCTION) for q in letters)
+
+
+def test_instruction_corpus_is_deterministic_a_prefix_and_apart_from_the_general_one() -> None:
+    a = generate_corpus(30, seed=2, image_size=32, instructions=True)
+    assert _same(a, generate_corpus(40, seed=2, image_size=32, instructions=True)[:30])
+    general = generate_corpus(30, seed=2, image_size=32)
+    assert [e.question for e in a] != [e.question for e in general]
+    assert not any(e.question.endswith(corpus.SHORT_INSTRUCTION) for e in general)  # the general corpus is bare
+
+
+def test_verify_answers_check_the_scene() -> None:
+    for r in generate_records(150, seed=8, image_size=32, families=["verify"], instructions=True):
+        q, objs = r.example.question, r.scene.objects
+        truth = {"yes": True, "no": False}[r.example.answer]
+        if "background" in q:
+            assert (f" {r.scene.background}?" in q.split("\n")[0] or f" {r.scene.background} " in q) == truth
+        elif "objects" in q:
+            assert (f" {len(objs)} objects" in q) == truth

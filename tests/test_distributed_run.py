@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mllmcl.config import load_config
-from mllmcl.runner import run
+from mllmcl.cl.config import load_config
+from mllmcl.run.protocol import run
 from toy_cl import write_toy_benchmark
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -44,7 +44,7 @@ def kill_every_process_of(out: Path) -> None:
 
 def single(out: Path, root: Path, *extra: str, batch: int = 16) -> dict:
     config = load_config(None, [f"data.benchmark={root}", f"train.batch_size={batch}", *COMMON, *extra])
-    return run(config, out, log=lambda _: None, progress=False)
+    return run(config, out, log=lambda _: None, progress=False).to_json()
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,7 @@ def toy(tmp_path_factory) -> Path:
     return write_toy_benchmark(tmp_path_factory.mktemp("toy"), train=32, test=10)
 
 
+@pytest.mark.slow
 def test_two_processes_answer_exactly_as_one_and_only_the_main_one_writes(toy, tmp_path):
     import torch
 
@@ -79,6 +80,7 @@ def test_two_processes_answer_exactly_as_one_and_only_the_main_one_writes(toy, t
     assert len(seq["matrix"]) == 2 and all(len(row) == 2 for row in seq["matrix"])
 
 
+@pytest.mark.slow
 def test_data_parallel_training_stays_within_tolerance_of_one_process(toy, tmp_path):
     """2 processes x batch 8 see the same 16 samples per optimizer step as 1 process x batch 16; what differs is
     the order of floating-point sums (the all-reduce of two half-batch means). Tolerance: 10 points (one test
@@ -99,6 +101,7 @@ def test_data_parallel_training_stays_within_tolerance_of_one_process(toy, tmp_p
         assert all(abs(a - b) <= 10.0 for a, b in zip(row_one, row_two)), (row_one, row_two)
 
 
+@pytest.mark.slow
 def test_a_killed_two_process_run_resumes(toy, tmp_path):
     out = tmp_path / "run"
     slow = ("methods=seq-lora", "train.epochs=12")
@@ -120,6 +123,7 @@ def test_a_killed_two_process_run_resumes(toy, tmp_path):
     assert done["steps"] == 2 and len(done["matrix"]) == 2
 
 
+@pytest.mark.slow
 def test_an_error_stops_every_process(toy, tmp_path):
     start = time.time()
     result = torchrun(tmp_path / "bad", toy, "methods=seq-lora", "data.tasks=Colors,Nope")

@@ -3,9 +3,11 @@ import pytest
 import torch
 
 from conftest import colour_examples, random_images
-from mllmcl.engine import (LoraRecipe, TrainConfig, add_adapter, generate, load_adapter, next_token_logits,
-                           save_adapter, train)
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
+from mllmcl.engine.adapters import add_adapter, load_adapter, save_adapter
+from mllmcl.engine.generate import generate, next_token_logits
+from mllmcl.engine.settings import LoraRecipe, TrainConfig
+from mllmcl.engine.train import train
 
 FAST = TrainConfig(epochs=1, batch_size=8, lr=5e-3, progress=False)
 
@@ -14,6 +16,7 @@ def _state(module: torch.nn.Module, keep) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items() if keep(k)}
 
 
+@pytest.mark.slow
 def test_training_adapter_a_leaves_base_and_adapter_b_bit_identical(micro):
     add_adapter(micro, "t1")
     add_adapter(micro, "t2")
@@ -33,6 +36,7 @@ def test_training_adapter_a_leaves_base_and_adapter_b_bit_identical(micro):
     assert any("multi_modal_projector" in k for k in changed)  # the per-adapter projector trains too
 
 
+@pytest.mark.slow
 def test_lora_learns_a_new_task(micro):
     add_adapter(micro, "colour", LoraRecipe(rank=16, alpha=32))
     data = colour_examples(256)
@@ -48,6 +52,7 @@ def test_lora_learns_a_new_task(micro):
     assert sum(a == e.answer for a, e in zip(base, test)) / len(test) < 0.5
 
 
+@pytest.mark.slow
 def test_full_fine_tuning_trains_every_parameter(micro):
     before = _state(micro.model, lambda k: True)
     stats = train(micro, colour_examples(64), None, TrainConfig(epochs=4, batch_size=16, lr=3e-3, progress=False))
@@ -57,6 +62,7 @@ def test_full_fine_tuning_trains_every_parameter(micro):
     assert stats.losses[-1] < stats.losses[0]
 
 
+@pytest.mark.slow
 def test_full_fine_tuning_can_keep_the_vision_tower_frozen(micro):
     before = _state(micro.model, lambda k: True)
     train(micro, colour_examples(32), None, TrainConfig(epochs=1, batch_size=16, lr=3e-3, progress=False),
@@ -72,6 +78,7 @@ def test_full_fine_tuning_can_keep_the_vision_tower_frozen(micro):
         train(micro, colour_examples(8), "t1", FAST, freeze="vision_tower")
 
 
+@pytest.mark.slow
 def test_save_then_load_gives_identical_outputs(micro, tmp_path):
     from mllmcl.models.backbone import Backbone
 
@@ -97,6 +104,7 @@ def test_save_then_load_gives_identical_outputs(micro, tmp_path):
     assert (tmp_path / "t1" / "mllmcl_recipe.json").is_file()
 
 
+@pytest.mark.slow
 def test_mixed_adapter_batch_equals_a_loop_over_adapters(micro):
     for i, name in enumerate(("t1", "t2", "t3")):
         add_adapter(micro, name, LoraRecipe(projector=name != "t3"))  # t3 shares the base projector
@@ -120,6 +128,7 @@ def test_mixed_adapter_batch_equals_a_loop_over_adapters(micro):
         assert torch.allclose(alone_logits, mixed_logits[rows], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_mixed_batches_match_peft_own_mixed_forward(micro):
     """The engine's contiguous-run LoRA path against peft's `adapter_names` forward, as the reference: an
     interleaved batch with a base row (one matmul pair per run) and a balanced one (one batched pair)."""
@@ -145,6 +154,7 @@ def test_mixed_batches_match_peft_own_mixed_forward(micro):
 @pytest.mark.parametrize("names, path", [(["t1", "t1", "t2", "__base__", "t3", "t3", "t3"], "per run"),
                                          (["t1", "t2", "t2", "t3", "t3", "t3"], "padded"),
                                          (["t1", "t1", "t2", "t2", "t3", "t3"], "batched")])
+@pytest.mark.slow
 def test_one_token_steps_match_peft_own_mixed_forward(micro, names, path):
     """Decoding steps (one token per sample) equal peft's per-sample forward too, with three adapters (one
     without a projector copy), on each path of `engine/mixed.py`: base rows (one matmul pair per run), uneven
@@ -170,6 +180,7 @@ def test_one_token_steps_match_peft_own_mixed_forward(micro, names, path):
         assert torch.allclose(ours[row], base[row], atol=1e-5) == (name == "__base__")
 
 
+@pytest.mark.slow
 def test_an_adapter_on_embeddings_falls_back_to_peft_mixed_batches(micro):
     from peft import LoraConfig
 
@@ -186,6 +197,7 @@ def test_an_adapter_on_embeddings_falls_back_to_peft_mixed_batches(micro):
         assert torch.allclose(alone, mixed[rows], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_next_token_logits_agree_with_greedy_generation(micro):
     add_adapter(micro, "t1")
     train(micro, colour_examples(32), "t1", FAST)
@@ -209,6 +221,7 @@ def test_unknown_adapter_is_a_clear_error(micro):
         load_adapter(micro, "z", "/nonexistent")
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_under_a_seed(micro):
     state = _state(micro.model, lambda k: True)
     torch.manual_seed(0)
@@ -225,13 +238,14 @@ def test_training_is_deterministic_under_a_seed(micro):
     assert train(again, colour_examples(32), "t1", FAST).losses == first
 
 
+@pytest.mark.slow
 def test_deleting_every_adapter_restores_the_bare_base_model(micro):
     images, questions = random_images(3), ["What color is the image?"] * 3
     before = next_token_logits(micro, images, questions)
     weights = _state(micro.model, lambda k: True)
     add_adapter(micro, "t1")
     train(micro, colour_examples(16), "t1", FAST)
-    from mllmcl.engine import delete_adapter
+    from mllmcl.engine.adapters import delete_adapter
 
     delete_adapter(micro, "t1")
     assert micro.adapter_names == [] and type(micro.model).__name__ == "LlavaForConditionalGeneration"
@@ -243,6 +257,7 @@ def test_deleting_every_adapter_restores_the_bare_base_model(micro):
     assert micro.adapter_names == ["t2"]
 
 
+@pytest.mark.slow
 def test_vision_lora_skips_layers_llava_does_not_read():
     """LLaVA-1.5 reads the second-to-last vision layer: LoRA there would get no gradient and break DDP."""
     import dataclasses
@@ -267,6 +282,7 @@ def test_vision_lora_skips_layers_llava_does_not_read():
     assert unused == []
 
 
+@pytest.mark.slow
 def test_saving_over_an_adapter_replaces_it_whole(micro, tmp_path):
     add_adapter(micro, "t1")
     save_adapter(micro, "t1", tmp_path)
@@ -274,7 +290,7 @@ def test_saving_over_an_adapter_replaces_it_whole(micro, tmp_path):
     save_adapter(micro, "t1", tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t1"]  # no temporary or old folders left
     expected = next_token_logits(micro, random_images(2), ["q", "q"], ["t1", "t1"])
-    from mllmcl.engine import delete_adapter
+    from mllmcl.engine.adapters import delete_adapter
 
     delete_adapter(micro, "t1")
     load_adapter(micro, "t1", tmp_path / "t1")
@@ -300,6 +316,7 @@ def test_an_adapter_of_another_base_is_a_clear_error(micro, tmp_path):
     assert other.adapter_names == []  # checked before peft touched the model
 
 
+@pytest.mark.slow
 def test_a_methods_loss_fn_is_what_train_minimises(micro):
     """Extension point: `loss_fn` reaches the loop. A loss that ignores the data and pulls every LoRA B
     weight toward 1 must drive them there; the default loss would not."""
@@ -320,6 +337,7 @@ def test_a_methods_loss_fn_is_what_train_minimises(micro):
     assert all(w.mean().item() > 0.25 for w in b_weights), [round(w.mean().item(), 3) for w in b_weights]
 
 
+@pytest.mark.slow
 def test_frozen_adapters_are_active_in_training_but_left_unchanged(micro):
     """Extension point: `frozen_adapters` join the forward pass (their update shapes the loss) while only the
     trained adapter gets gradients."""
@@ -342,6 +360,7 @@ def test_frozen_adapters_are_active_in_training_but_left_unchanged(micro):
         assert torch.equal(value, old[key]) and not value.requires_grad, key
 
 
+@pytest.mark.slow
 def test_bf16_on_a_cpu_with_pinned_kernels_is_refused_in_one_line(micro, monkeypatch):
     """oneDNN pinned to AVX2 has no fast bf16 path (a 1024x4096x4096 product: 101 s against 0.065 s):
     training must refuse it before the first step, naming both ways out."""
@@ -354,23 +373,25 @@ def test_bf16_on_a_cpu_with_pinned_kernels_is_refused_in_one_line(micro, monkeyp
     assert stats.steps == 1
 
 
+@pytest.mark.slow
 def test_the_scale_bench_runs_with_native_kernels_and_every_other_command_pinned():
     import os
     import subprocess
     import sys
 
-    from mllmcl.reproducible import PINNED
+    from mllmcl.core.reproducible import PINNED
 
-    code = "import sys, os; sys.argv = ['mllmcl'] + sys.argv[1:]; import mllmcl.cli; print(os.environ.get('ONEDNN_MAX_CPU_ISA'))"
+    code = ("import sys, os\nfrom mllmcl.cli.main import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('ONEDNN_MAX_CPU_ISA'))")
     env = {k: v for k, v in os.environ.items() if k not in PINNED}
-    out = [subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True).stdout.strip()
-           for argv in (["bench", "scale"], ["run"])]
+    out = [subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True,
+                          text=True).stdout.strip().splitlines()[-1] for argv in (["bench", "scale", "--help"], ["ls"])]
     assert out == ["None", "AVX2"]
 
 
 def test_results_record_the_cpu_the_arithmetic_ran_on():
     """Pinned kernels do not make every CPU add alike (docs/results.md, "Determinism"): results.json names it."""
-    from mllmcl.reproducible import kernel_settings
+    from mllmcl.core.reproducible import kernel_settings
 
     cpu = kernel_settings()["cpu"]
     assert set(cpu) == {"vendor", "model", "family", "model_number", "avx512"}
@@ -378,6 +399,7 @@ def test_results_record_the_cpu_the_arithmetic_ran_on():
     assert isinstance(cpu["model"], str) and cpu["model"]
 
 
+@pytest.mark.slow
 def test_the_training_loss_is_the_models_own_loss_computed_at_the_answer_positions_only(micro):
     """`causal_lm_loss` runs the output head only where a row predicts an answer token; the loss is the
     model's own mean cross-entropy over the answers, whatever the padding and answer lengths of the rows."""
@@ -402,3 +424,20 @@ def test_the_training_loss_is_the_models_own_loss_computed_at_the_answer_positio
     assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
     targets = (batch["labels"][:, 1:] != -100).any(dim=0)
     assert seen["rows"] == int(targets.sum()) < batch["input_ids"].shape[1] - 20  # the head ran on answers only
+
+
+def test_grid_pooled_image_features_are_the_regions_means_of_the_image_tokens(micro):
+    from mllmcl.engine.generate import pooled_features
+
+    images, questions = random_images(3, 32), ["a?", "what is it?", "b"]
+    whole = pooled_features(micro, images, questions, layer=1, tokens="image")
+    grid = pooled_features(micro, images, questions, layer=1, tokens="image", grid=2)
+    width = whole.shape[1]
+    assert grid.shape == (3, 4 * width)
+    # four equal regions of a 4x4 token square: their mean is the mean over all image tokens
+    assert torch.allclose(grid.view(3, 4, width).mean(1), whole, atol=1e-5)
+    assert not torch.allclose(grid[:, :width], grid[:, width:2 * width])  # the regions differ
+    with pytest.raises(ValueError, match="pools image tokens only"):
+        pooled_features(micro, images, questions, tokens="all", grid=2)
+    with pytest.raises(ValueError, match="at least 5x5 image tokens"):
+        pooled_features(micro, images, questions, tokens="image", grid=5)

@@ -7,12 +7,13 @@ Property: the command succeeds (the resolved configuration is printed), or print
 """
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzzkit import JUNK, SPECIAL_TEXT, TEXT, assert_keeps_promise, cli, damaged, fuzz, json_file, mutated, snapshot
-from mllmcl.config import RunConfig, to_dict
+from mllmcl.cl.config import RunConfig, to_dict
 
 VALID = to_dict(RunConfig())
 KEYS = sorted({f"{section}.{key}" if isinstance(value, dict) else section
@@ -30,6 +31,7 @@ def _yaml_text(doc) -> bytes:
 
 @given(content=st.one_of(mutated(VALID).map(_yaml_text), mutated(VALID).map(_yaml_text).flatmap(damaged),
                          st.binary(max_size=64), st.text(max_size=40).map(lambda t: t.encode("utf-8", "replace"))))
+@pytest.mark.slow
 @fuzz(120)
 def test_yaml_config_file(tmp_path_factory, content):
     folder = tmp_path_factory.mktemp("config", numbered=True)
@@ -48,6 +50,7 @@ OVERRIDE = st.one_of(
     st.tuples(st.one_of(TEXT, SPECIAL_TEXT, st.sampled_from(KEYS).map(lambda k: k + "x")), TEXT))
 
 
+@pytest.mark.slow
 @given(overrides=st.lists(OVERRIDE, min_size=1, max_size=3))
 @fuzz(200)
 def test_key_value_overrides(tmp_path_factory, overrides):
@@ -62,6 +65,7 @@ def test_key_value_overrides(tmp_path_factory, overrides):
 
 @given(content=json_file({"format": 1, "run": {"setting": "dcl", "finished": None}, "tasks": ["RS", "Med"],
                           "zero_shot": [1.0, 2.0], "methods": {}}))
+@pytest.mark.slow
 @fuzz(60)
 def test_results_json_of_a_folder_to_resume(tmp_path_factory, content):
     """A run folder holding a damaged results.json is refused with one line naming it, before any work. (A

@@ -18,8 +18,8 @@ from PIL import Image
 
 from fuzzkit import (JUNK, SPECIAL_TEXT, TEXT, assert_keeps_promise, assert_user_error, cli, fuzz, json_file,
                      png_claiming, snapshot)
+from mllmcl.core.errors import UserError
 from mllmcl.data import load_benchmark, load_image
-from mllmcl.errors import UserError
 
 TRAIN = [{"id": f"rs-{i}", "image": f"images/tr{i}.png", "conversations": [
     {"from": "human", "value": "<image>\nWhat is shown?"}, {"from": "gpt", "value": "a square"},
@@ -71,6 +71,7 @@ def _check(root: Path, names: list, *extra: str) -> None:
     assert snapshot(root) == before
 
 
+@pytest.mark.slow
 @given(data=st.data())
 @fuzz(120)
 def test_every_file_of_a_data_root(root, data):
@@ -135,6 +136,7 @@ IMAGE_KINDS = ["zero bytes", "truncated", "flipped", "jpeg named .png", "text", 
                "folder"]
 
 
+@pytest.mark.slow
 @given(data=st.data())
 @fuzz(40)
 def test_broken_images(root, data):
@@ -166,6 +168,7 @@ def test_broken_images(root, data):
 @given(tasks=st.lists(st.one_of(TEXT, SPECIAL_TEXT, st.sampled_from(["rs", "Rs", "FIN", "fin", "med"])),
                       min_size=1, max_size=3),
        folder=st.one_of(TEXT, SPECIAL_TEXT, st.just("RS=RS"), st.just("rs=RS"), st.just("fin=Fin")))
+@pytest.mark.slow
 @fuzz(60)
 def test_task_names_on_the_command_line(root, tasks, folder):
     tasks_arg = ",".join(tasks)

@@ -21,8 +21,9 @@ from PIL import Image
 
 from fuzzkit import (SPECIAL_TEXT, TEXT, assert_keeps_promise, assert_user_error, cli, encode, fuzz, mutated,
                      one_thread, png_claiming, snapshot)
+from mllmcl.core.errors import UserError
 from mllmcl.data import load_image
-from mllmcl.errors import UserError
+from mllmcl.engine.generate import generate
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -98,6 +99,7 @@ def test_load_image(tmp_path_factory, data):
         assert image.mode == "RGB" and min(image.size) >= 1
 
 
+@pytest.mark.slow
 @given(data=st.data())
 @fuzz(8)
 def test_ask_image(micro_checkpoint, tmp_path_factory, data):
@@ -113,6 +115,7 @@ def test_ask_image(micro_checkpoint, tmp_path_factory, data):
 
 @given(question=st.one_of(TEXT, SPECIAL_TEXT, st.text(max_size=400), st.sampled_from(
     ["<image> <image> two?", "What is <image>?", "\udcff\udcfe", "a\x1b[31mred\x00", "word " * 300])))
+@pytest.mark.slow
 @fuzz(8)
 def test_ask_question(micro_checkpoint, tmp_path_factory, question):
     """Any question a shell can pass (bytes that are not UTF-8 arrive as lone surrogates)."""
@@ -194,15 +197,16 @@ def _break_adapter(folder: Path, draw) -> str:
 @pytest.fixture(scope="module")
 def backbone(micro_checkpoint):
     """One micro backbone for every example: a failed load must leave it as it was, which the test checks."""
-    from mllmcl.models import load_backbone
+    from mllmcl.models.load import load_backbone
 
     return load_backbone(f"hf:{micro_checkpoint / 'model'}", device="cpu")
 
 
+@pytest.mark.slow
 @given(data=st.data())
 @fuzz(40)
 def test_load_adapter(backbone, micro_checkpoint, tmp_path_factory, data):
-    from mllmcl.engine import delete_adapter, load_adapter
+    from mllmcl.engine.adapters import delete_adapter, load_adapter
 
     folder = tmp_path_factory.mktemp("adapter", numbered=True) / "user"
     shutil.copytree(micro_checkpoint / "adapters" / "user", folder)
@@ -218,9 +222,10 @@ def test_load_adapter(backbone, micro_checkpoint, tmp_path_factory, data):
         delete_adapter(backbone, "fuzzed")
     assert snapshot(folder) == before
     image = Image.new("RGB", (16, 16))
-    assert len(backbone.generate([image], ["What?"], 1)) == 1  # the base still answers
+    assert len(generate(backbone, [image], ["What?"], max_new_tokens=1)) == 1  # the base still answers
 
 
+@pytest.mark.slow
 @given(data=st.data())
 @fuzz(10)
 def test_ask_adapter(micro_checkpoint, tmp_path_factory, data):
@@ -245,7 +250,7 @@ CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "token
 @given(data=st.data())
 @fuzz(15)
 def test_hf_checkpoint(micro_checkpoint, tmp_path_factory, data):
-    from mllmcl.models import load_backbone
+    from mllmcl.models.load import load_backbone
 
     folder = tmp_path_factory.mktemp("checkpoint", numbered=True) / "model"
     shutil.copytree(micro_checkpoint / "model", folder)
@@ -270,7 +275,7 @@ def test_hf_checkpoint(micro_checkpoint, tmp_path_factory, data):
     else:
         image = Image.new("RGB", (16, 16))
         try:
-            backbone.generate([image], ["What?"], 1)
+            generate(backbone, [image], ["What?"], max_new_tokens=1)
         except UserError as err:  # a checkpoint that loads but cannot answer (a tokenizer without tokens, …)
             assert_user_error(err, [folder])
     assert snapshot(folder) == before

@@ -7,6 +7,7 @@ no temporary file, in the run folders or in --out.
 """
 from __future__ import annotations
 
+import pytest
 import json
 import math
 
@@ -40,6 +41,7 @@ RESULTS = {
 }
 
 
+@pytest.mark.slow
 @given(content=json_file(METRICS_FILE))
 @fuzz(150)
 def test_metrics_file(tmp_path_factory, content):
@@ -59,6 +61,7 @@ def _strict(text: str) -> None:
     json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(f"{c} printed")))
 
 
+@pytest.mark.slow
 @given(content=json_file(RESULTS), second=st.booleans())
 @fuzz(30)
 def test_report_of_results_files(tmp_path_factory, content, second):

@@ -67,6 +67,7 @@ def _score(folder: Path, task: str, typed: str, questions: bytes, predictions: b
             submission.unlink()
 
 
+@pytest.mark.slow
 @given(data=st.data())
 @fuzz(150)
 def test_questions_and_predictions(tmp_path_factory, data):

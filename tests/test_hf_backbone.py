@@ -7,9 +7,12 @@ import pytest
 import torch
 
 from conftest import colour_examples, random_images
-from mllmcl.engine import TrainConfig, add_adapter, train
-from mllmcl.errors import UserError
-from mllmcl.models import load_backbone
+from mllmcl.core.errors import UserError
+from mllmcl.engine.adapters import add_adapter
+from mllmcl.engine.generate import generate
+from mllmcl.engine.settings import TrainConfig
+from mllmcl.engine.train import train
+from mllmcl.models.load import load_backbone
 from mllmcl.models.template import VICUNA_SYSTEM
 
 
@@ -20,6 +23,7 @@ def saved_llava(micro, tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_hf_round_trip_trains_and_generates(micro, saved_llava):
     backbone = load_backbone(f"hf:{saved_llava}")
     assert type(backbone.model).__name__ == "LlavaForConditionalGeneration"
@@ -29,7 +33,7 @@ def test_hf_round_trip_trains_and_generates(micro, saved_llava):
     add_adapter(backbone, "t1")
     stats = train(backbone, colour_examples(16), "t1", TrainConfig(epochs=1, batch_size=8, progress=False))
     assert stats.steps == 2 and all(loss == loss for loss in stats.losses)
-    answers = backbone.generate(random_images(3), ["What color?"] * 3, max_new_tokens=4, adapters=["t1", None, "t1"])
+    answers = generate(backbone, random_images(3), ["What color?"] * 3, max_new_tokens=4, adapters=["t1", None, "t1"])
     assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
 
 
@@ -46,6 +50,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "mllmcl", *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_errors_exit_non_zero_with_one_clear_line(saved_llava, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("inputs")
     bad = tmp_path / "broken.png"

@@ -15,10 +15,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from mllmcl.config import load_config
-from mllmcl.errors import UserError
-from mllmcl.jobs import plan
-from mllmcl.runner import run
+from mllmcl.cl.config import load_config
+from mllmcl.cl.methods.catalog import MethodCard
+from mllmcl.core.errors import UserError
+from mllmcl.eval.results import MethodResults, Results
+from mllmcl.run.jobs import plan
+from mllmcl.run.protocol import run
 from toy_cl import write_toy_benchmark
 
 METHODS = ["seq-lora", "mr-lora", "oracle"]
@@ -34,11 +36,6 @@ def quiet(_: str) -> None:
 
 def config_for(root: Path, *extra: str):
     return load_config(None, [f"data.benchmark={root}", f"methods={','.join(METHODS)}", *QUICK, *extra])
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Path:
-    return write_toy_benchmark(tmp_path_factory.mktemp("toy"), train=32, test=8)
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +57,13 @@ def _plan(tmp_path, methods, finished=(), saved=()):
     for name in saved:
         (ctx.experts / f"expert_{name}").mkdir(parents=True)
         (ctx.experts / f"expert_{name}" / "adapter_config.json").write_text("{}")
-    results = {"methods": {m.name: {"final": [1.0] if m.name in finished else None} for m in methods}}
+    results = Results(tasks=["A", "B", "C"], methods={
+        m.name: MethodResults(final=[1.0] if m.name in finished else None) for m in methods})
     return plan(ctx, methods, results)
 
 
 def method(name, sequential=True, learns=True, uses_experts=False):
-    return SimpleNamespace(name=name, sequential=sequential, learns=learns, uses_experts=uses_experts)
+    return SimpleNamespace(name=name, card=MethodCard(sequential=sequential, learns=learns, uses_experts=uses_experts))
 
 
 def test_the_plan_runs_sequential_methods_first_and_the_expert_methods_after_their_experts(tmp_path):
@@ -86,10 +84,11 @@ def test_the_plan_leaves_out_finished_methods_and_saved_experts(tmp_path):
     assert _plan(tmp_path / "y", methods, finished=("seq-lora", "mr-lora")).parts == ()
 
 
+@pytest.mark.slow
 def test_parallel_parts_give_exactly_the_results_of_one_process(toy, one_process, tmp_path):
     out = tmp_path / "run"
     lines = []
-    results = run(config_for(toy, "jobs=2"), out, log=lines.append, progress=False)
+    results = run(config_for(toy, "jobs=2"), out, log=lines.append, progress=False).to_json()
     assert any(line.startswith("jobs: 4 parts in 2 processes") for line in lines), lines
     reference = json.loads((one_process / "results.json").read_text())
     assert results == json.loads((out / "results.json").read_text())  # written by this process, complete
@@ -107,6 +106,7 @@ def test_parallel_parts_give_exactly_the_results_of_one_process(toy, one_process
     assert results["run"]["finished"] is not None and results["run"]["jobs"]["processes"] == 2
 
 
+@pytest.mark.slow
 def test_an_error_in_a_part_stops_the_run_with_that_error(toy, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -138,6 +138,7 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
 def test_a_killed_parallel_run_takes_its_workers_with_it_and_resumes_to_the_same_results(toy, one_process,
                                                                                           tmp_path):

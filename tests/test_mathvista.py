@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
 from mllmcl.eval import get_scorer
 from mllmcl.eval.judge import OpenAIExtractor, build_prompt
 from mllmcl.eval.mathvista import check, decide, extract, extract_number, infer_option, prefetch

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from conftest import colour_examples
-from mllmcl.engine import TrainConfig, add_adapter, train
-from mllmcl.engine.adapters import LoraRecipe, adapter_parameters, sum_adapters
-from mllmcl.engine.moe import MoELoraRecipe
+from mllmcl.cl.methods.catalog import METHODS
+from mllmcl.cl.methods.ewc import ewc_penalty
+from mllmcl.cl.methods.lwf import distillation
+from mllmcl.cl.methods.o_lora import lora_a_matrices, orthogonality
+from mllmcl.engine import moe
+from mllmcl.engine.adapters import adapter_parameters, add_adapter, sum_adapters
+from mllmcl.engine.settings import LoraRecipe, MoELoraRecipe, TrainConfig
 from mllmcl.engine.teacher import AnswerLogits, answer_positions
-from mllmcl.engine.train import model_inputs, squared_gradients
-from mllmcl.methods import METHODS
-from mllmcl.methods.ewc import ewc_penalty
-from mllmcl.methods.lwf import distillation
-from mllmcl.methods.o_lora import lora_a_matrices, orthogonality
+from mllmcl.engine.train import model_inputs, squared_gradients, train
 
 QUICK = TrainConfig(epochs=1, batch_size=8, lr=5e-3, progress=False)
 SMALL = LoraRecipe(rank=4, alpha=8.0)
@@ -33,6 +33,7 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away_from_it():
                        anchor, 100.0) == 0  # weights without importance move freely
 
 
+@pytest.mark.slow
 def test_the_fisher_covers_every_trainable_weight_of_the_adapter(micro):
     add_adapter(micro, "t1", SMALL)
     train(micro, colour_examples(16), "t1", QUICK)
@@ -43,6 +44,7 @@ def test_the_fisher_covers_every_trainable_weight_of_the_adapter(micro):
     assert not any(p.requires_grad for p in params.values())  # left frozen
 
 
+@pytest.mark.slow
 def test_the_lwf_term_is_zero_when_student_and_teacher_agree(micro):
     logits = torch.randn(6, 11)
     assert distillation(logits, logits.clone(), 2.0).item() == pytest.approx(0.0, abs=1e-6)
@@ -63,7 +65,7 @@ def test_the_lwf_term_is_zero_when_student_and_teacher_agree(micro):
 
 
 def _overlap_after_training(micro, lambda1: float) -> float:
-    from mllmcl.methods.o_lora import OLoRA  # noqa: F401  (the method's own loss pieces are tested directly)
+    from mllmcl.cl.methods.o_lora import OLoRA  # noqa: F401  (the method's own loss pieces are tested directly)
 
     recipe = LoraRecipe(rank=4, alpha=8.0, projector=False)
     torch.manual_seed(0)
@@ -83,6 +85,7 @@ def _overlap_after_training(micro, lambda1: float) -> float:
     return before, orthogonality(new, earlier).item()
 
 
+@pytest.mark.slow
 def test_o_lora_lowers_the_overlap_with_the_earlier_lora(micro):
     import copy
 
@@ -92,6 +95,7 @@ def test_o_lora_lowers_the_overlap_with_the_earlier_lora(micro):
     assert with_loss < 0.5 * without and with_loss < before
 
 
+@pytest.mark.slow
 def test_the_sum_of_loras_answers_like_both_active(micro):
     from mllmcl.engine.generate import next_token_logits
 
@@ -112,10 +116,11 @@ def test_the_sum_of_loras_answers_like_both_active(micro):
     assert torch.allclose(summed, active, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_moelora_gates_sum_to_one_and_every_expert_gets_gradient(micro):
     recipe = MoELoraRecipe(rank=8, alpha=16.0, experts=4)
     add_adapter(micro, "moe", recipe)
-    gates = recipe.gates(micro, "moe")
+    gates = moe.gates(micro, "moe")
     assert gates and all(g.out_features == 4 for g in gates.values())
     torch.manual_seed(0)
     params = adapter_parameters(micro, "moe")
@@ -144,8 +149,9 @@ def test_moelora_gates_sum_to_one_and_every_expert_gets_gradient(micro):
     micro.model.eval()
 
 
+@pytest.mark.slow
 def test_a_moelora_adapter_saves_and_loads_with_its_gates(micro, tmp_path):
-    from mllmcl.engine import load_adapter, save_adapter
+    from mllmcl.engine.adapters import load_adapter, save_adapter
     from mllmcl.engine.generate import next_token_logits
 
     add_adapter(micro, "moe", MoELoraRecipe(rank=8, alpha=16.0, experts=4))
@@ -158,16 +164,17 @@ def test_a_moelora_adapter_saves_and_loads_with_its_gates(micro, tmp_path):
     assert torch.allclose(before, after, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_every_registered_method_runs_through_two_tasks(tmp_path):
     """A new method is covered here by default: its name comes from the registry."""
     from test_runner import config_for, quiet
+    from mllmcl.run.protocol import run
     from toy_cl import write_toy_benchmark
-    from mllmcl.runner import run
 
     root = write_toy_benchmark(tmp_path / "toy", train=16, test=4)
     methods = METHODS.names() + ["ewc+replay", "o-lora+replay"]
     config = config_for(root, methods, lora={"rank": 8, "alpha": 16.0}, ewc={"batches": 2}, **{"o-lora": {"rank": 4}})
-    results = run(config, tmp_path / "run", log=quiet, progress=False)
+    results = run(config, tmp_path / "run", log=quiet, progress=False).to_json()
     for name in methods:
         entry = results["methods"][name]
         assert entry["final"] is not None and len(entry["final"]) == 2, name

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mllmcl.cli import build_parser, main
+from mllmcl.cli.main import build_parser, main
+from mllmcl.core.errors import UserError
 from mllmcl.data import BUILTIN, ExtraFile, Sample, TaskSpec, load_benchmark, write_manifest
 from mllmcl.data.check import check_benchmark
 from mllmcl.data.official_router import official_prompt
 from mllmcl.data.tasks import FIN_LETTER, FIN_YES_NO
-from mllmcl.errors import UserError
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
 

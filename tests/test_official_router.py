@@ -9,7 +9,7 @@ import pytest
 from mllmcl.data import BUILTIN
 from mllmcl.data.official_router import (AFTER_QUESTION, OFFICIAL_LETTERS, ROUTING_PROMPT, bare, letter_map,
                                          looks_official, official_prompt, parse_official_prompt)
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
 
 # SHA-256 of the released strings (github bjzhb666/MLLM-CL @ 80bf389, ETrain/Eval/LLaVA/CoIN/
 # model_agents_select_lora.py and model_agents_select_lora_ability.py: ROUTING_PROMPT, PROMPT_AFTER_QUESTION),

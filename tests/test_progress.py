@@ -1,8 +1,8 @@
 """Bars of a worker process, relayed to the parent and drawn there (utils/progress.py)."""
 from __future__ import annotations
 
-from mllmcl.utils import progress
-from mllmcl.utils.progress import BarBoard, RelayedBar, progress_bar, relay_to
+from mllmcl.core import progress
+from mllmcl.core.progress import BarBoard, RelayedBar, progress_bar, relay_to
 
 
 def test_a_relayed_bar_is_drawn_by_the_parent_with_the_workers_count_and_postfix(monkeypatch):

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
+from mllmcl.core.io import slug
 from mllmcl.eval.cl_metrics import cl_metrics
+from mllmcl.eval.results import Results
 from mllmcl.report import load_results, render_report, save_heatmap, summary_table
 from mllmcl.report.heatmap import _text_colour
-from mllmcl.report.tables import heatmap_name, markdown_report, slug, unique_labels
+from mllmcl.report.tables import heatmap_name, markdown_report, unique_labels
 
 TASKS = ["RS", "Med", "AD"]
 ZERO_SHOT = [10.0, 20.0, 30.0]
@@ -109,13 +111,13 @@ def test_render_does_not_change_results(tmp_path):
     render_report([run / "results.json"])  # a results.json path works too
     assert (run / "results.json").read_bytes() == before
     kept = copy.deepcopy(results)
-    markdown_report([("run", results)])
-    summary_table(results)
+    markdown_report([("run", Results.model_validate(results))])
+    summary_table(Results.model_validate(results))
     assert results == kept
 
 
 def test_summary_table():
-    table = summary_table(make_results())
+    table = summary_table(Results.model_validate(make_results()))
     oracle = _row(table, "oracle")
     assert oracle["BWT"] == "—" and oracle["MFN"] == "87.00" and oracle["Routing"] == "—"
     seq = _row(table, "seq-lora")
@@ -143,7 +145,7 @@ def test_in_progress_run_renders(tmp_path):
     run = write_run(tmp_path / "run", results)
     text = render_report([run]).read_text()
     assert "| after Med | — | — | — |" in text and "in progress" in text
-    assert _row(summary_table(results), "seq-lora")["MFN"] == "—"
+    assert _row(summary_table(Results.model_validate(results)), "seq-lora")["MFN"] == "—"
     assert_png(run / "heatmaps" / "seq-lora.png")
     assert not (run / "heatmaps" / "mr-lora.png").exists()  # no row yet, no heatmap
     assert "## Routing: mr-lora" in text and "## Accuracy matrix: mr-lora" not in text
@@ -225,11 +227,21 @@ def test_methods_with_and_without_replay_side_by_side():
     results["methods"]["ewc"] = _sequential([[80.0, 10.0, 5.0], [60.0, 85.0, 5.0], [40.0, 50.0, 90.0]])
     results["methods"]["ewc+replay"] = _sequential([[80.0, 10.0, 5.0], [75.0, 85.0, 5.0], [70.0, 80.0, 88.0]])
     results["methods"]["replay"] = _sequential([[80.0, 10.0, 5.0], [70.0, 80.0, 5.0], [65.0, 75.0, 85.0]])
-    report = markdown_report([("run", results)])
+    report = markdown_report([("run", Results.model_validate(results))])
     section = report.split("With and without replay (the paper's layout)")[1].split("##")[0]
     lines = [[c.strip() for c in line.strip("|").split("|")] for line in section.strip().splitlines()]
     rows = {cells[0]: dict(zip(lines[0], cells)) for cells in lines[2:]}
     assert set(rows) == {"seq-lora", "ewc"} and "MFN (+replay)" in lines[0]
     assert rows["ewc"]["MFN"] == f"{(40 + 50 + 90) / 3:.2f}"
     assert rows["ewc"]["MFN (+replay)"] == f"{(70 + 80 + 88) / 3:.2f}"
-    assert "With and without replay" not in markdown_report([("run", make_results())])
+    assert "With and without replay" not in markdown_report([("run", Results.model_validate(make_results()))])
+
+
+def test_a_results_file_of_the_previous_version_loads_and_writes_back_unchanged(tmp_path):
+    """tests/assets/results_format1.json: a small run (zero-shot, seq-lora, mr-lora, oracle on three synthetic
+    DCL tasks, two parallel parts) as mllmcl wrote results.json before the file had its own model."""
+    asset = Path(__file__).parent / "assets" / "results_format1.json"
+    results = Results.load(asset)
+    assert results.methods["mr-lora"].routing.router == "prototype" and results.run.jobs["processes"] == 2
+    results.write(tmp_path / "results.json")
+    assert (tmp_path / "results.json").read_bytes() == asset.read_bytes()

@@ -8,22 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from mllmcl.cli import main
-from mllmcl.config import load_config
+from mllmcl.cl.config import load_config
+from mllmcl.cli.main import main
+from mllmcl.core.errors import UserError
 from mllmcl.data import load_benchmark
-from mllmcl.errors import UserError
-from mllmcl.runner import routing_stage, run
+from mllmcl.eval.results import routing_stage
+from mllmcl.run.protocol import run
 from toy_cl import write_toy_benchmark
 
 ALL_METHODS = ["zero-shot", "seq-lora", "replay", "joint", "mr-lora", "oracle", "mr-lora[mllm]"]
 # jobs=1: these tests watch (and patch) what runs in this process; tests/test_jobs.py runs the workers
 QUICK = {"train": {"epochs": 1.0, "batch_size": 16}, "router": {"k": 8, "epochs": 2.0}, "replay": {"k": 8},
          "eval": {"batch_size": 16}, "jobs": 1}
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Path:
-    return write_toy_benchmark(tmp_path_factory.mktemp("toy"), train=32, test=8)
 
 
 def config_for(root: Path, methods, **extra):
@@ -37,9 +33,10 @@ def quiet(_: str) -> None:
     pass
 
 
+@pytest.mark.slow
 def test_every_method_runs_and_results_follow_the_documented_schema(toy, tmp_path):
     out = tmp_path / "run"
-    results = run(config_for(toy, ALL_METHODS), out, log=quiet, progress=False)
+    results = run(config_for(toy, ALL_METHODS), out, log=quiet, progress=False).to_json()
     assert results == json.loads((out / "results.json").read_text())
     assert results["tasks"] == ["Colors", "Codes"] and len(results["zero_shot"]) == 2
     assert set(results["methods"]) == set(ALL_METHODS)
@@ -74,11 +71,12 @@ def test_every_method_runs_and_results_follow_the_documented_schema(toy, tmp_pat
     assert (out / "experts" / "expert_Colors" / "adapter_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_identical_results(toy, tmp_path, monkeypatch):
     methods = ["seq-lora", "mr-lora", "oracle"]
-    reference = run(config_for(toy, methods), tmp_path / "whole", log=quiet, progress=False)
+    reference = run(config_for(toy, methods), tmp_path / "whole", log=quiet, progress=False).to_json()
 
-    from mllmcl.methods.mr_lora import MRLoRA
+    from mllmcl.cl.methods.mr_lora import MRLoRA
 
     real_learn = MRLoRA.learn
     calls = []
@@ -98,7 +96,7 @@ def test_an_interrupted_run_resumes_to_identical_results(toy, tmp_path, monkeypa
     assert partial["methods"]["mr-lora"]["steps"] == 1 and partial["methods"]["mr-lora"]["final"] is None
     monkeypatch.setattr(MRLoRA, "learn", real_learn)
     log = []
-    resumed = run(config_for(toy, methods), out, log=log.append, progress=False)
+    resumed = run(config_for(toy, methods), out, log=log.append, progress=False).to_json()
     assert any("resumed after step 1/2" in line for line in log)
     assert any("[seq-lora] finished earlier" in line for line in log)
     for name in methods:
@@ -110,27 +108,30 @@ def test_an_interrupted_run_resumes_to_identical_results(toy, tmp_path, monkeypa
         assert a == (out / "predictions" / "mr-lora" / step / "Codes.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_a_run_folder_refuses_another_configuration(toy, tmp_path):
     out = tmp_path / "run"
     run(config_for(toy, ["zero-shot"]), out, log=quiet, progress=False)
     with pytest.raises(UserError, match="another configuration.*train"):
         run(config_for(toy, ["zero-shot"], train={"epochs": 3.0}), out, log=quiet, progress=False)
     # adding a method to a finished run is allowed and keeps what was there
-    results = run(config_for(toy, ["zero-shot", "seq-lora"]), out, log=quiet, progress=False)
+    results = run(config_for(toy, ["zero-shot", "seq-lora"]), out, log=quiet, progress=False).to_json()
     assert set(results["methods"]) == {"zero-shot", "seq-lora"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mllm", "prototype", "oracle"])
 def test_routers_only_choose_fitted_experts_and_restore_their_state(toy, tmp_path, kind):
-    from mllmcl.context import Context
-    from mllmcl.models import load_backbone
-    from mllmcl.routing import build_router, expert_of
+    from mllmcl.cl.context import Context
+    from mllmcl.cl.routing.build import build_router
+    from mllmcl.cl.routing.router import expert_of
+    from mllmcl.models.load import load_backbone
 
     bench = load_benchmark(toy)
     ctx = Context(load_backbone("tiny"), bench, config_for(toy, ["mr-lora"]), tmp_path)
     experts = [expert_of(ctx, task) for task in bench.tasks]
     router = build_router(kind, ctx)
-    samples = [s for task in bench.tasks for s in task.test]  # half of them from the task without an expert yet
+    samples = [s.query for task in bench.tasks for s in task.test]  # half from the task without an expert yet
     router.fit(experts[:1])
     assert router.route(samples).experts == [0] * len(samples)
     router.fit(experts)
@@ -150,18 +151,19 @@ def test_routers_only_choose_fitted_experts_and_restore_their_state(toy, tmp_pat
 
 def test_routing_stage_counts_only_seen_tasks():
     stage = routing_stage(["A", "B", "C"], ["A", "B"], [["A", "A", "B"], ["B", "B"], ["B", "A"]])
-    assert stage["accuracy"] == pytest.approx(100 * 4 / 5)
-    assert stage["per_task"] == {"A": pytest.approx(200 / 3), "B": 100.0, "C": None}
-    assert stage["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 1, 0]]
+    assert stage.accuracy == pytest.approx(100 * 4 / 5)
+    assert stage.per_task == {"A": pytest.approx(200 / 3), "B": 100.0, "C": None}
+    assert stage.confusion == [[2, 1, 0], [0, 2, 0], [1, 1, 0]]
 
 
+@pytest.mark.slow
 def test_seq_lora_forgets_and_mr_lora_does_not(tmp_path):
     """Real training: Codes overwrites what one shared adapter learned on Colors; experts keep it. Both tasks
     ask the same question, so only the image tells them apart: the MLLM router reads it."""
     root = write_toy_benchmark(tmp_path / "toy", train=128, test=24)
     config = config_for(root, ["seq-lora", "mr-lora"], train={"epochs": 2.0},
                         router={"kind": "mllm", "k": 16, "epochs": 8.0, "batch_size": 4})
-    results = run(config, tmp_path / "run", log=quiet, progress=False)
+    results = run(config, tmp_path / "run", log=quiet, progress=False).to_json()
     seq, mr = results["methods"]["seq-lora"], results["methods"]["mr-lora"]
     assert seq["matrix"][0][0] >= 80 and mr["matrix"][0][0] >= 80  # Colors is learned
     assert seq["matrix"][1][0] <= seq["matrix"][0][0] - 50  # ... and forgotten by seq-LoRA
@@ -169,6 +171,7 @@ def test_seq_lora_forgets_and_mr_lora_does_not(tmp_path):
     assert mr["metrics"]["BWT"] >= -10 and mr["routing"]["accuracy"] >= 85
 
 
+@pytest.mark.slow
 def test_cli_run_prints_the_table_and_writes_the_report(toy, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["run", "--setting", "toy", "--methods", "zero-shot,seq-lora", "--out", str(out), "--no-progress",
@@ -197,6 +200,7 @@ def test_a_test_row_without_answer_is_refused_before_any_training(tmp_path):
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_the_same_command_in_two_fresh_folders_gives_identical_results(toy, tmp_path):
     """Reproducibility: two separate processes, two fresh folders, one command: the same accuracies, to the
     last digit (training included)."""
@@ -221,12 +225,13 @@ def test_the_same_command_in_two_fresh_folders_gives_identical_results(toy, tmp_
         assert (tmp_path / "a" / path).read_text() == (tmp_path / "b" / path).read_text()
 
 
+@pytest.mark.slow
 def test_a_run_that_failed_before_its_first_step_does_not_block_the_corrected_one(toy, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     # as an earlier failed run would leave it: a config that differs, no finished step
     (out / "config.yaml").write_text("backbone: tiny\nsetting: toy\ntrain: {epochs: 9}\n")
-    results = run(config_for(toy, ["zero-shot"]), out, log=quiet, progress=False)
+    results = run(config_for(toy, ["zero-shot"]), out, log=quiet, progress=False).to_json()
     assert results["zero_shot"] is not None
     # a folder with a finished step keeps its protection
     with pytest.raises(UserError, match="another configuration"):
@@ -237,11 +242,12 @@ def test_a_run_that_failed_before_its_first_step_does_not_block_the_corrected_on
     assert "backbone" in capsys.readouterr().err and not fresh.exists()
 
 
+@pytest.mark.slow
 def test_a_folder_from_before_a_method_or_setting_existed_still_resumes(toy, tmp_path):
     import yaml
 
     out = tmp_path / "run"
-    reference = run(config_for(toy, ["zero-shot", "seq-lora"]), out, log=quiet, progress=False)
+    reference = run(config_for(toy, ["zero-shot", "seq-lora"]), out, log=quiet, progress=False).to_json()
     saved = yaml.safe_load((out / "config.yaml").read_text())
     for block in ("ewc", "lwf", "o-lora", "moelora"):  # written before these methods existed
         saved.pop(block)
@@ -249,7 +255,7 @@ def test_a_folder_from_before_a_method_or_setting_existed_still_resumes(toy, tmp
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     log = []
     results = run(config_for(toy, ["zero-shot", "seq-lora", "ewc"], ewc={"lambda": 10.0}), out, log=log.append,
-                  progress=False)
+                  progress=False).to_json()
     assert any("[seq-lora] finished earlier" in line for line in log)
     assert results["methods"]["seq-lora"]["final"] == reference["methods"]["seq-lora"]["final"]
     assert results["methods"]["ewc"]["final"] is not None
@@ -258,9 +264,9 @@ def test_a_folder_from_before_a_method_or_setting_existed_still_resumes(toy, tmp
 def test_a_router_buffer_larger_than_the_router_file_is_made_up_from_training_rows(tmp_path):
     """`router.k` above the rows the benchmark's router file has: the file's rows first, then training rows
     (drawn with the data seed) up to k — never silently fewer than asked."""
-    from mllmcl.context import Context
+    from mllmcl.cl.context import Context
+    from mllmcl.cl.routing.router import router_buffer
     from mllmcl.data.synth.write import SynthSpec, write_synth
-    from mllmcl.routing import router_buffer
 
     root = write_synth(tmp_path / "d", SynthSpec(train=6, test=2, val=0, unseen=0, router_k=1, replay_k=1),
                        progress=False)
@@ -280,15 +286,16 @@ def test_a_router_buffer_larger_than_the_router_file_is_made_up_from_training_ro
     assert len(buffer(50)) == 1 + len(task.train)  # all there is
 
 
+@pytest.mark.slow
 def test_an_expert_answers_each_test_sample_once_per_run(toy, tmp_path, monkeypatch):
     """A trained expert never changes, so a run asks it once per test sample: mr-lora's later steps and the
     oracle reuse the answers (routing/answer.py's memo). Each expert is trained once, every other method
     trains its own adapter on every task."""
-    import mllmcl.context
-    import mllmcl.routing.answer
+    import mllmcl.cl.context
+    import mllmcl.cl.routing.answer
 
     trained, generated = [], []
-    real_train, real_generate = mllmcl.context.train, mllmcl.routing.answer.generate_detailed
+    real_train, real_generate = mllmcl.cl.context.train, mllmcl.cl.routing.answer.generate_detailed
 
     def counting_train(backbone, rows, name, config, **kwargs):
         trained.append(name)
@@ -298,9 +305,9 @@ def test_an_expert_answers_each_test_sample_once_per_run(toy, tmp_path, monkeypa
         generated.extend(zip(adapters, images, questions))
         return real_generate(backbone, images, questions, adapters=adapters, **kwargs)
 
-    monkeypatch.setattr(mllmcl.context, "train", counting_train)
-    monkeypatch.setattr(mllmcl.routing.answer, "generate_detailed", counting_generate)
-    results = run(config_for(toy, ["seq-lora", "mr-lora", "oracle"]), tmp_path / "run", log=quiet, progress=False)
+    monkeypatch.setattr(mllmcl.cl.context, "train", counting_train)
+    monkeypatch.setattr(mllmcl.cl.routing.answer, "generate_detailed", counting_generate)
+    results = run(config_for(toy, ["seq-lora", "mr-lora", "oracle"]), tmp_path / "run", log=quiet, progress=False).to_json()
     assert sorted(trained) == ["expert_Codes", "expert_Colors", "seq-lora", "seq-lora"], trained
     assert len(generated) == len(set(generated)) > 0  # no expert answered a sample twice
     tests = sum(len(t.test) for t in load_benchmark(toy).tasks)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from mllmcl.cli import main
-from mllmcl.errors import UserError
+from mllmcl.cli.main import main
+from mllmcl.core.errors import UserError
 from mllmcl.eval import SCORERS, get_scorer
 from mllmcl.eval.files import load_predictions, write_mmt_submission
 

@@ -20,21 +20,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from mllmcl.cli import main
-from mllmcl.config import load_config
+from mllmcl.cl.routing.answer import BASE
+from mllmcl.cli.main import main
+from mllmcl.core.errors import UserError
 from mllmcl.data import load_benchmark
-from mllmcl.errors import UserError
-from mllmcl.runner import run
-from mllmcl.serve import BASE, Library, RoutedModel
-from mllmcl.serve.app import ServeSettings, create_app
-from mllmcl.serve.grow import export_run
-from mllmcl.serve.library import folder_sha256
+from mllmcl.serve.app import create_app
+from mllmcl.serve.library import Library, folder_sha256
 from mllmcl.serve.openworld import auroc, calibrate, rejected
+from mllmcl.serve.routed import RoutedModel
+from mllmcl.serve.settings import ServeSettings
 from fuzzkit import (assert_keeps_promise, assert_one_line_error, assert_user_error, cli, encode, fuzz, json_file,
                      jsonl_file, snapshot)
-from toy_serve import QUESTIONS, draw, write_rows, write_toy_serve_benchmark
+from toy_serve import QUESTIONS, draw, write_rows
 
-QUICK = {"train": {"epochs": 2.0, "batch_size": 16}, "router": {"k": 8}, "eval": {"batch_size": 16}}
 KEY = "test-key"
 
 
@@ -43,27 +41,13 @@ def quiet(_: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """A finished toy run (Colors, Codes; MR-LoRA with the prototype router) and the library exported from it."""
-    root = tmp_path_factory.mktemp("serve")
-    bench = write_toy_serve_benchmark(root / "toy")
-    config = load_config(None, {"setting": "toy", "data": {"benchmark": str(bench)}, "methods": ["mr-lora"], **QUICK})
-    run(config, root / "run", log=quiet, progress=False)
-    export_run(root / "run", root / "lib", log=quiet)
-    bright = root / "bright"
-    write_rows(bright, "Bright", "train", 32, 0, "train")
-    write_rows(bright, "Bright", "test", 12, 0, "test")
-    return {"root": root, "bench": bench, "run": root / "run", "lib": root / "lib", "bright": bright}
+def model(served) -> RoutedModel:
+    return RoutedModel.load(served["lib"])
 
 
-@pytest.fixture(scope="module")
-def model(built) -> RoutedModel:
-    return RoutedModel.load(built["lib"])
-
-
-def copy_library(built, tmp_path) -> Path:
+def copy_library(served, tmp_path) -> Path:
     target = tmp_path / "lib"
-    shutil.copytree(built["lib"], target)
+    shutil.copytree(served["lib"], target)
     return target
 
 
@@ -86,19 +70,21 @@ def message(question: str, image: Image.Image) -> list[dict]:
 
 # --- RoutedModel and the shared route/answer step ---------------------------------------------------------------
 
-def test_a_run_folder_serves_the_answers_the_run_scored(built):
+@pytest.mark.slow
+def test_a_run_folder_serves_the_answers_the_run_scored(served):
     """RoutedModel.load(run) and MR-LoRA's evaluation call the same route/answer step: same experts, same texts."""
-    model = RoutedModel.load(built["run"])
+    model = RoutedModel.load(served["run"])
     assert model.names == ["Colors", "Codes"] and model.threshold is None and model.version is None
-    bench = load_benchmark(built["bench"])
+    bench = load_benchmark(served["bench"])
     for task in bench.tasks:
         lines = [json.loads(line) for line in
-                 (built["run"] / "predictions" / "mr-lora" / "step2" / f"{task.name}.jsonl").read_text().splitlines()]
+                 (served["run"] / "predictions" / "mr-lora" / "step2" / f"{task.name}.jsonl").read_text().splitlines()]
         answers = model.answer([s.image for s in task.test], [s.question for s in task.test], max_new_tokens=4)
         assert answers.texts == [line["text"] for line in lines]
         assert answers.experts == [line["expert"] for line in lines]
 
 
+@pytest.mark.slow
 def test_route_answer_and_the_open_world_fallback(model):
     seen_images, seen_questions = inputs("Colors", 4)
     unseen_images, unseen_questions = inputs("Unseen", 4)
@@ -128,7 +114,7 @@ def test_prototype_confidence_stays_ordered_beyond_the_farthest_buffer_sample():
     so a threshold can still tell a near miss from a far-off input."""
     import torch
 
-    from mllmcl.routing.prototype import PrototypeRouter
+    from mllmcl.cl.routing.prototype import PrototypeRouter
 
     router = PrototypeRouter(None)
     router.reference = torch.tensor([1.0, 2.0, 3.0, 4.0])
@@ -141,28 +127,30 @@ def test_prototype_confidence_stays_ordered_beyond_the_farthest_buffer_sample():
 
 # --- the library --------------------------------------------------------------------------------------------------
 
-def test_export_writes_a_versioned_library(built, model):
-    library = Library(built["lib"])
+@pytest.mark.slow
+def test_export_writes_a_versioned_library(served, model):
+    library = Library(served["lib"])
     manifest = library.manifest
     assert manifest["backbone"] == "tiny" and manifest["current"] == 1 and len(manifest["versions"]) == 1
     version = manifest["version"]
-    assert version == json.loads((built["lib"] / "versions" / "v0001" / "version.json").read_text())
+    assert version == json.loads((served["lib"] / "versions" / "v0001" / "version.json").read_text())
     assert version["router"] == {"kind": "prototype", "state": "versions/v0001/router"}
     assert version["routing"] == 100.0 and version["target_frr"] == 0.05
     assert set(version["threshold"]) == {"Colors", "Codes"} and all(0 < t <= 1 for t in version["threshold"].values())
     for expert in version["experts"]:
-        folder = built["lib"] / expert["path"]
+        folder = served["lib"] / expert["path"]
         assert folder_sha256(folder / "adapter") == expert["sha256"]
         assert len(expert["data"]) == 64 and expert["heldout"] == 12
         assert set(expert["scores"]) == {"accuracy", "routed_accuracy", "routing", "fallback"}
         assert expert["scores"]["routing"] == 100.0
     assert model.version == 1 and model.names == ["Colors", "Codes"]
     assert [a["action"] for a in library.audit_lines()] == ["export"]
-    assert main(["library", "export", "--run", str(built["run"]), "--out", str(built["lib"])]) == 2  # never overwritten
+    assert main(["library", "export", "--run", str(served["run"]), "--out", str(served["lib"])]) == 2  # never overwritten
 
 
-def test_a_failed_commit_leaves_the_library_as_it_was(built, tmp_path):
-    lib = copy_library(built, tmp_path)
+@pytest.mark.slow
+def test_a_failed_commit_leaves_the_library_as_it_was(served, tmp_path):
+    lib = copy_library(served, tmp_path)
     library = Library(lib)
     before = (lib / "library.json").read_bytes()
 
@@ -177,14 +165,29 @@ def test_a_failed_commit_leaves_the_library_as_it_was(built, tmp_path):
     assert sorted(p.name for p in (lib / "versions").iterdir()) == ["v0001"]  # no version, not even a temp one
 
 
+@pytest.mark.slow
+def test_a_library_whose_router_needs_labels_is_refused(served, tmp_path, capsys):
+    """The oracle router reads each input's true task, which a request does not carry: a library that names it
+    does not load, and `mllmcl serve` says why, naming the library and the router."""
+    lib = copy_library(served, tmp_path)
+    manifest = json.loads((lib / "library.json").read_text())
+    manifest["version"]["router"]["kind"] = "oracle"
+    (lib / "library.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=f"{lib}: its router 'oracle' reads the true task of each input"):
+        RoutedModel.load(lib)
+    assert main(["serve", str(lib), "--port", "0"]) == 2
+    assert "cannot serve" in capsys.readouterr().err
+
+
 # --- a library damaged outside mllmcl (fuzzed manifests and audit log) ----------------------------------------------
 
 @pytest.fixture(scope="module")
-def scratch_library(built, tmp_path_factory) -> Path:
-    """A copy of the built library whose library.json / audit.jsonl each fuzz example rewrites."""
-    return copy_library(built, tmp_path_factory.mktemp("damaged"))
+def scratch_library(served, tmp_path_factory) -> Path:
+    """A copy of the served library whose library.json / audit.jsonl each fuzz example rewrites."""
+    return copy_library(served, tmp_path_factory.mktemp("damaged"))
 
 
+@pytest.mark.slow
 @given(data=st.data())
 @fuzz(60)
 def test_a_damaged_library_manifest_is_one_line(scratch_library, data):
@@ -214,6 +217,7 @@ def test_a_damaged_library_manifest_is_one_line(scratch_library, data):
 
 @given(content=jsonl_file([{"command": "library export", "action": "export", "version": 1, "gate": None},
                            {"action": "add", "gate": {"passed": False, "failures": []}}]))
+@pytest.mark.slow
 @fuzz(20)
 def test_a_damaged_audit_log_is_one_line(scratch_library, content):
     audit = scratch_library / "audit.jsonl"
@@ -225,8 +229,9 @@ def test_a_damaged_audit_log_is_one_line(scratch_library, content):
         audit.write_bytes(valid)
 
 
-def test_a_library_without_a_version_and_a_manifest_pointing_outside_are_refused(built, tmp_path):
-    lib = copy_library(built, tmp_path)
+@pytest.mark.slow
+def test_a_library_without_a_version_and_a_manifest_pointing_outside_are_refused(served, tmp_path):
+    lib = copy_library(served, tmp_path)
     manifest = json.loads((lib / "library.json").read_text())
     escaping = {**manifest, "version": {**manifest["version"], "experts": [
         {**manifest["version"]["experts"][0], "path": "../../elsewhere"}]}}
@@ -238,11 +243,12 @@ def test_a_library_without_a_version_and_a_manifest_pointing_outside_are_refused
         RoutedModel.load(lib)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["cut", "garbage", "missing tensor", "another expert count"])
-def test_a_damaged_router_state_is_one_line(built, tmp_path, damage):
+def test_a_damaged_router_state_is_one_line(served, tmp_path, damage):
     from safetensors.torch import load_file, save_file
 
-    lib = copy_library(built, tmp_path)
+    lib = copy_library(served, tmp_path)
     state = next(lib.glob("versions/v0001/router/**/state.safetensors"))
     data = state.read_bytes()
     if damage == "cut":
@@ -261,9 +267,10 @@ def test_a_damaged_router_state_is_one_line(built, tmp_path, damage):
     assert_user_error(err.value, [state.parent])
 
 
-def test_add_gate_rollback_and_remove_through_the_cli(built, tmp_path, capsys):
-    lib = copy_library(built, tmp_path)
-    bright = built["bright"]
+@pytest.mark.slow
+def test_add_gate_rollback_and_remove_through_the_cli(served, tmp_path, capsys):
+    lib = copy_library(served, tmp_path)
+    bright = served["bright"]
     assert main(["expert", "add", str(lib), "--name", "Bright", "--train", str(bright / "train.json"),
                  "--test", str(bright / "test.json"), "--description", "brightness: bright or dark"]) == 0
     assert "gate passed: version 2" in capsys.readouterr().out
@@ -278,7 +285,7 @@ def test_add_gate_rollback_and_remove_through_the_cli(built, tmp_path, capsys):
     before = {p: p.read_bytes() for p in lib.rglob("*") if p.is_file() and "reports" not in p.parts
               and p.name != "audit.jsonl"}
     assert main(["expert", "add", str(lib), "--name", "Colors2", "--train",
-                 str(built["bench"] / "Colors" / "train.json")]) == 1
+                 str(served["bench"] / "Colors" / "train.json")]) == 1
     out = capsys.readouterr().out
     assert "gate FAILED: version 2 stays current" in out and "routing" in out
     after = {p: p.read_bytes() for p in lib.rglob("*") if p.is_file() and "reports" not in p.parts
@@ -347,6 +354,7 @@ def ask(client: openai.OpenAI, model: str, question: str, image: Image.Image, **
     return client.chat.completions.create(model=model, messages=message(question, image), max_tokens=4, **kw)
 
 
+@pytest.mark.slow
 def test_served_answers_equal_routed_model_answers(server, model):
     client = server.client()
     images, questions = inputs("Colors", 2)
@@ -373,6 +381,7 @@ def test_served_answers_equal_routed_model_answers(server, model):
     assert health["status"] == "ok" and health["version"] == 1
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_requests_are_batched_and_right(server, model):
     images, questions = [], []
     for task in ("Colors", "Codes", "Unseen"):
@@ -390,6 +399,7 @@ def test_fifty_concurrent_requests_are_batched_and_right(server, model):
     assert server.app.state.batcher.batches - batches_before < 50  # answered in shared generation calls
 
 
+@pytest.mark.slow
 def test_bad_input_gets_its_status_and_never_changes_a_later_answer(server):
     client = server.client()
     image, question = inputs("Colors", 1)[0][0], inputs("Colors", 1)[1][0]
@@ -434,16 +444,17 @@ def test_bad_input_gets_its_status_and_never_changes_a_later_answer(server):
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
 
 
-def test_add_serve_reload_rollback_end_to_end(built, tmp_path):
+@pytest.mark.slow
+def test_add_serve_reload_rollback_end_to_end(served, tmp_path):
     """A server on a library swaps in each newly promoted (or rolled-back) version without a restart."""
-    lib = copy_library(built, tmp_path)
+    lib = copy_library(served, tmp_path)
     model = RoutedModel.load(lib)
     images, questions = inputs("Bright", 2)
     with Server(model, ServeSettings(api_key=None, watch=0.1)) as running:
         client = running.client()
         assert ask(client, "auto", questions[0], images[0]).model == BASE  # no expert fits yet
-        assert main(["expert", "add", str(lib), "--name", "Bright", "--train", str(built["bright"] / "train.json"),
-                     "--test", str(built["bright"] / "test.json")]) == 0
+        assert main(["expert", "add", str(lib), "--name", "Bright", "--train", str(served["bright"] / "train.json"),
+                     "--test", str(served["bright"] / "test.json")]) == 0
         reloaded = httpx.post(f"{running.url}/v1/library/reload").json()
         assert reloaded["version"] == 2 and reloaded["experts"] == ["Colors", "Codes", "Bright"]
         response = ask(client, "auto", questions[0], images[0])
@@ -461,8 +472,8 @@ def test_add_serve_reload_rollback_end_to_end(built, tmp_path):
 
 def test_generate_detailed_cuts_each_sample_at_its_own_limit(micro):
     """Requests of different max_tokens share one generation call: each answer is what its own limit gives."""
-    from mllmcl.engine import generate, generate_detailed
     from conftest import random_images
+    from mllmcl.engine.generate import generate, generate_detailed
 
     images, questions = random_images(3), ["What color is the circle?", "Is there a star?", "How many squares?"]
     limits = [2, 5, 3]

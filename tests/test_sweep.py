@@ -7,10 +7,12 @@ import statistics
 
 import pytest
 
-from mllmcl.cli import main
+from mllmcl.cl.config import cells
+from mllmcl.cli.main import main
 from mllmcl.eval.aggregate import aggregate, summarize
-from mllmcl.sweep import cells, load_sweep, sweep
-from test_runner import config_for, quiet, toy  # noqa: F401  (the toy benchmark fixture)
+from mllmcl.eval.results import Results
+from mllmcl.run.sweep import load_sweep, sweep
+from test_runner import config_for, quiet
 
 
 def test_summarize_is_mean_sample_std_and_t_interval():
@@ -30,8 +32,9 @@ def test_cells_cover_orders_and_seeds(toy):
         (3, 3, "random:0"), (3, 3, "random:1"), (4, 4, "random:0"), (4, 4, "random:1")]
 
 
+@pytest.mark.slow
 def test_a_sweep_shares_experts_across_orders_and_its_means_match_the_runs(toy, tmp_path, monkeypatch):
-    from mllmcl.methods import experts as experts_module
+    from mllmcl.cl.methods import experts as experts_module
 
     trained = []
     real_train = experts_module.train_adapter
@@ -59,7 +62,7 @@ def test_a_sweep_shares_experts_across_orders_and_its_means_match_the_runs(toy, 
 
 def aggregate_file(folder):
     data = json.loads((folder / "sweep.json").read_text())
-    runs = [json.loads((folder / r / "results.json").read_text()) for r in data["runs"]]
+    runs = [Results.load(folder / r / "results.json") for r in data["runs"]]
     assert data["methods"] == aggregate(runs)
     return data
 

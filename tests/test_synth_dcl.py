@@ -132,9 +132,9 @@ def test_sci_sources_choices_and_mapqa_lists():
     sources = collections.Counter()
     for it in _items("Sci", "test"):
         sources[it.source] += 1
-        if it.source in ("AI2D", "TQA"):  # exact-match letter items with the real instruction
+        if it.source in ("AI2D", "TQA"):  # exact-match letter items (the instruction is added on writing)
             choices = it.extra["choices"]
-            assert it.question.endswith(sci.INSTRUCTION) and it.answer in "ABCD"[: len(choices)]
+            assert it.question.endswith(f"\n{'ABCD'[len(choices) - 1]}. {choices[-1]}") and it.answer in "ABCD"[: len(choices)]
             assert f"{it.answer}. {choices['ABCD'.index(it.answer)]}" in it.question
         else:
             assert it.source == "MapQA" and "choices" not in it.extra

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from mllmcl.cli import main
+from mllmcl.cli.main import main
+from mllmcl.core.errors import UserError
 from mllmcl.data.mllm_cl import load_benchmark
 from mllmcl.data.synth import MODULES
 from mllmcl.data.synth.write import SynthSpec, write_synth
-from mllmcl.errors import UserError
 
 
 def _tree(root):
@@ -40,6 +40,7 @@ def test_fin_training_questions_carry_the_official_answer_format_suffix(tmp_path
         assert "directly. Only" not in sample.question and "directly. Answer" not in sample.question
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     spec = SynthSpec(setting="acl", train=3, test=3, router_k=1, replay_k=1)
     a = _tree(write_synth(tmp_path / "a", spec, progress=False))
@@ -137,7 +138,8 @@ def test_validation_rows_follow_the_test_distribution_with_items_of_their_own(tm
     from PIL import Image
 
     from mllmcl.data.check import check_benchmark
-    from mllmcl.data.synth import item_rng, synth_task
+    from mllmcl.data.synth import synth_task
+    from mllmcl.data.synth.shared import draw_item
 
     root = write_synth(tmp_path / setting, SynthSpec(setting=setting, train=2, test=5, val=5, router_k=1, replay_k=1),
                        progress=False)
@@ -148,7 +150,8 @@ def test_validation_rows_follow_the_test_distribution_with_items_of_their_own(tm
         assert {s.id for s in task.val}.isdisjoint(s.id for s in task.test)
         assert {s.image.read_bytes() for s in task.val}.isdisjoint(s.image.read_bytes() for s in task.test)
         for i, sample in enumerate(task.val):  # the test drawer (ACL: the shifted one), seeded with "val"
-            item = synth_task(task.name).draw(item_rng(0, task.name, "val", i), "test", 48)
+            spec = SynthSpec(setting=setting)
+            item = draw_item(synth_task(task.name), 0, "val", i, 48, spec.overlap, spec.visual_overlap)
             assert Image.open(sample.image).tobytes() == item.image.tobytes() and sample.row["text"] == item.question
     report = check_benchmark(root, progress=False)
     assert report.ok and [t.val.rows for t in report.tasks] == [5] * len(bench.tasks)

@@ -3,10 +3,12 @@ and `pretrain` is deterministic under a seed."""
 import json
 import time
 
+import pytest
 import torch
 from PIL import Image
 
-from mllmcl.models import load_backbone
+from mllmcl.engine.generate import generate
+from mllmcl.models.load import load_backbone
 from mllmcl.models.tiny import WEIGHTS_DIR, TinyConfig
 from mllmcl.pretrain.pretrain import PretrainConfig, evaluate_general, pretrain
 from mllmcl.pretrain.vision import ATTRIBUTES, VisionStageConfig
@@ -29,10 +31,11 @@ def test_shipped_checkpoint_is_small_and_complete():
     assert report["tiny"] == TinyConfig().to_dict()  # the shipped model is the documented default size
 
 
+@pytest.mark.slow
 def test_shipped_tiny_loads_in_seconds_and_answers_its_pretraining_questions():
     start = time.perf_counter()
     backbone = load_backbone("tiny")
-    answer = backbone.generate([Image.new("RGB", (48, 48), "white")], ["What color is the background?"])
+    answer = generate(backbone, [Image.new("RGB", (48, 48), "white")], ["What color is the background?"])
     assert time.perf_counter() - start < 20 and isinstance(answer[0], str)
     result = evaluate_general(backbone, 300, seed=7)
     scores = {"overall": result["accuracy"], **result["per_family"]}
@@ -40,12 +43,13 @@ def test_shipped_tiny_loads_in_seconds_and_answers_its_pretraining_questions():
         assert scores[key] >= mark, (key, scores)
 
 
+@pytest.mark.slow
 def test_vision_stage_trains_the_tower_alone_and_ships_no_heads(tmp_path):
     """Stage 1 changes only the vision tower, and the checkpoint has no stage-1 heads (the freeze in stage 2
     is tested in test_engine)."""
+    from mllmcl.models.backbone import Backbone
     from mllmcl.models.template import ChatTemplate
     from mllmcl.models.tiny import build_tiny
-    from mllmcl.models.backbone import Backbone
     from mllmcl.pretrain.corpus import tokenizer_texts
     from mllmcl.pretrain.vision import pretrain_vision
 
@@ -60,7 +64,7 @@ def test_vision_stage_trains_the_tower_alone_and_ships_no_heads(tmp_path):
     assert changed and all("vision_tower" in k for k in changed)
     assert report["steps"] == 5 and {k.split()[0] for k in report["heldout_accuracy"]} == set(ATTRIBUTES)
 
-    config = PretrainConfig(pool=32, epochs=1, batch_size=16, eval_examples=4,
+    config = PretrainConfig(pool=32, epochs=1, batch_size=16, eval_examples=4, instruction_pool=16,
                             vision=VisionStageConfig(steps=2, batch_size=8, views=16, heldout=4))
     pretrain(tmp_path / "m", config, TinyConfig.micro(), progress=False)
     shipped = load_backbone(f"hf:{tmp_path / 'm'}").model.state_dict()
@@ -87,9 +91,10 @@ def test_patch_labels_name_what_lies_under_each_patch():
     assert ATTRIBUTES["color"][patch_labels(textured, 8)["color"][0]] == "textured"
 
 
+@pytest.mark.slow
 def test_pretrain_is_deterministic_under_a_seed(tmp_path):
     micro = TinyConfig.micro()
-    config = PretrainConfig(pool=48, epochs=1, batch_size=16, eval_examples=8,
+    config = PretrainConfig(pool=48, epochs=1, batch_size=16, eval_examples=8, instruction_pool=16,
                             vision=VisionStageConfig(steps=3, batch_size=8, views=24, heldout=8))
     reports = [pretrain(tmp_path / name, config, micro, progress=False) for name in ("one", "two")]
     assert reports[0]["final_loss"] == reports[1]["final_loss"]

@@ -1,1 +1,3 @@
-"""Benchmarks that print measured figures (never asserted in tests: timings are too noisy for that)."""
+"""Runnable tours that print measured figures (timings are never asserted in tests: too noisy): one module per
+`mllmcl bench …` command (`engine`, `methods`, `routers`, `routing`, `scale`, `serve`, `openworld`) and
+`mllmcl demo` (`demo.py`)."""

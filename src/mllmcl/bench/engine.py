@@ -15,17 +15,19 @@ import statistics
 import time
 
 import torch
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from mllmcl.engine import LoraRecipe, TrainConfig, add_adapter, causal_lm_loss, train
-from mllmcl.engine.train import seed_everything
-from mllmcl.models import Backbone, load_backbone
+from mllmcl.engine.adapters import add_adapter
+from mllmcl.engine.generate import generate
+from mllmcl.engine.settings import LoraRecipe, TrainConfig
+from mllmcl.engine.train import causal_lm_loss, seed_everything, train
+from mllmcl.models.backbone import Backbone
+from mllmcl.models.load import load_backbone
 from mllmcl.pretrain.corpus import generate_corpus
 
 
 def bare_loop(backbone: Backbone, examples, adapter: str, config: TrainConfig) -> float:
     """The reference: plain PyTorch, no accelerate, no progress bar. Returns samples/s."""
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup
-
     seed_everything(config.seed)
     model = backbone.model
     model.set_adapter(adapter)
@@ -59,8 +61,6 @@ def bare_loop(backbone: Backbone, examples, adapter: str, config: TrainConfig) -
 
 def generation_speed(backbone: Backbone, images, questions, adapters, max_new_tokens: int,
                      group_by_adapter: bool = True) -> float:
-    from mllmcl.engine import generate
-
     start = time.perf_counter()
     generate(backbone, images, questions, adapters, max_new_tokens=max_new_tokens, batch_size=32,
              group_by_adapter=group_by_adapter)
@@ -82,8 +82,8 @@ def peft_mixed_speed(backbone: Backbone, images, questions, adapters, max_new_to
     return len(questions) / (time.perf_counter() - start)
 
 
-def run_engine_bench(steps: int = 20, batch_size: int = 32, seed: int = 0, repeats: int = 5,
-                     backbone: str = "tiny", prompts: int = 256) -> dict:
+def run_engine_bench(steps: int, batch_size: int, seed: int, repeats: int, prompts: int,
+                     backbone: str = "tiny") -> dict:
     torch.manual_seed(seed)
     bb = load_backbone(backbone)
     size = int(bb.processor.image_processor.crop_size["height"])

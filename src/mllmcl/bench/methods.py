@@ -15,16 +15,14 @@ import tempfile
 import time
 from typing import Sequence
 
-from mllmcl.config import load_config
-from mllmcl.context import Context
-from mllmcl.methods import build_method
-from mllmcl.runner import eval_rows, prepare_benchmark
+from mllmcl.cl.config import load_config
+from mllmcl.cl.context import Context
+from mllmcl.cl.methods.build import build_method
+from mllmcl.models.load import load_backbone
+from mllmcl.run.benchmark import eval_rows, prepare_benchmark
 
 
-def run_methods_bench(methods: str | Sequence[str] = "seq-lora,ewc,lwf,o-lora,moelora,seq-lora+replay",
-                      cache: str = "runs/data", seed: int = 0, train: int = 400) -> dict:
-    from mllmcl.models import load_backbone
-
+def run_methods_bench(methods: str | Sequence[str], cache: str, seed: int, train: int) -> dict:
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     if "seq-lora" not in names:
         names.insert(0, "seq-lora")
@@ -36,7 +34,7 @@ def run_methods_bench(methods: str | Sequence[str] = "seq-lora,ewc,lwf,o-lora,mo
     report: dict = {"tasks": bench.names, "train_items": train, "methods": {}}
     with tempfile.TemporaryDirectory() as folder:
         ctx = Context(backbone, bench, config, folder, progress=False)
-        samples = [s for t in bench.tasks for s in eval_rows(config, t)]
+        queries = [s.query for t in bench.tasks for s in eval_rows(config, t)]
         for name in names:
             method = build_method(name, ctx)
             times = []
@@ -46,15 +44,15 @@ def run_methods_bench(methods: str | Sequence[str] = "seq-lora,ewc,lwf,o-lora,mo
                 times.append(time.perf_counter() - start)
             new = len(ctx.train_rows(bench.tasks[1]))
             start = time.perf_counter()
-            method.answer(samples, max_new_tokens=1)
+            method.answer(queries, max_new_tokens=1)
             one_token = time.perf_counter() - start
             start = time.perf_counter()
-            method.answer(samples, max_new_tokens=16)
+            method.answer(queries, max_new_tokens=16)
             answer = time.perf_counter() - start
             report["methods"][name] = {"learn_seconds": [round(t, 2) for t in times],
                                        "train_samples_per_second": round(new / times[1], 2),
-                                       "first_token_samples_per_second": round(len(samples) / one_token, 2),
-                                       "answer_samples_per_second": round(len(samples) / answer, 2)}
+                                       "first_token_samples_per_second": round(len(queries) / one_token, 2),
+                                       "answer_samples_per_second": round(len(queries) / answer, 2)}
     base = report["methods"]["seq-lora"]
     for entry in report["methods"].values():
         entry["train_vs_seq_lora"] = round(entry["train_samples_per_second"] / base["train_samples_per_second"], 3)

@@ -16,10 +16,13 @@ import tempfile
 import time
 from typing import Sequence
 
-from mllmcl.config import load_config
-from mllmcl.context import Context
-from mllmcl.routing import build_router, expert_of
-from mllmcl.runner import prepare_benchmark
+from mllmcl.cl.config import load_config
+from mllmcl.cl.context import Context
+from mllmcl.cl.routing.build import build_router
+from mllmcl.cl.routing.router import expert_of
+from mllmcl.core.errors import UserError
+from mllmcl.models.load import load_backbone
+from mllmcl.run.benchmark import prepare_benchmark
 
 VARIANTS: dict[str, dict] = {
     "prototype[text]": {"kind": "prototype", "tokens": "text", "layer": 0},
@@ -29,15 +32,11 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def run_routers_bench(overlaps: Sequence[float] = (0.0, 0.5, 1.0), seed: int = 0, cache: str = "runs/data",
-                      split: str = "val", routers: str | None = None, train: int = 200) -> dict:
-    from mllmcl.models import load_backbone
-
+def run_routers_bench(overlaps: Sequence[float], seed: int, cache: str, split: str, routers: str | None,
+                      train: int) -> dict:
     names = [r.strip() for r in routers.split(",")] if routers else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
-        from mllmcl.errors import UserError
-
         raise UserError(f"--routers: unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
     backbone = load_backbone("tiny")
     report: dict = {"split": split, "seed": seed, "overlaps": list(overlaps), "routers": {}}
@@ -54,7 +53,7 @@ def run_routers_bench(overlaps: Sequence[float] = (0.0, 0.5, 1.0), seed: int = 0
                 start = time.perf_counter()
                 router.fit([expert_of(ctx, task) for task in bench.tasks])
                 fitted = time.perf_counter() - start
-                chosen = router.route(rows).experts
+                chosen = router.route([s.query for s in rows]).experts
                 right = sum(bench.tasks[c].name == s.task for c, s in zip(chosen, rows))
                 per_task = {t.name: round(100 * sum(bench.tasks[c].name == s.task for c, s in zip(chosen, rows)
                                                     if s.task == t.name) / sum(s.task == t.name for s in rows), 2)

@@ -15,22 +15,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mllmcl.config import load_config
-from mllmcl.errors import UserError
-from mllmcl.context import Context, answer_with
-from mllmcl.methods import build_method
-from mllmcl.runner import RunFolder, eval_rows, prepare_benchmark
-from mllmcl.utils.io import is_file, read_json
+from mllmcl.cl.config import load_config
+from mllmcl.cl.context import Context, answer_with
+from mllmcl.cl.methods.build import build_method
+from mllmcl.core.errors import UserError
+from mllmcl.models.load import load_backbone
+from mllmcl.run.benchmark import eval_rows, prepare_benchmark
+from mllmcl.run.folder import RunFolder
 
 
-def run_routing_bench(run_dir: str | Path, method: str = "mr-lora", repeats: int = 2) -> dict:
-    from mllmcl.models import load_backbone
-
+def run_routing_bench(run_dir: str | Path, method: str, repeats: int) -> dict:
     folder = RunFolder(run_dir)
-    results = read_json(folder.results_file, "results file") if is_file(folder.results_file) else None
-    methods = results.get("methods") if isinstance(results, dict) else None
-    entry = methods.get(method) if isinstance(methods, dict) else None
-    if not isinstance(entry, dict) or entry.get("final") is None:
+    results = folder.load()
+    entry = results.methods.get(method) if results else None
+    if entry is None or entry.final is None:
         raise UserError(f"{folder.path}: no finished {method!r} run here; run `mllmcl run --out {folder.path}` first")
     config = load_config(folder.path / "config.yaml")
     bench = prepare_benchmark(config, progress=False)
@@ -38,7 +36,7 @@ def run_routing_bench(run_dir: str | Path, method: str = "mr-lora", repeats: int
     mr = build_method(method, ctx)
     mr.restore(folder.state(method, len(bench.tasks)), bench.tasks)
     tasks = bench.tasks
-    samples = {t.name: eval_rows(config, t) for t in tasks}
+    samples = {t.name: [s.query for s in eval_rows(config, t)] for t in tasks}
     limit = {t.name: ctx.max_new_tokens(t) for t in tasks}
     n = sum(len(s) for s in samples.values())
 

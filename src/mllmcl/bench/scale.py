@@ -22,12 +22,19 @@ import time
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
+from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                          LlavaForConditionalGeneration, LlavaProcessor)
 
 from mllmcl.data.official_router import official_prompt
 from mllmcl.data.records import Example
-from mllmcl.engine import LoraRecipe, TrainConfig, add_adapter, generate, next_token_logits, train
+from mllmcl.engine.adapters import add_adapter
+from mllmcl.engine.generate import generate, next_token_logits
+from mllmcl.engine.settings import LoraRecipe, TrainConfig
+from mllmcl.engine.train import train
 from mllmcl.models.backbone import Backbone
 from mllmcl.models.template import VICUNA_SYSTEM, ChatTemplate
+from mllmcl.models.tiny import WEIGHTS_DIR
 
 RECIPE = LoraRecipe(rank=128, alpha=256.0, dropout=0.05, vision=False, lm_head=False, projector=True)
 QUESTION = ("Is there a residential building in the image? Look at the whole scene carefully, count what you see "
@@ -36,23 +43,22 @@ QUESTION = ("Is there a residential building in the image? Look at the whole sce
 
 @dataclass(frozen=True)
 class ScaleConfig:
-    layers: int | None = None   # keep this many layers of each tower (None: all, 24 vision + 32 language)
-    device: str = "cpu"
-    dtype: str = "auto"         # auto: bfloat16 on GPU, float32 on CPU (bf16 autocast trains either way)
-    batch_size: int = 4         # per device, as the official scripts
-    grad_accum: int = 2
-    steps: int = 2              # timed optimizer steps (after one warm-up step)
-    samples: int = 8            # generation and routing samples
+    layers: int | None          # keep this many layers of each tower (None: all, 24 vision + 32 language)
+    device: str
+    dtype: str                  # auto: bfloat16 on GPU, float32 on CPU (bf16 autocast trains either way)
+    steps: int                  # timed optimizer steps (after one warm-up step)
+    samples: int                # generation and routing samples
+    batch_size: int             # per device
+    grad_accum: int
     max_new_tokens: int = 8
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
 
 
 def build_7b_shaped(layers: int | None, device: str, dtype: torch.dtype) -> Backbone:
     """A LLaVA-1.5-7B-shaped backbone with random weights (a LlavaForConditionalGeneration, as `hf:` loads)."""
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
-
-    from mllmcl.models.tiny import WEIGHTS_DIR
-
     tokenizer = LlavaProcessor.from_pretrained(WEIGHTS_DIR).tokenizer
     tokenizer.model_max_length = 4096  # LLaVA-1.5's window; the tiny model's own limit does not apply here
     vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=layers or 24,
@@ -77,8 +83,6 @@ def build_7b_shaped(layers: int | None, device: str, dtype: torch.dtype) -> Back
 
 
 def _images(n: int, seed: int = 0):
-    from PIL import Image
-
     g = torch.Generator().manual_seed(seed)
     return [Image.fromarray(torch.randint(0, 256, (336, 336, 3), generator=g, dtype=torch.uint8).numpy())
             for _ in range(n)]
@@ -100,7 +104,7 @@ def _timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
-def run_scale_bench(config: ScaleConfig = ScaleConfig()) -> dict:
+def run_scale_bench(config: ScaleConfig) -> dict:
     device = config.device
     dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
              "bf16": torch.bfloat16, "fp32": torch.float32}[config.dtype]

@@ -1,6 +1,8 @@
 """`mllmcl data check`: validate every row and every image of an MLLM-CL data root and report all problems.
 
-Rows are validated by the same parser the loader uses; validation files (`val.json`, where a root has them)
+Rows are validated by the same parser the loader uses, and every item's answer against the answer format its
+question asks for (`mllmcl.data.answer_formats`: the row's `answer_format`, the instruction its prompt ends
+with); validation files (`val.json`, where a root has them)
 are validated like test files, and so are the held-out rows a manifest names (`unseen`). Each distinct image is checked once: by default it
 must exist and pass PIL's `verify()`, which reads the header and the file's structure (for PNG also the
 chunk checksums) but does not decode the pixels, so a truncated JPEG body can pass; `decode=True` opens and
@@ -18,8 +20,9 @@ from typing import Any, Sequence
 from PIL import Image
 from tqdm import tqdm
 
+from mllmcl.data.answer_formats import format_problem
 from mllmcl.data.mllm_cl import Parsed, Problem, load_layout, read_extra, read_task, read_unseen, select
-from mllmcl.utils.io import is_dir, is_file
+from mllmcl.core.io import is_dir, is_file
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,10 @@ def check_benchmark(root: str | Path, setting: str | None = None, tasks: Sequenc
     renamed = 0
     for file, parsed in sources:
         for index, sample in parsed:
+            # a router row answers with its expert's letter, not in the format its question asks for
+            wrong = None if parsed is router_rows else format_problem(sample.row, sample.question, sample.answer)
+            if wrong:
+                problems.append(Problem(file, index, wrong, sample.id))
             renamed += sample.id != str(sample.row.get("question_id", sample.row.get("id")))
             first = refs.get(sample.image)
             refs[sample.image] = (file, index, sample.id, 1) if first is None else (*first[:3], first[3] + 1)

@@ -21,10 +21,11 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
+from mllmcl.core.errors import UserError
+from mllmcl.core.io import is_dir, is_file, parse_json
 from mllmcl.data.official_router import OFFICIAL_LETTERS, letter_map, looks_official, parse_official_prompt
-from mllmcl.data.tasks import UNSEEN, ExtraFile, Layout, TaskSpec, find_name, resolve_layout
-from mllmcl.errors import UserError
-from mllmcl.utils.io import is_dir, is_file, parse_json
+from mllmcl.data.records import Query, split_instruction
+from mllmcl.data.tasks import FORMAT_INSTRUCTIONS, UNSEEN, ExtraFile, Layout, TaskSpec, find_name, resolve_layout
 
 IMAGE_TOKEN = "<image>"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -53,6 +54,11 @@ class Sample:
     turns: tuple[tuple[str, str], ...]
     meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
     row: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
+
+    @property
+    def query(self) -> Query:
+        """What a router and a method may see of this sample: its image and prompt, without task or answer."""
+        return Query(self.id, self.image, self.question, split_instruction(self.question, FORMAT_INSTRUCTIONS)[1])
 
 
 @dataclass(frozen=True, eq=False)

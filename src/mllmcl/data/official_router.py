@@ -20,7 +20,7 @@ import re
 from types import MappingProxyType
 from typing import Mapping
 
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
 
 IMAGE_TOKEN = "<image>"
 

@@ -1,13 +1,14 @@
-"""The records the engine consumes and the image loader every data path shares."""
+"""The records the engine consumes — `Example` (what training reads), `Query` (what answering reads: no
+label) — and the image loader every data path shares."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Union
+from typing import Protocol, Sequence, Union
 
 from PIL import Image
 
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
 
 ImageLike = Union[Image.Image, str, Path]
 
@@ -28,6 +29,29 @@ class Example:
     image: ImageLike
     question: str
     answer: str
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a router and a method answer from: an image, the `question` as fed to the model (the whole
+    prompt) and the answer-format `instruction` that prompt carries ("" when none). No task, no answer: only
+    the evaluation holds those. `id` names the query for whoever asked (a test row's question_id)."""
+
+    id: str
+    image: ImageLike
+    question: str
+    instruction: str = ""
+
+
+def split_instruction(prompt: str, instructions: Sequence[str]) -> tuple[str, str]:
+    """`prompt` without the answer-format instruction it carries, and that instruction: the one of
+    `instructions` found last in it (a format follows its question; the longer one where two end there),
+    or "" when it carries none."""
+    found = [(prompt.rfind(i), len(i), i) for i in instructions if i and i in prompt]
+    if not found:
+        return prompt, ""
+    at, length, instruction = max(found)
+    return (prompt[:at] + prompt[at + length:]).strip(), instruction
 
 
 def load_image(image: ImageLike) -> Image.Image:

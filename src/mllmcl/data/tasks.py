@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from mllmcl.errors import UserError
-from mllmcl.utils.io import is_file, read_json, write_json_atomic
+from mllmcl.core.errors import UserError
+from mllmcl.core.io import is_file, read_json, write_json_atomic
 
 SETTINGS = ("dcl", "acl")
 MANIFEST = "mllmcl.json"
@@ -25,6 +25,13 @@ MANIFEST = "mllmcl.json"
 
 FIN_YES_NO = " Only answer with yes or no directly."
 FIN_LETTER = " Answer with the given letter directly, e.g., A, B, C, D."
+LETTER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+"""LLaVA-1.5's multiple-choice instruction (its A-OKVQA data; MR-LoRA's router prompt uses it too)."""
+SHORT_INSTRUCTION = "Answer the question using a single word or phrase."
+"""LLaVA-1.5's short-answer instruction (its VQAv2 and GQA data): a word, a phrase, a number, or yes/no."""
+FORMAT_INSTRUCTIONS = (LETTER_INSTRUCTION, SHORT_INSTRUCTION, FIN_YES_NO.strip(), FIN_LETTER.strip())
+"""The answer-format instructions a prompt of the release ends with (LLaVA-1.5's two, Fin's two); what
+`records.split_instruction` looks for."""
 
 
 def _fin_suffix(text: str, answer: str) -> str:
@@ -34,7 +41,6 @@ def _fin_suffix(text: str, answer: str) -> str:
 
 PROMPT_RULES: dict[str, Callable[[str, str], str]] = {"fin": _fin_suffix}
 """Name → `rule(text, answer) -> prompt`, applied to test rows only (training rows are used as written)."""
-
 
 # --- names ---------------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Named LoRA adapters on a backbone: the recipe (what to adapt, how strongly), adding, saving and loading.
+"""Named LoRA adapters on a backbone: adding one by its recipe (engine/settings.py), saving and loading.
 
 Every adapter is a peft LoRA adapter with its own name; any number live side by side on one frozen base and
 can be mixed inside one batch (see engine/mixed.py). The projector can be trained per adapter: its linear layers
@@ -9,129 +9,73 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, replace
+import shutil
+import tempfile
+from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
 
 import torch
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic.dataclasses import dataclass as pydantic_dataclass
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from mllmcl.errors import UserError, one_line
+from mllmcl.core.errors import UserError, one_line
+from mllmcl.core.io import is_dir, is_file, read_json
+from mllmcl.engine import moe
+from mllmcl.engine.settings import LoraRecipe, MoELoraRecipe
 from mllmcl.models.backbone import Backbone
-from mllmcl.utils.io import is_dir, is_file, read_json
 
 BASE = "__base__"  # peft's name for "no adapter" inside a mixed batch
-_LM_LINEAR = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-_VISION_LINEAR = r"(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no '.': peft keeps adapters in a ModuleDict
+EXTRA_STATE = "mllmcl_extra.safetensors"
 
 
-@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
-class LoraRecipe:
-    """What a LoRA adapter adapts and how. The defaults are tuned for the tiny backbone (see docs/engine.md);
-    MR-LoRA's 7B recipe is `rank=128, alpha=256, dropout=0.05, lm_head=False` (+ `vision=True` for ability
-    tasks, `vision=False` for domain tasks)."""
+def peft_config(backbone: Backbone, recipe: LoraRecipe):
+    """The peft LoraConfig of `recipe` on `backbone`."""
+    modules_to_save = projector_linears(backbone.base_model) if recipe.projector else None
+    target = recipe.target_regex(used_vision_layers(backbone.base_model))
+    return LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
+                      target_modules=target, modules_to_save=modules_to_save, bias="none")
 
-    rank: int = Field(64, ge=1)
-    """LoRA rank r"""
-    alpha: float = Field(128.0, gt=0)
-    """LoRA alpha: the update is scaled by alpha / rank"""
-    dropout: float = Field(0.0, ge=0, lt=1)
-    """dropout on the LoRA input"""
-    language: bool = True
-    """adapt every linear layer of the language model"""
-    vision: bool = True
-    """also the vision tower's attention and MLP linears"""
-    lm_head: bool = True
-    """also the output head (a tiny base needs it to emit new answers)"""
-    projector: bool = True
-    """a full per-adapter copy of the projector (peft modules_to_save)"""
-    extra_targets: str = ""
-    """an extra regex alternative over module names, e.g. .*\\.fc2"""
 
-    # What an adapter is beyond peft's LoRA is up to its recipe: a recipe class may add modules of its own
-    # (`attach`), name the parameters they train (`extra_parameters`), save and load them (`extra_state`,
-    # `load_extra_state`), and say whether the mixed-adapter fast path applies (`plain`). Plain LoRA adds none.
-    kind: ClassVar[str] = "lora"
-    plain: ClassVar[bool] = True
+# What an adapter is beyond peft's LoRA is up to its recipe: a MoE recipe adds per-token gates (engine/moe.py).
+# These three are the only places that tell recipe kinds apart.
 
-    def peft_config(self, backbone: Backbone):
-        """The peft LoraConfig of this recipe on `backbone`."""
-        from peft import LoraConfig
+def _attach(backbone: Backbone, name: str, recipe: LoraRecipe) -> None:
+    """Called once adapter `name` exists on `backbone` (added or loaded)."""
+    if isinstance(recipe, MoELoraRecipe):
+        moe.attach_gates(backbone, name, recipe.experts)
 
-        modules_to_save = projector_linears(backbone.base_model) if self.projector else None
-        target = self.target_regex(used_vision_layers(backbone.base_model))
-        return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=target, modules_to_save=modules_to_save, bias="none")
 
-    def attach(self, backbone: Backbone, name: str) -> None:
-        """Called once adapter `name` exists on `backbone` (added or loaded)."""
+def _detach(backbone: Backbone, name: str, recipe: LoraRecipe) -> None:
+    """Called before adapter `name` is deleted."""
+    if isinstance(recipe, MoELoraRecipe):
+        moe.detach_gates(backbone, name)
 
-    def detach(self, backbone: Backbone, name: str) -> None:
-        """Called before adapter `name` is deleted."""
 
-    def extra_parameters(self, backbone: Backbone, name: str) -> dict[str, torch.nn.Parameter]:
-        """Parameters of adapter `name` outside peft's LoRA weights (trained, saved and anchored with them)."""
-        return {}
+def _extra_parameters(backbone: Backbone, name: str, recipe: LoraRecipe) -> dict[str, torch.nn.Parameter]:
+    """Parameters of adapter `name` outside peft's LoRA weights (trained, saved and anchored with them)."""
+    if isinstance(recipe, MoELoraRecipe):
+        return moe.gate_parameters(backbone, name)
+    return {}
 
-    def extra_state(self, backbone: Backbone, name: str) -> dict[str, torch.Tensor]:
-        """The extra parameters as saved: keyed without the adapter's name (it may load under another)."""
-        return {_unnamed(k, name): p.detach() for k, p in self.extra_parameters(backbone, name).items()}
 
-    def load_extra_state(self, backbone: Backbone, name: str, tensors: dict[str, torch.Tensor]) -> None:
-        params = {_unnamed(k, name): p for k, p in self.extra_parameters(backbone, name).items()}
-        if set(tensors) != set(params):
-            raise ValueError(f"saved extra state holds {sorted(tensors)[:3]}…, the recipe expects {sorted(params)[:3]}…")
-        with torch.no_grad():
-            for key, param in params.items():
-                param.copy_(tensors[key])
+def _extra_state(backbone: Backbone, name: str, recipe: LoraRecipe) -> dict[str, torch.Tensor]:
+    """The extra parameters as saved: keyed without the adapter's name (it may load under another)."""
+    return {_unnamed(k, name): p.detach() for k, p in _extra_parameters(backbone, name, recipe).items()}
 
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, **asdict(self)}
 
-    def target_regex(self, vision_layers: int | None = None) -> str:
-        """The peft target regex. `vision_layers`: how many vision encoder layers feed the projector; LoRA
-        on later layers would get no gradient (LLaVA-1.5 reads the second-to-last layer), which DDP rejects."""
-        parts = []
-        if self.language:
-            parts.append(rf".*language_model.*\.{_LM_LINEAR}")
-        if self.vision:
-            layers = r"\d+" if vision_layers is None else "(?:" + "|".join(map(str, range(vision_layers))) + ")"
-            parts.append(rf".*vision_tower.*\.layers\.{layers}\..*\.{_VISION_LINEAR}")
-        if self.lm_head:
-            parts.append(r"lm_head")
-        if self.extra_targets:
-            parts.append(self.extra_targets)
-        if not parts:
-            raise ValueError("a LoRA recipe must target something")
-        return "|".join(f"(?:{p})" for p in parts)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "LoraRecipe":
-        """A recipe from plain data (a saved `mllmcl_recipe.json`: its `kind` picks the recipe class); a bad key
-        or value is a UserError."""
-        if not isinstance(values, dict):
-            raise UserError(f"a LoRA recipe must be a JSON object, got {type(values).__name__}")
-        values = dict(values)
-        kind = values.pop("kind", "lora")
-        recipe_cls = RECIPES.get(kind) if isinstance(kind, str) else None
-        if recipe_cls is None:
-            raise UserError(f"unknown adapter recipe kind {kind!r}; known: {', '.join(sorted(RECIPES))}")
-        try:
-            return TypeAdapter(recipe_cls).validate_python(values)
-        except ValidationError as err:
-            first = err.errors(include_url=False)[0]
-            raise UserError(f"LoRA recipe key {'.'.join(map(str, first['loc'])) or '?'!r}: {first['msg']}") from None
+def _load_extra_state(backbone: Backbone, name: str, recipe: LoraRecipe, tensors: dict[str, torch.Tensor]) -> None:
+    params = {_unnamed(k, name): p for k, p in _extra_parameters(backbone, name, recipe).items()}
+    if set(tensors) != set(params):
+        raise ValueError(f"saved extra state holds {sorted(tensors)[:3]}…, the recipe expects {sorted(params)[:3]}…")
+    with torch.no_grad():
+        for key, param in params.items():
+            param.copy_(tensors[key])
 
 
 def _unnamed(key: str, name: str) -> str:
     return key.replace(f".{name}.", ".<adapter>.", 1)
-
-
-RECIPES: dict[str, type[LoraRecipe]] = {"lora": LoraRecipe}
-"""Recipe kind → class (a recipe module registers its class here: `RECIPES[MyRecipe.kind] = MyRecipe`)."""
-EXTRA_STATE = "mllmcl_extra.safetensors"
 
 
 def projector_linears(model: torch.nn.Module) -> list[str]:
@@ -169,18 +113,16 @@ def check_name(name: str) -> str:
 
 def add_adapter(backbone: Backbone, name: str, recipe: LoraRecipe = LoraRecipe()) -> None:
     """Attach a fresh LoRA adapter `name` (randomly initialised B=0, so it starts as the base model)."""
-    from peft import get_peft_model
-
     check_name(name)
     if name in backbone.adapter_names:
         raise UserError(f"adapter {name!r} already exists on backbone {backbone.name}")
-    config = recipe.peft_config(backbone)
+    config = peft_config(backbone, recipe)
     if backbone.adapter_names:
         backbone.model.add_adapter(name, config)
     else:
         backbone.model = get_peft_model(backbone.model, config, adapter_name=name)
     _recipes(backbone)[name] = recipe
-    recipe.attach(backbone, name)
+    _attach(backbone, name, recipe)
 
 
 def _recipes(backbone: Backbone) -> dict[str, LoraRecipe]:
@@ -202,14 +144,14 @@ def adapter_parameters(backbone: Backbone, name: str) -> dict[str, torch.nn.Para
     marker = re.compile(rf"\.{re.escape(name)}(\.|$)")
     params = {key: p for key, p in backbone.model.named_parameters()
               if marker.search(key) and (".lora_" in key or ".modules_to_save." in key)}
-    params.update(recipe_of(backbone, name).extra_parameters(backbone, name))
+    params.update(_extra_parameters(backbone, name, recipe_of(backbone, name)))
     return params
 
 
 def delete_adapter(backbone: Backbone, name: str) -> None:
     """Remove adapter `name`; removing the last one gives back the bare transformers model."""
     require(backbone, [name])
-    recipe_of(backbone, name).detach(backbone, name)
+    _detach(backbone, name, recipe_of(backbone, name))
     _recipes(backbone).pop(name, None)
     backbone.model.delete_adapter(name)
     if not backbone.adapter_names:
@@ -229,8 +171,6 @@ def save_adapter(backbone: Backbone, name: str, directory: str | Path) -> Path:
     """Write adapter `name` to `directory/name/` (peft's adapter_model.safetensors + adapter_config.json,
     plus mllmcl's recipe). Written to a temporary folder first, so a killed save leaves no half adapter."""
     require(backbone, [name])
-    import tempfile
-
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -245,10 +185,8 @@ def save_adapter(backbone: Backbone, name: str, directory: str | Path) -> Path:
     recipe = _recipes(backbone).get(name)
     if recipe is not None:
         (written / "mllmcl_recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
-        extra = recipe.extra_state(backbone, name)
+        extra = _extra_state(backbone, name, recipe)
         if extra:
-            from safetensors.torch import save_file
-
             save_file({k: v.contiguous().cpu() for k, v in extra.items()}, str(written / EXTRA_STATE))
     old = None
     if final.exists():  # keep the previous adapter until the new one is in place
@@ -269,8 +207,6 @@ RECIPE = "mllmcl_recipe.json"
 def _shapes(weights: Path) -> dict[str, list[int]]:
     """Tensor name -> shape from the safetensors header, or a UserError naming the file (missing, cut
     short, not safetensors). Reads the header only."""
-    from safetensors import safe_open
-
     if not is_file(weights):
         raise UserError(f"{weights}: missing; a saved adapter holds its weights in {WEIGHTS}")
     try:
@@ -327,8 +263,6 @@ _FREE_KEYS = {"task_type", "peft_type", "auto_mapping", "peft_version", "base_mo
 
 
 def _check_plain_lora(config: dict, file: Path) -> None:
-    from peft import LoraConfig
-
     def off(value) -> bool:
         return value is None or value is False or value == {} or value == [] or value == "none"
 
@@ -441,8 +375,6 @@ def load_adapter(backbone: Backbone, name: str, path: str | Path) -> None:
     header (not cut short or corrupt), every tensor's module and shape against this backbone (an adapter of
     another base model), mllmcl_recipe.json. Any problem is a UserError naming the file, and a load that
     fails leaves the backbone as it was."""
-    from peft import PeftModel
-
     check_name(name)
     path = Path(path)
     if not is_dir(path):
@@ -478,12 +410,10 @@ def load_adapter(backbone: Backbone, name: str, path: str | Path) -> None:
                         f"({type(err).__name__}: {one_line(str(err))[:300]})") from err
     if recipe is not None:
         _recipes(backbone)[name] = recipe
-        recipe.attach(backbone, name)
+        _attach(backbone, name, recipe)
         if (path / EXTRA_STATE).exists():
-            from safetensors.torch import load_file
-
             try:
-                recipe.load_extra_state(backbone, name, load_file(str(path / EXTRA_STATE)))
+                _load_extra_state(backbone, name, recipe, load_file(str(path / EXTRA_STATE)))
             except Exception as err:  # SafetensorError (cut short, corrupt), IsADirectoryError, shape mismatch
                 delete_adapter(backbone, name)
                 raise UserError(f"{path / EXTRA_STATE}: cannot load the adapter's extra state "
@@ -492,8 +422,6 @@ def load_adapter(backbone: Backbone, name: str, path: str | Path) -> None:
 
 
 def _rmtree(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path)
 
 

@@ -13,11 +13,12 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from mllmcl.core.parallel import Processes
+from mllmcl.core.progress import progress_bar
+from mllmcl.data.records import ImageLike
 from mllmcl.engine.adapters import BASE, require
 from mllmcl.engine.mixed import mixed_adapters, supports
-from mllmcl.data.records import ImageLike
 from mllmcl.models.backbone import Backbone
-from mllmcl.parallel import Processes
 
 
 def _adapter_list(backbone: Backbone, adapters: Sequence[str | None] | None, n: int) -> list[str] | None:
@@ -184,13 +185,18 @@ def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions
 
 
 def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: Sequence[str],
-                    batch_size: int = 32, layer: int = -1, tokens: str = "all",
+                    batch_size: int = 32, layer: int = -1, tokens: str = "all", grid: int = 1,
                     processes: Processes | None = None) -> torch.Tensor:
     """The base model's hidden states of `layer` (0 = the input embeddings, image features included; -1 =
     the last layer) averaged over each prompt's `tokens` ("all", "text" or "image"), shape (n, hidden),
-    float32 on the CPU, adapters off: a training-free description of what a sample is about."""
+    float32 on the CPU, adapters off: a training-free description of what a sample is about. With
+    `tokens="image"` and `grid` > 1 the image tokens are averaged per region of a `grid`×`grid` layout of the
+    image (row-major, as the vision tower orders its patches) and the regions concatenated, shape
+    (n, grid² · hidden): where things are, not only what."""
     if tokens not in ("all", "text", "image"):
         raise ValueError(f"tokens must be all, text or image, got {tokens!r}")
+    if grid > 1 and tokens != "image":
+        raise ValueError(f"a grid of regions pools image tokens only, got tokens={tokens!r}")
     done: dict[int, torch.Tensor] = {}
     with _inference(backbone, None):
         for chunk, _ in _mine(list(_planned_batches(len(questions), batch_size, None)), processes):
@@ -199,18 +205,39 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
                 hidden = backbone.model.get_input_embeddings()(batch["input_ids"]).float()
             else:
                 hidden = backbone.model(**batch, output_hidden_states=True).hidden_states[layer].float()
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            if tokens != "all":
-                image = (batch["input_ids"] == backbone.image_token_id).unsqueeze(-1).to(hidden.dtype)
-                mask = mask * image if tokens == "image" else mask * (1 - image)
-            done.update(zip(chunk, ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu()))
+            image = (batch["input_ids"] == backbone.image_token_id)
+            if grid > 1:
+                pooled = _regions(hidden, image, grid)
+            else:
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                if tokens != "all":
+                    is_image = image.unsqueeze(-1).to(hidden.dtype)
+                    mask = mask * is_image if tokens == "image" else mask * (1 - is_image)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            done.update(zip(chunk, pooled.cpu()))
     done = _gather(done, processes)
     return torch.stack([done[i] for i in range(len(questions))]) if questions else torch.empty(0)
+
+
+def _regions(hidden: torch.Tensor, image: torch.Tensor, grid: int) -> torch.Tensor:
+    """Each row's image tokens (a square of side s, row-major) averaged over a grid×grid layout of regions
+    and concatenated: shape (rows, grid² · hidden)."""
+    rows, width = hidden.shape[0], hidden.shape[-1]
+    counts = image.sum(1)
+    side = int(round(float(counts[0]) ** 0.5)) if rows else 0
+    if rows and (side * side != int(counts[0]) or bool((counts != counts[0]).any())):
+        raise ValueError("grid pooling needs the same square number of image tokens in every prompt "
+                         f"(got {counts.tolist()})")
+    if side < grid:
+        raise ValueError(f"a {grid}x{grid} grid needs at least {grid}x{grid} image tokens, got {side}x{side}")
+    square = hidden[image].view(rows, side, side, width)
+    edges = [round(i * side / grid) for i in range(grid + 1)]
+    cells = [square[:, edges[r]:edges[r + 1], edges[c]:edges[c + 1]].mean((1, 2))
+             for r in range(grid) for c in range(grid)]
+    return torch.cat(cells, dim=1)
 
 
 def _bar(total: int, progress: bool):
     if not progress:
         return None
-    from mllmcl.utils.progress import progress_bar
-
     return progress_bar(total, "generate", "sample")

@@ -19,47 +19,19 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field
-from pydantic.dataclasses import dataclass as pydantic_dataclass
+from accelerate import Accelerator
 from torch.utils.data import DataLoader
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from mllmcl.engine.adapters import adapter_parameters, require
+from mllmcl.core.errors import UserError
+from mllmcl.core.progress import progress_bar
+from mllmcl.core.reproducible import PINNED
 from mllmcl.data.records import VQAExample
+from mllmcl.engine.adapters import adapter_parameters, require
+from mllmcl.engine.settings import TrainConfig
 from mllmcl.models.backbone import IGNORE_INDEX, Backbone
 
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
-
-
-@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
-class TrainConfig:
-    """Optimisation settings. `epochs` may be fractional; `max_steps` (optimizer steps), when set, wins."""
-
-    epochs: float = Field(2.0, gt=0)
-    """passes over the training data (fractions allowed)"""
-    max_steps: int | None = Field(None, ge=1)
-    """optimizer steps; when set, wins over epochs"""
-    batch_size: int = Field(32, ge=1)
-    """samples per process and per micro-step"""
-    grad_accum: int = Field(1, ge=1)
-    """micro-steps per optimizer step"""
-    lr: float = Field(2e-3, gt=0)
-    """peak learning rate (tuned for LoRA experts on the tiny backbone; LLaVA-7B LoRA uses ~2e-4)"""
-    weight_decay: float = Field(0.0, ge=0)
-    """AdamW weight decay"""
-    warmup_ratio: float = Field(0.05, ge=0, le=1)
-    """share of steps with linear warm-up"""
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)
-    """the cosine schedule decays to lr x min_lr_ratio"""
-    max_grad_norm: float = Field(1.0, ge=0)
-    """gradient clipping norm (0 disables clipping)"""
-    bf16: bool = False
-    """bfloat16 autocast (CPU with AMX, or GPU)"""
-    seed: int = 0
-    """shuffling and init; a run derives one seed per training call from it"""
-    progress: bool = True
-    """a tqdm bar with loss and samples/s"""
-    desc: str = "train"
-    """the progress bar's label"""
 
 
 @dataclass
@@ -113,8 +85,6 @@ def seed_everything(seed: int) -> None:
 def make_accelerator():
     """An Accelerator for this process: CPU (gloo under torchrun) when no GPU is present. Without `cpu=True`
     a CPU torchrun would silently train each rank on its own."""
-    from accelerate import Accelerator
-
     return Accelerator(cpu=not torch.cuda.is_available())
 
 
@@ -177,12 +147,9 @@ def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | Non
 
 
 def check_cpu_bf16() -> None:
-    """bf16 autocast on a CPU whose oneDNN kernels are pinned to AVX2 (mllmcl/reproducible.py) takes a
+    """bf16 autocast on a CPU whose oneDNN kernels are pinned to AVX2 (core/reproducible.py) takes a
     reference path: one 1024×4096×4096 product took 101 s instead of 0.065 s on this project's machine. Refuse
     it with the two ways out rather than run for days."""
-    from mllmcl.errors import UserError
-    from mllmcl.reproducible import PINNED
-
     if os.environ.get("ONEDNN_MAX_CPU_ISA", "").lower() == PINNED["ONEDNN_MAX_CPU_ISA"].lower():
         raise UserError("train.bf16 on CPU with the CPU kernels pinned to AVX2 (for reproducible numbers) is about "
                         "1000x slower than float32: set train.bf16=false on CPU, or MLLMCL_NATIVE_KERNELS=1 to give "
@@ -194,8 +161,6 @@ def fit(model: torch.nn.Module, params: list[torch.nn.Parameter], items: Sequenc
     """The loop itself, for any module: `params` (already requiring grad) learn from `items` batched by
     `collate`, minimising `loss_fn(model, batch)`. `train` calls it for a backbone; `mllmcl pretrain` also for
     the vision tower's first stage. On exit, even on error, the model is in eval mode and `params` are frozen."""
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup
-
     if len(items) == 0:  # an empty loader would never reach `total_steps`
         raise ValueError("no training examples")
     seed_everything(config.seed)
@@ -274,8 +239,6 @@ def _loop(model, loader, optimizer, scheduler, accelerator, params, loss_fn: Los
 def _progress(total: int, config: TrainConfig, main: bool):
     if not (config.progress and main):
         return None
-    from mllmcl.utils.progress import progress_bar
-
     return progress_bar(total, config.desc, "step")
 
 

@@ -5,7 +5,8 @@ file loading for `mllmcl score` (`files.py`).
     >>> result = SCORERS.build("med").score(rows_by_id, [{"question_id": 1, "text": "yes"}])
     >>> result["accuracy"], result["credits"]
 """
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
+from mllmcl.data.tasks import BUILTIN, find_name
 from mllmcl.eval import mathvista  # noqa: F401  (registers the `math` scorer)
 from mllmcl.eval.scorers import SCORERS, RuleScorer, Scorer
 
@@ -14,16 +15,12 @@ __all__ = ["SCORERS", "RuleScorer", "Scorer", "get_scorer", "scorer_name"]
 
 def _task_scorers() -> dict[str, str]:
     """Official task name (as written in configs, folders and results: RS, Med, …) -> its scorer."""
-    from mllmcl.data.tasks import BUILTIN
-
     return {spec.name: spec.scorer for group in BUILTIN.values() for spec in group}
 
 
 def scorer_name(typed: str) -> str:
     """The registered scorer a user means by a task or scorer name, in any case: `RS`, `rs`, `Rs` -> `rs`.
     Anything else is a UserError listing the task names as the user sees them elsewhere (RS, Med, …)."""
-    from mllmcl.data.tasks import find_name
-
     names, tasks = SCORERS.names(), _task_scorers()
     if isinstance(typed, str):
         for candidate in (typed, typed.strip().casefold()):

@@ -1,13 +1,14 @@
 """Aggregating runs: a number is a result only when it reproduces, so a sweep reports every metric as mean,
 sample standard deviation, count and 95% confidence half-width (Student's t) over its runs.
 
-Pure functions of results.json dicts (docs/results.md); nothing here reads a model or writes a file."""
+Pure functions of runs' results (eval/results.py); nothing here reads a model or writes a file."""
 from __future__ import annotations
 
 import math
 from typing import Iterable, Sequence
 
-METRICS = ("MFT", "MFN", "MAA", "BWT", "Forgetting", "FWT")
+from mllmcl.eval.cl_metrics import METRIC_NAMES
+from mllmcl.eval.results import Results
 
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom; beyond, the normal's 1.96 is within 2%
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -29,28 +30,28 @@ def summarize(values: Iterable[float | None]) -> dict:
     return {"mean": round(mean, 4), "std": round(std, 4), "n": n, "ci95": round(t * std / math.sqrt(n), 4)}
 
 
-def method_values(runs: Sequence[dict], method: str) -> dict:
+def method_values(runs: Sequence[Results], method: str) -> dict:
     """Per quantity, the list of a method's values over `runs` (finished runs of the method only): the six
     metrics, the final accuracy and format-valid rate per task, and routing accuracy for routed methods."""
-    finished = [r["methods"][method] for r in runs if (r.get("methods", {}).get(method) or {}).get("final")]
-    tasks = [r["tasks"] for r in runs if (r.get("methods", {}).get(method) or {}).get("final")]
-    out: dict = {m: [(e.get("metrics") or {}).get(m) for e in finished] for m in METRICS}
+    done = [(r.methods[method], r.tasks) for r in runs if method in r.methods and r.methods[method].final]
+    finished = [entry for entry, _ in done]
+    out: dict = {m: [(e.metrics or {}).get(m) for e in finished] for m in METRIC_NAMES}
     out["final"], out["format_valid"] = {}, {}
-    for entry, names in zip(finished, tasks):
+    for entry, names in done:
         for j, name in enumerate(names):
-            out["final"].setdefault(name, []).append(entry["final"][j])
-            formats = entry.get("final_format_valid")
+            out["final"].setdefault(name, []).append(entry.final[j])
+            formats = entry.final_format_valid
             out["format_valid"].setdefault(name, []).append(formats[j] if formats else None)
-    if any("routing" in e for e in finished):
-        out["routing"] = [(e.get("routing") or {}).get("accuracy") for e in finished]
+    if any(e.routing is not None for e in finished):
+        out["routing"] = [e.routing.accuracy if e.routing else None for e in finished]
     return out
 
 
-def aggregate(runs: Sequence[dict]) -> dict:
-    """Method → quantity → `summarize(...)` over `runs` (results.json dicts), methods in first-seen order."""
+def aggregate(runs: Sequence[Results]) -> dict:
+    """Method → quantity → `summarize(...)` over `runs`, methods in first-seen order."""
     methods: list[str] = []
     for results in runs:
-        methods += [m for m in results.get("methods", {}) if m not in methods]
+        methods += [m for m in results.methods if m not in methods]
     out = {}
     for method in methods:
         values = method_values(runs, method)

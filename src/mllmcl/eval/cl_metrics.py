@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mllmcl.errors import UserError
-from mllmcl.utils.io import read_json
+from mllmcl.core.errors import UserError
+from mllmcl.core.io import read_json
 
 METRIC_NAMES = ("MFT", "MFN", "MAA", "BWT", "Forgetting", "FWT")
 

@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from mllmcl.errors import UserError
-from mllmcl.utils.io import json_lines, read_json, write_text_atomic
+from mllmcl.core.errors import UserError
+from mllmcl.core.io import json_lines, read_json, write_text_atomic
+from mllmcl.eval import get_scorer, scorer_name
+from mllmcl.eval.judge import OpenAIExtractor
 
 PER_ITEM_KEYS = ("credits", "extracted")  # left out of the one-object summary the CLI prints
 
@@ -109,8 +111,6 @@ def score_files(task: str, questions_path: str | Path, predictions_path: str | P
                 submission: str | Path | None = None, judge_url: str | None = None,
                 judge_model: str = "gpt-4o-mini", judge_key_env: str = "OPENAI_API_KEY") -> dict:
     """Score a predictions file against the official test file; returns the summary (no per-item keys)."""
-    from mllmcl.eval import get_scorer, scorer_name
-
     task = scorer_name(task)  # `RS`, `rs`: any case
     if submission is not None and task != "app":
         raise UserError("--submission writes the MMT-Bench file and applies only to --task APP")
@@ -118,8 +118,6 @@ def score_files(task: str, questions_path: str | Path, predictions_path: str | P
     if judge_url:
         if task != "math":
             raise UserError("--judge-url applies only to --task Math")
-        from mllmcl.eval.judge import OpenAIExtractor
-
         options["extractor"] = OpenAIExtractor(judge_url, judge_model, os.environ.get(judge_key_env))
     scorer = get_scorer(task, **options)
     questions = load_questions(questions_path)

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
 from mllmcl.eval.scorers import SCORERS, Predictions, Row, field, pair_predictions, percent
 
 # VLMEvalKit treats these replies as a refusal and maps them to the non-option "Z"

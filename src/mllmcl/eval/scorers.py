@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
-from mllmcl.errors import UserError
-from mllmcl.registry import Registry
+from mllmcl.core.errors import UserError
+from mllmcl.core.registry import Registry
 
 Row = Mapping[str, Any]
 Predictions = Sequence[Mapping[str, Any]] | Mapping[Any, str]

@@ -1,5 +1,6 @@
 """`Backbone`: a LLaVA-family model with its processor and chat template, and the two encodings every
-part of mllmcl uses — training batches with masked labels, and left-padded prompts for generation.
+part of mllmcl uses — training batches with masked labels, and left-padded prompts for generation (the
+engine trains and generates with them: engine/train.py, engine/generate.py).
 
 The model is a transformers `*ForConditionalGeneration`; once an adapter is added it is wrapped in a
 `peft.PeftModel` holding any number of named LoRA adapters. The tiny embedded model and a LLaVA-1.5-7B
@@ -13,8 +14,8 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from mllmcl.core.errors import UserError
 from mllmcl.data.records import ImageLike, load_image
-from mllmcl.errors import UserError
 from mllmcl.models.template import ChatTemplate
 
 IGNORE_INDEX = -100
@@ -48,16 +49,6 @@ class Backbone:
     def base_model(self) -> torch.nn.Module:
         """The transformers model under any peft wrapper."""
         return self.model.get_base_model() if self.adapter_names else self.model
-
-    # ----------------------------------------------------------------- inference
-    def generate(self, images: Sequence[ImageLike], questions: Sequence[str], max_new_tokens: int = 32,
-                 adapters: Sequence[str | None] | None = None, batch_size: int = 32) -> list[str]:
-        """Greedy, batched, left-padded answers. `adapters`: one adapter name per sample (None or
-        "__base__" = base model), or None for the base model everywhere."""
-        from mllmcl.engine.generate import generate
-
-        return generate(self, images, questions, adapters=adapters, max_new_tokens=max_new_tokens,
-                        batch_size=batch_size)
 
     # ----------------------------------------------------------------- encodings
     def _images(self, images: Sequence[ImageLike]) -> list[Image.Image]:

@@ -9,11 +9,13 @@ import os
 from pathlib import Path
 
 import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from mllmcl.errors import UserError, one_line
+from mllmcl.core.errors import UserError, one_line
+from mllmcl.core.io import is_dir, is_file
 from mllmcl.models.backbone import Backbone
 from mllmcl.models.template import ChatTemplate
-from mllmcl.utils.io import is_dir, is_file
 
 
 def default_device() -> torch.device:
@@ -28,8 +30,6 @@ def load_checkpoint(path: str | Path, name: str, template: ChatTemplate, device:
                     processor_kwargs: dict | None = None) -> Backbone:
     """Load model and processor from a local directory. `dtype`: None keeps the checkpoint's float32 on CPU
     and uses bfloat16 on GPU; a torch dtype or its name forces one."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     path = Path(path).expanduser()
     if not is_dir(path):
         raise UserError(f"{path}: not a directory holding a transformers checkpoint")
@@ -71,8 +71,6 @@ def _check_answers(path: Path, backbone: Backbone) -> None:
     settings cannot encode an image (processor_config.json: a crop size of null, NaN, 0, …), token ids in
     generation_config.json outside the vocabulary, and anything else that stops one greedy token from being
     generated for a blank image (a few milliseconds for the tiny model, one forward pass for a 7B one)."""
-    from PIL import Image
-
     model = backbone.model
     try:
         batch = backbone.encode_prompts([Image.new("RGB", (32, 32))], ["?"])

@@ -12,7 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                          LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", "<image>")  # ids 0..4
 WEIGHTS_DIR = Path(__file__).parent / "weights" / "tiny"
@@ -51,8 +54,6 @@ class TinyConfig:
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """A byte-level BPE tokenizer (any text encodes; frequent words become single tokens), wrapped as a
     transformers fast tokenizer with `<image>` registered as the image token and left padding."""
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -69,10 +70,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
 
 def build_tiny(texts: Iterable[str], config: TinyConfig = TinyConfig(), seed: int = 0):
     """An untrained tiny LLaVA and its processor. Returns `(model, processor)`."""
-    import torch
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
-
     tokenizer = train_tokenizer(texts, config.vocab_size)
     vision = CLIPVisionConfig(
         hidden_size=config.vision_hidden, intermediate_size=4 * config.vision_hidden,

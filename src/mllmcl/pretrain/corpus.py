@@ -7,6 +7,15 @@ background colour, answering multiple choice with a letter, and copying words so
 emit the whole benchmark vocabulary (VOCABULARY). Images are 1-5 flat shapes on plain, gradient or
 lightly textured backgrounds, drawn supersampled and downscaled with LANCZOS.
 
+The *instruction* corpus (`instructions=True`, stage 3 of the pretraining) asks the same families, plus yes/no
+checks of one attribute (`verify`), the way LLaVA-1.5's instruction-tuning mixture binds each answer format to
+an instruction that ends the question: a word or a number under "Answer the question using a single word or
+phrase.", yes/no under that instruction or the release's "Only answer with yes or no directly.", a letter
+choice under "Answer with the option's letter from the given choices directly." or the release's Fin
+variant. The same content is asked in every format (the colour of a shape as a word, a letter choice and a
+yes/no check), so the format follows the instruction, not the content: a later fine-tuning that sees one
+format cannot take the others over. `FORMATS` names each answer's format.
+
 It deliberately contains none of the later tasks: no aerial/remote-sensing scenes, no medical or
 tissue images, no road/driving scenes, no science diagrams, no finance charts, no text, letters or
 digits drawn in images (no OCR), no arithmetic and no GUI screens. Their words appear only as text
@@ -26,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mllmcl.data.records import Example
+from mllmcl.data.tasks import FIN_LETTER, FIN_YES_NO, LETTER_INSTRUCTION, SHORT_INSTRUCTION
 
 RGB = tuple[int, int, int]
 
@@ -49,6 +59,14 @@ LETTERS = "ABCDEFGHIJ"
 FAMILIES: tuple[str, ...] = (
     "color", "shape", "count", "position", "size", "exists", "caption", "choice", "background", "copy",
 )
+INSTRUCTION_WEIGHTS: dict[str, float] = {
+    "color": 8, "shape": 8, "count": 8, "position": 8, "size": 5, "exists": 8, "verify": 10, "caption": 4,
+    "choice": 25, "background": 6, "copy": 4,
+}
+"""How often the instruction corpus asks each family: the closed formats a benchmark asks carry the mixture,
+multiple choice most, because matching an option to what is seen is the slowest skill to learn."""
+FORMATS = ("letter", "yesno", "word", "number", "free")
+"""The answer formats of the corpus (`Record.format`): a letter choice, yes/no, a word, a number, free text."""
 SUPERSAMPLE = 4
 MIN_CONTRAST = 110.0  # minimum RGB distance between an object colour and any background tone
 MAX_WORDS = 25  # longest question, in whitespace-separated words
@@ -72,6 +90,10 @@ BACKGROUND_Q = ("What color is the background?", "What is the background color?"
                 "Which color is the background of the image?")
 CHOICE_INSTRUCTIONS = ("Answer with the option's letter from the given choices directly.",
                        "Answer with the letter of the correct option.", "Answer with the letter.")
+VERIFY_COLOR_Q = ("Is the {shape} {color}?", "Is the color of the {shape} {color}?")
+VERIFY_BACKGROUND_Q = ("Is the background {color}?", "Is the background of the image {color}?")
+VERIFY_SIZE_Q = ("Is the {d} {size}?",)
+VERIFY_COUNT_Q = ("Are there {n} objects in the image?", "Does the image show {n} objects?")
 COPY1_Q = ("Repeat the word: {w}", "Say {w}.", "Write the word {w}.")
 COPY2_Q = ("Repeat: {w1} {w2}", "Copy this: {w1} {w2}")
 NUMERALS: tuple[str, ...] = tuple(str(i) for i in range(100))
@@ -176,11 +198,12 @@ class Scene:
 
 @dataclass(frozen=True)
 class Record:
-    """A generated example with its family and the scene it was drawn from."""
+    """A generated example with its family, its answer's format (`FORMATS`) and the scene it was drawn from."""
 
     family: str
     example: Example
     scene: Scene
+    format: str = ""
 
 
 def _article(phrase: str) -> str:
@@ -344,6 +367,32 @@ def _q_exists(rnd: random.Random, scene: Scene) -> QA:
     return rnd.choice(EXISTS_Q).format(ad=_article(name)), "no"
 
 
+def _q_verify(rnd: random.Random, scene: Scene) -> QA:
+    """A yes/no check of one attribute the scene shows: an object's colour or size, the background's colour, or
+    the number of objects. Half of the checks hold."""
+    holds, kind = rnd.random() < 0.5, rnd.choice(("color", "background", "size", "count"))
+    answer = "yes" if holds else "no"
+    if kind == "color":
+        objs = _unique(scene.objects, lambda o: o.shape)
+        if not objs:
+            return None
+        o = rnd.choice(objs)
+        color = o.color if holds else rnd.choice([c for c in COLORS if c != o.color])
+        return rnd.choice(VERIFY_COLOR_Q).format(shape=o.shape, color=color), answer
+    if kind == "background":
+        if scene.background is None:
+            return None
+        color = scene.background if holds else rnd.choice([c for c in BACKGROUNDS if c != scene.background])
+        return rnd.choice(VERIFY_BACKGROUND_Q).format(color=color), answer
+    if kind == "size":
+        o = rnd.choice(scene.objects)
+        size = o.size if holds else next(z for z in SIZES if z != o.size)
+        return rnd.choice(VERIFY_SIZE_Q).format(d=o.name, size=size), answer
+    n = len(scene.objects)
+    shown = n if holds else rnd.choice([k for k in range(1, 5) if k != n])
+    return rnd.choice(VERIFY_COUNT_Q).format(n=shown), answer
+
+
 def caption_of(objects: Sequence[Obj]) -> str:
     """'a red circle', 'a red circle and a blue square', 'a, b and c' (objects left to right)."""
     names = [_article(o.name) for o in sorted(objects, key=lambda o: o.x)]
@@ -391,8 +440,37 @@ def _q_copy(rnd: random.Random, scene: Scene) -> QA:
 _BUILDERS: dict[str, Callable[[random.Random, Scene], QA]] = {
     "color": _q_color, "shape": _q_shape, "count": _q_count, "position": _q_position, "size": _q_size,
     "exists": _q_exists, "caption": _q_caption, "choice": _q_choice, "background": _q_background,
-    "copy": _q_copy,
+    "copy": _q_copy, "verify": _q_verify,
 }
+
+
+def answer_format(family: str, answer: str) -> str:
+    """The format of an answer of `family`: a letter choice, yes/no, a number, a word, or free text."""
+    if family == "choice":
+        return "letter"
+    if family in ("caption", "copy"):
+        return "free"
+    if answer in ("yes", "no"):
+        return "yesno"
+    return "number" if answer.isdigit() else "word"
+
+
+def instructed(rnd: random.Random, question: str, fmt: str) -> str:
+    """`question` ending with an instruction of its answer format, as LLaVA-1.5's mixture and the release's
+    prompts bind them: a word or number under the short-answer instruction (a few bare), yes/no under it or the
+    release's yes/no instruction, a letter choice under LLaVA's instruction, another wording or the release's
+    Fin variant (which follows the last option on its line); free text under none."""
+    r = rnd.random()
+    if fmt in ("word", "number"):
+        return f"{question}\n{SHORT_INSTRUCTION}" if r < 0.9 else question
+    if fmt == "yesno":
+        return f"{question}\n{SHORT_INSTRUCTION}" if r < 0.5 else question + FIN_YES_NO
+    if fmt == "letter":
+        *options, _ = question.split("\n")  # the choice builder's own instruction line
+        if r < 0.3:
+            return "\n".join(options) + FIN_LETTER
+        return "\n".join([*options, LETTER_INSTRUCTION if r < 0.8 else rnd.choice(CHOICE_INSTRUCTIONS[1:])])
+    return question
 
 
 def _scene_for(family: str, rnd: random.Random) -> Scene:
@@ -409,16 +487,22 @@ def _scene_for(family: str, rnd: random.Random) -> Scene:
     return _make_scene(rnd, n, shapes, plain=family == "background")
 
 
-def generate_record(seed: int, index: int, image_size: int = 64,
-                    families: Sequence[str] | None = None) -> Record:
-    """The index-th example of the corpus with this seed; depends only on (seed, index, size, families)."""
-    families = tuple(families) if families else FAMILIES
+def generate_record(seed: int, index: int, image_size: int = 64, families: Sequence[str] | None = None,
+                    instructions: bool = False) -> Record:
+    """The index-th example of the corpus with this seed; depends only on (seed, index, size, families,
+    instructions). The general corpus draws its families uniformly; the instruction corpus (`instructions`)
+    draws them by `INSTRUCTION_WEIGHTS`, from a stream of its own, and ends each question with the instruction
+    of its answer format."""
+    families = tuple(families) if families else (tuple(INSTRUCTION_WEIGHTS) if instructions else FAMILIES)
     unknown = [f for f in families if f not in _BUILDERS]
     if unknown:
-        raise ValueError(f"unknown corpus families {unknown}; known: {', '.join(FAMILIES)}")
-    rnd = random.Random(f"mllmcl.corpus:{seed}:{index}")
+        raise ValueError(f"unknown corpus families {unknown}; known: {', '.join(_BUILDERS)}")
+    rnd = random.Random(f"mllmcl.corpus{'.instructed' if instructions else ''}:{seed}:{index}")
     nrng = np.random.default_rng(rnd.getrandbits(64))
-    family = rnd.choice(families)
+    if instructions:
+        family = rnd.choices(families, weights=[INSTRUCTION_WEIGHTS.get(f, 1.0) for f in families])[0]
+    else:
+        family = rnd.choice(families)
     question_seed = rnd.getrandbits(64)
     for _ in range(200):
         scene = _scene_for(family, rnd)
@@ -430,25 +514,28 @@ def generate_record(seed: int, index: int, image_size: int = 64,
     else:  # pragma: no cover - every family fits a large share of scenes
         raise RuntimeError(f"could not build a {family!r} example for seed {seed}, index {index}")
     question, answer = qa
-    return Record(family, Example(_render(scene, image_size, nrng), question, answer), scene)
+    fmt = answer_format(family, answer)
+    if instructions:
+        question = instructed(random.Random(question_seed + 1), question, fmt)
+    return Record(family, Example(_render(scene, image_size, nrng), question, answer), scene, fmt)
 
 
-def generate_records(n: int, seed: int, image_size: int = 64,
-                     families: Sequence[str] | None = None) -> list[Record]:
-    """n records (family, example, scene); a prefix of the same call with a larger n."""
-    return [generate_record(seed, i, image_size, families) for i in range(n)]
+def generate_records(n: int, seed: int, image_size: int = 64, families: Sequence[str] | None = None,
+                     instructions: bool = False) -> list[Record]:
+    """n records (family, example, scene, format); a prefix of the same call with a larger n."""
+    return [generate_record(seed, i, image_size, families, instructions) for i in range(n)]
 
 
-def generate_labelled(n: int, seed: int, image_size: int = 64,
-                      families: Sequence[str] | None = None) -> list[tuple[str, Example]]:
+def generate_labelled(n: int, seed: int, image_size: int = 64, families: Sequence[str] | None = None,
+                      instructions: bool = False) -> list[tuple[str, Example]]:
     """n (family, example) pairs, for per-family accuracy reports."""
-    return [(r.family, r.example) for r in generate_records(n, seed, image_size, families)]
+    return [(r.family, r.example) for r in generate_records(n, seed, image_size, families, instructions)]
 
 
-def generate_corpus(n: int, seed: int, image_size: int = 64,
-                    families: Sequence[str] | None = None) -> list[Example]:
-    """n examples of the general corpus, deterministic in (n, seed, image_size, families)."""
-    return [r.example for r in generate_records(n, seed, image_size, families)]
+def generate_corpus(n: int, seed: int, image_size: int = 64, families: Sequence[str] | None = None,
+                    instructions: bool = False) -> list[Example]:
+    """n examples of the corpus, deterministic in (n, seed, image_size, families, instructions)."""
+    return [r.example for r in generate_records(n, seed, image_size, families, instructions)]
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """Pretraining of the embedded `tiny` backbone on the general corpus (`corpus.py`), and its check.
 
-`pretrain()` builds the tokenizer and an untrained tiny LLaVA from a seed and trains it in two stages with
+`pretrain()` builds the tokenizer and an untrained tiny LLaVA from a seed and trains it in three stages with
 the shared engine: (1) the vision tower alone learns shapes, colours, sizes and backgrounds
 (`vision.py`); (2) with the tower frozen, the projector and language model learn from a pool of general
-image-question-answer examples. It evaluates the result on held-out examples of the same families and
-writes a transformers checkpoint (safetensors) plus `pretrain_report.json`. The package ships the result,
+image-question-answer examples; (3) instruction tuning, as LLaVA-1.5's second stage: the same model learns
+the instruction corpus, where each question ends with the instruction of its answer format. It evaluates
+the result on held-out examples of the instruction corpus (per family and per answer format) and writes a
+transformers checkpoint (safetensors) plus `pretrain_report.json`. The package ships the result,
 so nobody has to run this to use `tiny`.
 """
 from __future__ import annotations
@@ -17,14 +19,17 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mllmcl.engine.train import TrainConfig, seed_everything, train
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
+from mllmcl.core.io import is_dir, is_file
+from mllmcl.data.answer_formats import fits
+from mllmcl.engine.generate import generate
+from mllmcl.engine.settings import TrainConfig
+from mllmcl.engine.train import seed_everything, train
 from mllmcl.models.backbone import Backbone
 from mllmcl.models.template import ChatTemplate
 from mllmcl.models.tiny import WEIGHTS_DIR, TinyConfig, build_tiny
-from mllmcl.pretrain.corpus import generate_labelled, tokenizer_texts
+from mllmcl.pretrain.corpus import generate_corpus, generate_records, tokenizer_texts
 from mllmcl.pretrain.vision import VisionStageConfig, pretrain_vision
-from mllmcl.utils.io import is_dir, is_file
 
 EVAL_SEED_OFFSET = 10_000  # held-out examples come from a different seed than any training pool
 
@@ -42,7 +47,10 @@ class PretrainConfig:
     min_lr_ratio: float = 0.05
     eval_examples: int = 1_000
     vision: VisionStageConfig = VisionStageConfig()  # stage 1
-    freeze_vision: bool = True  # keep the stage-1 tower frozen in stage 2 (as LLaVA-1.5 keeps CLIP frozen)
+    freeze_vision: bool = True  # keep the stage-1 tower frozen in stages 2 and 3 (as LLaVA-1.5 keeps CLIP frozen)
+    instruction_pool: int = 24_000  # stage 3: distinct instruction examples (0: no stage 3)
+    instruction_epochs: float = 2.0
+    instruction_lr: float = 1e-3
 
 
 def normalise(text: str) -> str:
@@ -50,18 +58,26 @@ def normalise(text: str) -> str:
 
 
 def evaluate_general(backbone: Backbone, n: int, seed: int, batch_size: int = 64) -> dict:
-    """Exact-match accuracy (case and final period ignored) on `n` held-out general examples, overall and per
-    question family."""
-    labelled = generate_labelled(n, seed + EVAL_SEED_OFFSET, image_size=_image_size(backbone))
-    examples = [e for _, e in labelled]
-    answers = backbone.generate([e.image for e in examples], [e.question for e in examples],
-                                max_new_tokens=16, batch_size=batch_size)
+    """Exact-match accuracy (case and final period ignored) on `n` held-out general examples, overall, per
+    question family and per answer format (letter, yes/no, word, number, free text), and per closed format the
+    share of answers in the format its instruction asks for, right or wrong."""
+    records = generate_records(n, seed + EVAL_SEED_OFFSET, image_size=_image_size(backbone), instructions=True)
+    examples = [r.example for r in records]
+    answers = generate(backbone, [e.image for e in examples], [e.question for e in examples],
+                       max_new_tokens=16, batch_size=batch_size)
     hits: dict[str, list[bool]] = defaultdict(list)
-    for (family, example), answer in zip(labelled, answers):
-        hits[family].append(normalise(answer) == normalise(example.answer))
-    per_family = {f: round(100 * sum(h) / len(h), 2) for f, h in sorted(hits.items())}
-    overall = round(100 * sum(sum(h) for h in hits.values()) / len(labelled), 2)
-    return {"accuracy": overall, "per_family": per_family, "examples": n, "predictions": answers,
+    by_format: dict[str, list[bool]] = defaultdict(list)
+    valid: dict[str, list[bool]] = defaultdict(list)
+    for record, answer in zip(records, answers):
+        hit = normalise(answer) == normalise(record.example.answer)
+        hits[record.family].append(hit)
+        by_format[record.format].append(hit)
+        if record.format != "free":
+            valid[record.format].append(fits(answer, "text" if record.format == "word" else record.format))
+    share = lambda found: {k: round(100 * sum(v) / len(v), 2) for k, v in sorted(found.items())}  # noqa: E731
+    overall = round(100 * sum(sum(h) for h in hits.values()) / len(records), 2)
+    return {"accuracy": overall, "per_family": share(hits), "per_format": share(by_format),
+            "format_valid": share(valid), "examples": n, "predictions": answers,
             "samples": [{"question": e.question, "answer": e.answer, "prediction": a}
                         for e, a in zip(examples[:12], answers[:12])]}
 
@@ -82,19 +98,34 @@ def pretrain(out: str | Path = WEIGHTS_DIR, config: PretrainConfig = PretrainCon
     backbone = Backbone("tiny", model, processor, ChatTemplate(system=""), max_length=tiny.max_length)
     vision = pretrain_vision(backbone, config.vision, config.seed, progress) if config.vision.steps else None
     data_started = time.perf_counter()
-    pool = [e for _, e in generate_labelled(config.pool, config.seed, image_size=tiny.image_size)]
+    pool = generate_corpus(config.pool, config.seed, image_size=tiny.image_size)
     data_seconds = time.perf_counter() - data_started
-    stats = train(backbone, pool, adapter=None, freeze="vision_tower" if config.freeze_vision else "",
+    freeze = "vision_tower" if config.freeze_vision else ""
+    stats = train(backbone, pool, adapter=None, freeze=freeze,
                   config=TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                      warmup_ratio=config.warmup_ratio, min_lr_ratio=config.min_lr_ratio,
                                      seed=config.seed, progress=progress, desc="pretrain tiny: language"))
+    instruction = None
+    if config.instruction_pool:
+        started_3 = time.perf_counter()
+        pool = generate_corpus(config.instruction_pool, config.seed, image_size=tiny.image_size, instructions=True)
+        data_seconds += time.perf_counter() - started_3
+        stage3 = train(backbone, pool, adapter=None, freeze=freeze,
+                       config=TrainConfig(epochs=config.instruction_epochs, batch_size=config.batch_size,
+                                          lr=config.instruction_lr, warmup_ratio=config.warmup_ratio,
+                                          min_lr_ratio=config.min_lr_ratio, seed=config.seed, progress=progress,
+                                          desc="pretrain tiny: instructions"))
+        instruction = {"steps": stage3.steps, "train_seconds": round(stage3.seconds, 1),
+                       "train_samples_per_second": round(stage3.samples_per_second, 1),
+                       "final_loss": round(stage3.final_loss, 4)}
     evaluation = evaluate_general(backbone, config.eval_examples, config.seed)
     report = {
         "pretrain": asdict(config), "tiny": tiny.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()), "vision_stage": vision,
         "steps": stats.steps, "train_samples_per_second": round(stats.samples_per_second, 1),
         "final_loss": round(stats.final_loss, 4), "data_seconds": round(data_seconds, 1),
-        "train_seconds": round(stats.seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
+        "train_seconds": round(stats.seconds, 1), "instruction_stage": instruction,
+        "total_seconds": round(time.perf_counter() - started, 1),
         "heldout": {k: v for k, v in evaluation.items() if k != "predictions"},
     }
     _save_atomically(backbone, report, out)

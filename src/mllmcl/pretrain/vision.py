@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mllmcl.engine.train import TrainConfig, fit
+from mllmcl.engine.settings import TrainConfig
+from mllmcl.engine.train import fit
 from mllmcl.models.backbone import Backbone
 from mllmcl.pretrain.corpus import BACKGROUNDS, COLORS, SHAPES, SIZES, SceneView, generate_scene_views
 

@@ -1,7 +1,7 @@
 """Reports from run folders: report.md (summary, accuracy matrices, routing) plus one heatmap per method.
 
-Reads only `results.json` files (format 1, see docs/results.md), never a model, so it works on a finished
-run, on a run still in progress, and on a machine that never trained anything.
+Reads only `results.json` files (through `mllmcl.eval.results.Results`, see docs/results.md), never a model,
+so it works on a finished run, on a run still in progress, and on a machine that never trained anything.
 
     >>> from mllmcl.report import load_results, render_report, summary_table
     >>> print(summary_table(load_results("runs/dcl-tiny")))
@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
+from mllmcl.core.io import is_dir, is_file, write_text_atomic
+from mllmcl.eval.results import Results
 from mllmcl.report.heatmap import save_heatmap
-from mllmcl.report.schema import FORMAT, check_results
-from mllmcl.report.tables import has_heatmap, heatmap_name, markdown_report, slug, summary_table, unique_labels
-from mllmcl.utils.io import is_dir, is_file, read_json, write_text_atomic
+from mllmcl.report.tables import has_heatmap, heatmap_name, markdown_report, summary_table, unique_labels
 
-__all__ = ["FORMAT", "load_results", "markdown_report", "render_report", "save_heatmap", "slug", "summary_table"]
+__all__ = ["load_results", "markdown_report", "render_report", "save_heatmap", "summary_table"]
 
 RESULTS = "results.json"
 REPORT = "report.md"
@@ -36,11 +36,10 @@ def _results_file(path: str | Path) -> Path:
     return path
 
 
-def load_results(path: str | Path) -> dict:
+def load_results(path: str | Path) -> Results:
     """The results of a run folder or of a results.json file; a UserError naming the file if it is missing,
-    not JSON, not in format 1, or lacks or mistypes what the report reads (`tasks`, `methods`, …)."""
-    path = _results_file(path)
-    return check_results(read_json(path), path)
+    not JSON, not in this format, or lacks or mistypes what a results.json holds (`tasks`, `methods`, …)."""
+    return Results.load(_results_file(path))
 
 
 def _label(path: str | Path) -> str:
@@ -49,14 +48,13 @@ def _label(path: str | Path) -> str:
     return (path.parent if path.is_file() else path).name
 
 
-def _write_heatmaps(results: dict, out: Path, label: str | None) -> None:
+def _write_heatmaps(results: Results, out: Path, label: str | None) -> None:
     """One heatmap per sequential method with at least one computed row, named as the report links it."""
-    tasks = results["tasks"]
-    for name, method in results["methods"].items():
-        if has_heatmap(method, tasks):
+    for name, method in results.methods.items():
+        if has_heatmap(method, results.tasks):
             title = name if label is None else f"{label}: {name}"
-            save_heatmap(method["matrix"], tasks, out / heatmap_name(name, label), title,
-                         zero_shot=method.get("zero_shot"))
+            save_heatmap(method.matrix, results.tasks, out / heatmap_name(name, label), title,
+                         zero_shot=method.zero_shot)
 
 
 def render_report(dirs: Sequence[str | Path], out: Path | None = None) -> Path:

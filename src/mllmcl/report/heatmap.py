@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mllmcl.utils.io import write_bytes_atomic
+from mllmcl.core.io import write_bytes_atomic
 
 DPI = 120
 CMAP = "viridis"
@@ -43,6 +43,7 @@ def save_heatmap(matrix: Sequence[Sequence[float | None]], tasks: Sequence[str],
                  zero_shot: Sequence[float] | None = None) -> Path:
     """Draw `matrix` (rows = after each training step, possibly fewer than tasks) as an annotated heatmap and
     write it atomically to `path` (PNG). Returns the path."""
+    # matplotlib loads only when a picture is drawn: the CLI imports the report modules at start
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize

@@ -6,10 +6,12 @@ import io
 from pathlib import Path
 from typing import Sequence
 
-from mllmcl.eval.aggregate import METRICS, mean_std
+from mllmcl.eval.aggregate import mean_std
+from mllmcl.eval.cl_metrics import METRIC_NAMES
+from mllmcl.eval.results import Results
 from mllmcl.report.tables import markdown_table as _table
 from mllmcl.report.tables import plain_table, replay_table
-from mllmcl.utils.io import write_bytes_atomic
+from mllmcl.core.io import write_bytes_atomic
 
 SHOWN = ("MFN", "MAA", "BWT", "Forgetting", "FWT", "MFT")
 
@@ -18,7 +20,7 @@ def _rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     header = ["method", "n", *SHOWN, "routing"]
     rows = []
     for name, stats in summary["methods"].items():
-        n = max((stats[m]["n"] for m in METRICS), default=0) or (stats.get("routing") or {}).get("n", 0)
+        n = max((stats[m]["n"] for m in METRIC_NAMES), default=0) or (stats.get("routing") or {}).get("n", 0)
         rows.append([name, str(n), *(mean_std(stats[m]) for m in SHOWN), mean_std(stats.get("routing"))])
     return header, rows
 
@@ -55,18 +57,18 @@ def sweep_markdown(summary: dict, plot: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def spread_plot(runs: Sequence[dict], path: Path, metrics: Sequence[str] = ("MFN", "BWT")) -> Path:
+def spread_plot(runs: Sequence[Results], path: Path, metrics: Sequence[str] = ("MFN", "BWT")) -> Path:
     """One panel per metric: each method's value in every run, one dot per run (coloured by task order), with
     the mean as a bar."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # loads only when the picture is drawn, as in report/heatmap.py
 
-    methods = list(dict.fromkeys(m for r in runs for m in r.get("methods", {})))
-    orders = list(dict.fromkeys(r["run"].get("order") for r in runs))
+    methods = list(dict.fromkeys(m for r in runs for m in r.methods))
+    orders = list(dict.fromkeys(r.run.order for r in runs))
     figure = Figure(figsize=(1.2 + 1.1 * len(methods), 3.2 * len(metrics)), dpi=120)
     for row, metric in enumerate(metrics):
         axes = figure.add_subplot(len(metrics), 1, row + 1)
         for i, method in enumerate(methods):
-            values = [(r["run"].get("order"), ((r["methods"].get(method) or {}).get("metrics") or {}).get(metric))
+            values = [(r.run.order, (r.methods[method].metrics or {}).get(metric) if method in r.methods else None)
                       for r in runs]
             values = [(o, v) for o, v in values if v is not None]
             if not values:

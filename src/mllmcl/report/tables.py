@@ -1,23 +1,19 @@
-"""Tables from results.json dicts: the paper-style summary for the terminal and the markdown report.
+"""Tables from results (eval/results.py): the paper-style summary for the terminal and the markdown report.
 
-Everything here is a pure function of the results dicts (see docs/results.md); a value that is missing (a
-metric that does not apply, a method still running) is shown as "—". Heatmap file names come from
+Everything here is a pure function of the results (see docs/results.md); a value that is missing (a metric
+that does not apply, a method still running) is shown as "—". Heatmap file names come from
 `heatmap_name`, shared with `render_report`, so the links in the markdown match the files written.
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable, Sequence
 
+from mllmcl.core.io import slug
+from mllmcl.eval.cl_metrics import METRIC_NAMES
+from mllmcl.eval.results import MethodResults, Results, Routing
+
 MISSING = "—"
-METRICS = ("MFT", "MFN", "MAA", "BWT", "Forgetting", "FWT")
 COMPARED = ("MFN", "MAA", "BWT")  # the side-by-side columns when several runs are reported
-
-
-def slug(name: str) -> str:
-    """A file-name-safe form of a method or run name: `mr-lora[prototype]` -> `mr-lora_prototype_`."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")
-    return safe or "_"
 
 
 def heatmap_name(method: str, label: str | None = None) -> str:
@@ -27,9 +23,9 @@ def heatmap_name(method: str, label: str | None = None) -> str:
     return f"heatmaps/{stem}.png"
 
 
-def has_matrix(method: dict) -> bool:
+def has_matrix(method: MethodResults) -> bool:
     """A sequential method with at least one row of its accuracy matrix: it gets a matrix table and heatmap."""
-    return bool(method.get("sequential")) and bool(method.get("matrix"))
+    return method.sequential and bool(method.matrix)
 
 
 HEATMAP_MAX_TASKS = 60
@@ -37,7 +33,7 @@ HEATMAP_MAX_TASKS = 60
 a 72 000-pixel-wide image, which got `mllmcl report` killed for memory); the matrix table stays."""
 
 
-def has_heatmap(method: dict, tasks: Sequence[str]) -> bool:
+def has_heatmap(method: MethodResults, tasks: Sequence[str]) -> bool:
     return has_matrix(method) and len(tasks) <= HEATMAP_MAX_TASKS
 
 
@@ -46,19 +42,16 @@ def fmt(value: Any) -> str:
     return MISSING if value is None else f"{float(value):.2f}"
 
 
-def _get(mapping: dict | None, key: str) -> Any:
-    return (mapping or {}).get(key)
-
-
 def _cells(values: Sequence[Any] | None, n: int) -> list[str]:
     """`n` formatted cells from a row that may be missing or short."""
     values = list(values or [])
     return [fmt(values[j] if j < len(values) else None) for j in range(n)]
 
 
-def _metric(results: dict, method: str, metric: str) -> Any:
+def _metric(results: Results, method: str, metric: str) -> Any:
     """A method's metric in one run; None when the run lacks the method or the metric."""
-    return _get(_get(_get(results.get("methods"), method), "metrics"), metric)
+    entry = results.methods.get(method)
+    return (entry.metrics or {}).get(metric) if entry else None
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -95,27 +88,27 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 # ---------------------------------------------------------------------------------------------- summary
 
-def _summary_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+def _summary_rows(results: Results) -> tuple[list[str], list[list[str]]]:
     """One row per method: final accuracy per task, the six metrics, routing accuracy."""
-    tasks = list(results.get("tasks", []))
-    header = ["method", *tasks, *METRICS, "Routing"]
+    tasks = results.tasks
+    header = ["method", *tasks, *METRIC_NAMES, "Routing"]
     rows = []
-    for name, method in results.get("methods", {}).items():
-        metrics = method.get("metrics")
-        rows.append([name, *_cells(method.get("final"), len(tasks)), *(fmt(_get(metrics, m)) for m in METRICS),
-                     fmt(_get(method.get("routing"), "accuracy"))])
+    for name, method in results.methods.items():
+        metrics = method.metrics or {}
+        rows.append([name, *_cells(method.final, len(tasks)), *(fmt(metrics.get(m)) for m in METRIC_NAMES),
+                     fmt(method.routing.accuracy if method.routing else None)])
     return header, rows
 
 
-def summary_table(results: dict) -> str:
+def summary_table(results: Results) -> str:
     """The paper-style plain-text table for the terminal: one row per method, per-task final accuracy, then
     MFT, MFN, MAA, BWT, Forgetting, FWT and routing accuracy."""
     return plain_table(*_summary_rows(results))
 
 
-def comparison_table(runs: Sequence[tuple[str, dict]]) -> str:
+def comparison_table(runs: Sequence[tuple[str, Results]]) -> str:
     """Markdown: MFN, MAA and BWT of every method (rows) in every run (column groups)."""
-    methods = list(dict.fromkeys(name for _, results in runs for name in results.get("methods", {})))
+    methods = list(dict.fromkeys(name for _, results in runs for name in results.methods))
     header = ["method", *(f"{label} {metric}" for label, _ in runs for metric in COMPARED)]
     rows = [[name, *(fmt(_metric(results, name, metric)) for _, results in runs for metric in COMPARED)]
             for name in methods]
@@ -150,41 +143,40 @@ def replay_table(names: Sequence[str], value) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- details
 
-def _settings(results: dict) -> str:
-    run = results.get("run") or {}
-    lines = [f"- **{key}**: {run[key]}" for key in ("setting", "benchmark", "backbone", "seed", "started")
-             if key in run]
-    lines.append(f"- **finished**: {run.get('finished') or 'not yet (in progress)'}")
-    lines.append(f"- **tasks** (training order): {' → '.join(results.get('tasks', []))}")
-    if "mllmcl_version" in results:
-        lines.append(f"- **mllmcl**: {results['mllmcl_version']}")
+def _settings(results: Results) -> str:
+    run = results.run
+    shown = {"setting": run.setting, "benchmark": run.benchmark, "backbone": run.backbone, "seed": run.seed,
+             "started": run.started}
+    lines = [f"- **{key}**: {value}" for key, value in shown.items() if value is not None]
+    lines.append(f"- **finished**: {run.finished or 'not yet (in progress)'}")
+    lines.append(f"- **tasks** (training order): {' → '.join(results.tasks)}")
+    if results.mllmcl_version is not None:
+        lines.append(f"- **mllmcl**: {results.mllmcl_version}")
     return "\n".join(lines)
 
 
-def matrix_table(method: dict, tasks: Sequence[str]) -> str:
+def matrix_table(method: MethodResults, tasks: Sequence[str]) -> str:
     """Markdown accuracy matrix: the zero-shot row on top, then "after <task>" per step ("—" if not run yet)."""
     rows = []
-    if method.get("zero_shot") is not None:
-        rows.append(["zero-shot", *_cells(method["zero_shot"], len(tasks))])
-    matrix = method.get("matrix") or []
+    if method.zero_shot is not None:
+        rows.append(["zero-shot", *_cells(method.zero_shot, len(tasks))])
+    matrix = method.matrix or []
     for i, task in enumerate(tasks):
         rows.append([f"after {task}", *_cells(matrix[i] if i < len(matrix) else None, len(tasks))])
     return markdown_table(["", *tasks], rows)
 
 
-def routing_section(routing: dict, tasks: Sequence[str]) -> str:
+def routing_section(routing: Routing, tasks: Sequence[str]) -> str:
     """Markdown: router name and accuracy, accuracy per task, per-stage accuracy and the confusion matrix."""
-    parts = [f"Router `{routing.get('router') or '?'}`: {fmt(routing.get('accuracy'))} % of the final stage's "
+    parts = [f"Router `{routing.router or '?'}`: {fmt(routing.accuracy)} % of the final stage's "
              f"test samples sent to their own task's expert."]
-    per_task = routing.get("per_task") or {}
+    per_task = routing.per_task or {}
     if per_task:
         parts.append(markdown_table(["task", "routing accuracy"], [[t, fmt(a)] for t, a in per_task.items()]))
-    stages = routing.get("stages") or []
-    if stages:
+    if routing.stages:
         parts.append(markdown_table(["stage", "seen tasks", "routing accuracy"],
-                                     [[str(s.get("stage")), ", ".join(s.get("seen", [])), fmt(s.get("accuracy"))]
-                                      for s in stages]))
-    confusion = routing.get("confusion")
+                                     [[str(s.stage), ", ".join(s.seen), fmt(s.accuracy)] for s in routing.stages]))
+    confusion = routing.confusion
     if confusion:
         parts.append("Confusion (rows: true task, columns: chosen expert):\n\n" +
                      markdown_table(["true \\ chosen", *tasks],
@@ -192,12 +184,12 @@ def routing_section(routing: dict, tasks: Sequence[str]) -> str:
     return "\n\n".join(parts)
 
 
-def run_section(results: dict, label: str | None, level: int = 2) -> str:
+def run_section(results: Results, label: str | None, level: int = 2) -> str:
     """One run as markdown: settings, summary, matrices with heatmap links, routing. Headings start at
     `level`; `label` prefixes heatmap file names (None for a single-run report)."""
     h = "#" * level
-    tasks = list(results.get("tasks", []))
-    methods = results.get("methods", {})
+    tasks = results.tasks
+    methods = results.methods
     header, rows = _summary_rows(results)
     parts = [f"{h} Settings\n\n{_settings(results)}", f"{h} Summary\n\n{markdown_table(header, rows)}"]
     paired = replay_table(list(methods), lambda name, metric: fmt(_metric(results, name, metric)))
@@ -209,12 +201,12 @@ def run_section(results: dict, label: str | None, level: int = 2) -> str:
                        else f"(no heatmap: more than {HEATMAP_MAX_TASKS} tasks)")
             parts.append(f"{h} Accuracy matrix: {name}\n\n{matrix_table(method, tasks)}\n\n{picture}")
     for name, method in methods.items():
-        if method.get("routing"):
-            parts.append(f"{h} Routing: {name}\n\n{routing_section(method['routing'], tasks)}")
+        if method.routing:
+            parts.append(f"{h} Routing: {name}\n\n{routing_section(method.routing, tasks)}")
     return "\n\n".join(parts)
 
 
-def markdown_report(runs: Sequence[tuple[str, dict]]) -> str:
+def markdown_report(runs: Sequence[tuple[str, Results]]) -> str:
     """The whole report.md for one or several (label, results) runs; with several, a comparison table of
     MFN/MAA/BWT per method per run comes first, then one section per run."""
     if len(runs) == 1:

@@ -6,10 +6,5 @@
 - `gate.py`: measure a candidate version on the held-out rows, and the regression gate;
 - `openworld.py`: the fallback threshold's calibration, AUROC;
 - `images.py`, `batcher.py`, `app.py`: the OpenAI-compatible HTTP server (FastAPI + uvicorn);
-- `bench.py`: `mllmcl bench serve` and `mllmcl bench openworld`.
-Nothing below this package imports it."""
-from mllmcl.routing.answer import BASE, RoutedAnswers
-from mllmcl.serve.library import Library
-from mllmcl.serve.routed import AUTO, RoutedModel, Routes
-
-__all__ = ["AUTO", "BASE", "Library", "RoutedAnswers", "RoutedModel", "Routes"]
+- `settings.py`: the settings of serving and of library changes, with their defaults (torch-free).
+The benchmarks of serving are `mllmcl.bench.serve` and `mllmcl.bench.openworld`."""

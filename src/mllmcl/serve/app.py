@@ -23,41 +23,23 @@ import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mllmcl.errors import UserError
-from mllmcl.routing.answer import BASE
+from mllmcl.cl.routing.answer import BASE
+from mllmcl.core.errors import UserError
 from mllmcl.serve.batcher import Batcher, Done
 from mllmcl.serve.images import BadImage, decode_image_url
 from mllmcl.serve.library import MANIFEST, Library
-from mllmcl.serve.routed import AUTO, RoutedModel, as_samples
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """Limits and options of one server."""
-
-    api_key: str | None = None
-    max_tokens: int = 256          # cap on a request's max_tokens
-    default_max_tokens: int = 32   # when a request names none
-    max_image_bytes: int = 8 * 2**20
-    max_image_pixels: int = 4096 * 4096
-    max_batch: int = 32
-    max_wait: float = 0.1          # at most this long a batch waits for the clients the last one answered
-    watch: float = 2.0             # seconds between checks of library.json (0: only POST /v1/library/reload)
-    fallback: bool = True
-
-    @property
-    def max_body_bytes(self) -> int:
-        return self.max_image_bytes * 4 // 3 + 2**20  # one base64 image and the rest of the request
+from mllmcl.serve.routed import AUTO, RoutedModel, as_queries
+from mllmcl.serve.settings import ServeSettings
 
 
 class APIError(Exception):
@@ -238,9 +220,9 @@ def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings()) ->
         question, image = _user_turn(body, settings)
         requested = body.max_completion_tokens or body.max_tokens or settings.default_max_tokens
         limit = min(requested, settings.max_tokens)
-        sample = as_samples([image], [question])[0]
+        query = as_queries([image], [question])[0]
         try:
-            done: Done = await asyncio.wrap_future(batcher.submit(sample, body.model, limit))
+            done: Done = await asyncio.wrap_future(batcher.submit(query, body.model, limit))
         except UserError as err:
             raise APIError(400, str(err))
         if body.stream:
@@ -353,8 +335,6 @@ def _watch(batcher: Batcher, settings: ServeSettings, stop: threading.Event) -> 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings = ServeSettings(),
           log_level: str = "warning") -> None:
     """Load `path` (a library or a run folder) and serve it until interrupted (one process)."""
-    import uvicorn
-
     model = RoutedModel.load(path, fallback=settings.fallback)
     app = create_app(model, settings)
     print(f"mllmcl serve: {path} (version {model.version}, experts {', '.join(model.names)}) on http://{host}:{port}/v1",
@@ -362,4 +342,4 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, settings:
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 
-__all__ = ["APIError", "ServeSettings", "create_app", "serve"]
+__all__ = ["APIError", "create_app", "serve"]

@@ -3,8 +3,8 @@ adapters, so throughput grows with concurrency.
 
 One worker thread owns the model. It takes every request waiting (up to `max_batch`) and, until as many
 requests have arrived since the previous batch ended as that batch answered (those clients send their next
-requests now), waits up to `max_wait` seconds for more; then it answers the batch with `RoutedModel.answer_samples` (each
-sample with its own model: auto, base or an expert, and its own token limit). A batch that fails is retried one request at a time, so a request that breaks generation
+requests now), waits up to `max_wait` seconds for more; then it answers the batch with `RoutedModel.answer_queries` (each
+query with its own model: auto, base or an expert, and its own token limit). A batch that fails is retried one request at a time, so a request that breaks generation
 fails alone. Swapping in a new version (`swap`) runs in the same thread between two batches: the batch in
 flight finishes on the old version, every later one uses the new one, and no request is dropped."""
 from __future__ import annotations
@@ -17,13 +17,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mllmcl.data.mllm_cl import Sample
+from mllmcl.data.records import Query
 from mllmcl.serve.routed import RoutedModel
 
 
 @dataclass
 class Job:
-    sample: Sample
+    query: Query
     model: str
     max_tokens: int
     future: Future
@@ -72,9 +72,9 @@ class Batcher:
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
 
-    def submit(self, sample: Sample, model: str, max_tokens: int) -> Future:
+    def submit(self, query: Query, model: str, max_tokens: int) -> Future:
         future: Future = Future()
-        self._queue.put(Job(sample, model, max_tokens, future))
+        self._queue.put(Job(query, model, max_tokens, future))
         return future
 
     def swap(self, load: Callable[[RoutedModel], RoutedModel]) -> Future:
@@ -117,7 +117,7 @@ class Batcher:
             return
         model = self.model
         try:
-            result = model.answer_samples([j.sample for j in batch], [j.max_tokens for j in batch],
+            result = model.answer_queries([j.query for j in batch], [j.max_tokens for j in batch],
                                           [j.model for j in batch])
         except Exception as err:  # noqa: BLE001 - one bad request must not fail the others
             if len(batch) == 1:
@@ -125,7 +125,7 @@ class Batcher:
                 return
             for job in batch:
                 retry = Future()
-                self._answer([Job(job.sample, job.model, job.max_tokens, retry, job.queued)])
+                self._answer([Job(job.query, job.model, job.max_tokens, retry, job.queued)])
                 _forward(retry, job.future)
             return
         self.batches += 1

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
+from mllmcl.cl.routing.answer import BASE, choose, threshold_of
 from mllmcl.data.mllm_cl import Sample
 from mllmcl.eval import get_scorer
-from mllmcl.routing.answer import BASE, choose, threshold_of
 from mllmcl.serve.library import ExpertRecord
 from mllmcl.serve.openworld import calibrate
 from mllmcl.serve.routed import RoutedModel
+from mllmcl.serve.settings import GateSettings
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def measure(model: RoutedModel, heldout: Mapping[str, Sequence[Sample]], records
     names = [name for name in model.names if heldout.get(name)]
     rows = {name: list(heldout[name]) for name in names}
     every = [s for name in names for s in rows[name]]
-    _, confidence, picked = choose(model.router, every, model.names)
+    _, confidence, picked = choose(model.router, [s.query for s in every], model.names)
     spans, start = {}, 0
     for name in names:
         spans[name] = (start, start + len(rows[name]))
@@ -59,11 +60,12 @@ def measure(model: RoutedModel, heldout: Mapping[str, Sequence[Sample]], records
         chosen = [BASE if (t := threshold_of(model.threshold, p)) is not None and c < t else p
                   for c, p in zip(conf, pick)]
         limit = records[name].max_new_tokens
-        routed = model.answer_samples(rows[name], limit, pick).texts    # the router's pick, no fallback
+        queries = [s.query for s in rows[name]]
+        routed = model.answer_queries(queries, limit, pick).texts       # the router's pick, no fallback
         served = list(routed)                                            # ... and the fallback's base answers
         fallen = [i for i, c in enumerate(chosen) if c == BASE]
         if fallen:
-            base = model.answer_samples([rows[name][i] for i in fallen], limit, [BASE] * len(fallen)).texts
+            base = model.answer_queries([queries[i] for i in fallen], limit, [BASE] * len(fallen)).texts
             for i, text in zip(fallen, base):
                 served[i] = text
         scorer = get_scorer(records[name].scorer)
@@ -88,15 +90,15 @@ class Verdict:
     passed: bool
     failures: list[str]
     checks: list[dict] = field(default_factory=list)
-    max_drop: float = 1.0
-    min_routing: float = 95.0
+    max_drop: float = GateSettings.max_drop
+    min_routing: float = GateSettings.min_routing
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def verdict(recorded: Mapping[str, float], measured: Measured, max_drop: float = 1.0,
-            min_routing: float = 95.0) -> Verdict:
+def verdict(recorded: Mapping[str, float], measured: Measured, max_drop: float = GateSettings.max_drop,
+            min_routing: float = GateSettings.min_routing) -> Verdict:
     """Every expert with a recorded routed accuracy keeps it within `max_drop` points; overall routing of the
     held-out rows stays at `min_routing` % or more.
 

@@ -16,18 +16,21 @@ import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
-from mllmcl.config import to_dict
-from mllmcl.context import Context, adapter_name, fresh_adapter, sample_rows, train_adapter
+from mllmcl.cl.config import to_dict
+from mllmcl.cl.context import Context, adapter_name, fresh_adapter, sample_rows, train_adapter
+from mllmcl.cl.routing.build import build_router
+from mllmcl.cl.routing.router import Expert, router_buffer
+from mllmcl.core.errors import UserError
 from mllmcl.data.mllm_cl import Problem, Sample, parse_rows, read_rows, summarise
 from mllmcl.data.tasks import TaskSpec
-from mllmcl.engine import delete_adapter, save_adapter
-from mllmcl.errors import UserError
+from mllmcl.engine.adapters import delete_adapter, save_adapter
 from mllmcl.eval import SCORERS
-from mllmcl.routing import Expert, build_router
+from mllmcl.run.benchmark import prepare_benchmark
 from mllmcl.serve.gate import Measured, measure, verdict
 from mllmcl.serve.library import (ExpertRecord, Library, check_expert_name, data_fingerprint, folder_sha256,
                                   write_expert_rows)
 from mllmcl.serve.routed import RoutedModel, ServedExpert, attach
+from mllmcl.serve.settings import ExpertSettings, GateSettings
 
 Log = Callable[[str], None]
 
@@ -38,15 +41,13 @@ def _stderr(line: str) -> None:
 
 # --- export ------------------------------------------------------------------------------------------------
 
-def export_run(run: str | Path, out: str | Path, method: str = "mr-lora", heldout: int = 100,
-               target_frr: float = 0.05, log: Log = _stderr) -> dict:
+def export_run(run: str | Path, out: str | Path, method: str = ExpertSettings.method,
+               heldout: int = ExpertSettings.heldout, target_frr: float = ExpertSettings.target_frr,
+               log: Log = _stderr) -> dict:
     """A new library at `out` from a finished run: its `method`'s experts and final router as version 1, each
     expert with its router buffer and up to `heldout` held-out rows (the validation split where the data has
     one, else the test split), measured through the routed model with a threshold calibrated to
     `target_frr`. Returns the version manifest."""
-    from mllmcl.routing import router_buffer
-    from mllmcl.runner import prepare_benchmark
-
     model = RoutedModel.from_run(run, method)
     config = model.ctx.config
     bench = prepare_benchmark(config, progress=False)
@@ -83,9 +84,10 @@ def export_run(run: str | Path, out: str | Path, method: str = "mr-lora", heldou
 # --- add and remove --------------------------------------------------------------------------------------
 
 def add_expert(library_path: str | Path, name: str, train: str | Path, test: str | Path | None = None,
-               description: str | None = None, max_drop: float = 1.0, min_routing: float = 95.0,
-               epochs: float | None = None, scorer: str = "fin", max_new_tokens: int | None = None,
-               heldout: int = 100, log: Log = _stderr) -> dict:
+               description: str | None = None, max_drop: float = GateSettings.max_drop,
+               min_routing: float = GateSettings.min_routing, epochs: float | None = None,
+               scorer: str = ExpertSettings.scorer, max_new_tokens: int | None = None,
+               heldout: int = ExpertSettings.heldout, log: Log = _stderr) -> dict:
     """Train expert `name` on the LLaVA conversation rows of `train`, refit the router on every expert's
     buffer, measure every expert's held-out rows (the new one's: `test`, else a seeded 20% of `train` kept
     out of training) and promote the candidate only if the gate passes. Returns the report (`passed`)."""
@@ -120,8 +122,8 @@ def add_expert(library_path: str | Path, name: str, train: str | Path, test: str
             shutil.rmtree(staged, ignore_errors=True)
 
 
-def remove_expert(library_path: str | Path, name: str, max_drop: float = 1.0, min_routing: float = 95.0,
-                  log: Log = _stderr) -> dict:
+def remove_expert(library_path: str | Path, name: str, max_drop: float = GateSettings.max_drop,
+                  min_routing: float = GateSettings.min_routing, log: Log = _stderr) -> dict:
     """A new version without expert `name`, through the gate like an addition."""
     library = Library(library_path)
     with library.lock():
@@ -172,7 +174,7 @@ def _change(library: Library, current: RoutedModel, records: Sequence[ExpertReco
     router = build_router(kind, ctx)
     router.fit([Expert(r.name, r.description, tuple(buffers[r.name])) for r in records])
     candidate = RoutedModel(ctx, router, experts, None, library.path)
-    target_frr = library.version().get("target_frr", 0.05)
+    target_frr = library.version().get("target_frr", ExpertSettings.target_frr)
     measured = measure(candidate, heldout, {r.name: r for r in records}, target_frr)
     recorded = {r.name: r.scores["routed_accuracy"] for r in library.experts() if "routed_accuracy" in r.scores}
     decision = verdict(recorded, measured, max_drop, min_routing)

@@ -34,9 +34,9 @@ from typing import Iterator, Sequence
 
 from mllmcl.data.mllm_cl import Problem, Sample, parse_rows, read_rows
 from mllmcl.data.tasks import TaskSpec
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
 from mllmcl.serve.manifest import check_library_manifest, check_version_manifest
-from mllmcl.utils.io import json_lines, read_json, write_json_atomic, write_text_atomic
+from mllmcl.core.io import json_lines, read_json, write_json_atomic, write_text_atomic
 
 MANIFEST = "library.json"
 FORMAT = 1

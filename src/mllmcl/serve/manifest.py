@@ -12,7 +12,7 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, \
     field_validator
 
-from mllmcl.errors import UserError
+from mllmcl.core.errors import UserError
 
 Number = StrictFloat | StrictInt
 

@@ -1,16 +1,17 @@
 """`RoutedModel`: MR-LoRA as an inference API that needs no benchmark, no `Task` and no label — images and
-questions in, answers and the name of the expert that gave each out.
+questions in (as `Query`s), answers and the name of the expert that gave each out.
 
     model = RoutedModel.load("lib")           # an expert library (serve/library.py), or a finished run folder
     model.route(images, questions)             # -> Routes(experts=["RS", "base", …], confidence=[0.93, 0.01, …])
     model.answer(images, questions, max_new_tokens=32, model="auto")   # -> RoutedAnswers(texts, experts, …)
 
-`model="auto"` routes each sample (below its expert's calibrated threshold it goes to the base model), an expert's
+`model="auto"` routes each query (below its expert's calibrated threshold it goes to the base model), an expert's
 name forces that expert, `"base"` the base model. Routing and answering are `routing/answer.py`'s
 `route_and_answer`, the very step MR-LoRA's evaluation in a run calls.
 
 The routers are built with a `Context` like in a run; serving has no benchmark, so it holds an empty one
-(the routers only read the backbone and the configuration). Experts are attached under names keyed by their
+(the routers only read the backbone and the configuration). A router that needs labels (the oracle: its
+card in cl/routing/catalog.py says so) cannot serve: loading a library or run that uses one is refused. Experts are attached under names keyed by their
 adapter's sha256, so a newer version loaded onto the same backbone reuses the adapters it shares with the
 one it replaces (`RoutedModel.load(..., backbone=old.backbone)`, then `old.release(keep=new)`)."""
 from __future__ import annotations
@@ -19,17 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from mllmcl.config import RunConfig, build_config, load_config
-from mllmcl.context import Context, adapter_name
-from mllmcl.data.mllm_cl import Benchmark, Sample
-from mllmcl.data.records import ImageLike
-from mllmcl.engine import delete_adapter, load_adapter
-from mllmcl.errors import UserError
+import torch
+
+from mllmcl.cl.config import RunConfig, build_config, load_config
+from mllmcl.cl.context import Context, adapter_name
+from mllmcl.cl.methods.catalog import parse_method_spec
+from mllmcl.cl.methods.experts import ExpertPool
+from mllmcl.cl.routing.answer import BASE, RoutedAnswers, Threshold, choose, route_and_answer
+from mllmcl.cl.routing.build import build_router
+from mllmcl.cl.routing.catalog import ROUTERS
+from mllmcl.cl.routing.router import Router
+from mllmcl.core.errors import UserError
+from mllmcl.core.io import is_dir
+from mllmcl.data.mllm_cl import Benchmark, load_layout
+from mllmcl.data.records import ImageLike, Query, split_instruction
+from mllmcl.data.tasks import BUILTIN, FORMAT_INSTRUCTIONS
+from mllmcl.engine.adapters import delete_adapter, load_adapter
 from mllmcl.models.backbone import Backbone
-from mllmcl.routing import Router, build_router
-from mllmcl.routing.answer import BASE, RoutedAnswers, Threshold, choose, route_and_answer
+from mllmcl.models.load import load_backbone
+from mllmcl.run.folder import RunFolder
 from mllmcl.serve.library import ExpertRecord, Library
-from mllmcl.utils.io import is_dir
 
 AUTO = "auto"
 
@@ -45,18 +55,27 @@ class ServedExpert:
 
 @dataclass(frozen=True)
 class Routes:
-    """Per sample the expert chosen (or "base": the fallback) and the router's confidence."""
+    """Per query the expert chosen (or "base": the fallback) and the router's confidence."""
 
     experts: list[str]
     confidence: list[float]
 
 
-def as_samples(images: Sequence[ImageLike], questions: Sequence[str]) -> list[Sample]:
-    """Unlabelled samples: what a router and the engine read of a request."""
+def as_queries(images: Sequence[ImageLike], questions: Sequence[str]) -> list[Query]:
+    """What a router and the engine read of requests: each image and question, and the answer-format
+    instruction the question carries."""
     if len(images) != len(questions):
         raise UserError(f"{len(images)} images for {len(questions)} questions")
-    return [Sample(str(i), "", image, question, "", ((question, ""),))  # type: ignore[arg-type]
+    return [Query(str(i), image, question, split_instruction(question, FORMAT_INSTRUCTIONS)[1])
             for i, (image, question) in enumerate(zip(images, questions))]
+
+
+def servable(kind: str, where: Path) -> None:
+    """Refuse a router that reads labels (the oracle): a request carries none."""
+    if ROUTERS.get(kind).needs_labels:
+        raise UserError(f"{where}: its router {kind!r} reads the true task of each input, which a request does not "
+                        "carry; it exists for evaluation only and cannot serve (use a run's mr-lora with the "
+                        "prototype or mllm router)")
 
 
 class RoutedModel:
@@ -95,6 +114,7 @@ class RoutedModel:
             config = build_config(manifest["config"])
         except UserError as err:
             raise UserError(f"{library.manifest_file(version)}: the version's run configuration: {err}") from None
+        servable(manifest["router"]["kind"], library.path)
         records = [ExpertRecord.from_dict(e, library.path) for e in manifest["experts"]]
         ctx = library_context(library.path, config, backbone)
         experts = [ServedExpert(r.name, r.description, attach(ctx.backbone, r.name, library.path / r.path / "adapter",
@@ -108,29 +128,27 @@ class RoutedModel:
 
     @classmethod
     def from_run(cls, run: str | Path, method: str = "mr-lora", backbone: Backbone | None = None) -> "RoutedModel":
-        from mllmcl.methods import parse_method_spec
-        from mllmcl.methods.experts import ExpertPool
-        from mllmcl.runner import RunFolder
-
         if not is_dir(run):
             raise UserError(f"{run}: no such run folder")
         folder = RunFolder(run)
-        results = folder.load() or {}
-        entry = results.get("methods", {}).get(method)
-        if entry is None or entry.get("final") is None or "routing" not in entry:
+        results = folder.load()
+        methods = results.methods if results else {}
+        entry = methods.get(method)
+        if entry is None or entry.final is None or entry.routing is None:
             raise UserError(f"{folder.path}: no finished routed method {method!r} in results.json; finish the run "
-                            f"with `mllmcl run --out {folder.path}` (methods there: "
-                            f"{', '.join(results.get('methods', {})) or 'none'})")
+                            f"with `mllmcl run --out {folder.path}` (methods there: {', '.join(methods) or 'none'})")
         config = load_config(folder.path / "config.yaml")
+        spec = parse_method_spec(method)
+        kind = spec.router or config.router.kind
+        servable(kind, folder.path)
         ctx = library_context(folder.path, config, backbone)
-        names = list(results["tasks"])
+        names = list(results.tasks)
         descriptions = run_descriptions(config)
         experts = []
         for name in names:
             saved = folder.path / "experts" / ExpertPool.adapter(name)
             experts.append(ServedExpert(name, descriptions.get(name, ""), attach(ctx.backbone, name, saved)))
-        spec = parse_method_spec(method)
-        router = build_router(spec.router or config.router.kind, ctx)
+        router = build_router(kind, ctx)
         state = folder.state(method, len(names))
         if not router.load(state):
             raise UserError(f"{state}: no saved router state; this run predates saved router states, export it "
@@ -156,23 +174,23 @@ class RoutedModel:
 
     # -- inference
     def route(self, images: Sequence[ImageLike], questions: Sequence[str]) -> Routes:
-        """Which expert (or "base") `answer(..., model="auto")` would use for each sample, and the confidence."""
-        experts, confidence, _ = choose(self.router, as_samples(images, questions), self.names, self.threshold)
+        """Which expert (or "base") `answer(..., model="auto")` would use for each query, and the confidence."""
+        experts, confidence, _ = choose(self.router, as_queries(images, questions), self.names, self.threshold)
         return Routes(experts, confidence)
 
     def answer(self, images: Sequence[ImageLike], questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32,
                model: str | Sequence[str] = AUTO) -> RoutedAnswers:
-        """Greedy answers. `model`: "auto", "base" or an expert's name, for all samples or one per sample."""
+        """Greedy answers. `model`: "auto", "base" or an expert's name, for all queries or one per query."""
         models = [model] * len(questions) if isinstance(model, str) else list(model)
-        return self.answer_samples(as_samples(images, questions), max_new_tokens, models)
+        return self.answer_queries(as_queries(images, questions), max_new_tokens, models)
 
-    def answer_samples(self, samples: Sequence[Sample], max_new_tokens: int | Sequence[int],
+    def answer_queries(self, queries: Sequence[Query], max_new_tokens: int | Sequence[int],
                        models: Sequence[str] | None = None) -> RoutedAnswers:
-        models = list(models) if models is not None else [AUTO] * len(samples)
+        models = list(models) if models is not None else [AUTO] * len(queries)
         for model in set(models):
             self.check_model(model)
         forced = [None if m == AUTO else m for m in models]
-        return route_and_answer(self.ctx, self.router, samples, self.names, [e.adapter for e in self.experts],
+        return route_and_answer(self.ctx, self.router, queries, self.names, [e.adapter for e in self.experts],
                                 max_new_tokens, self.threshold, forced)
 
     def release(self, keep: "RoutedModel | None" = None) -> None:
@@ -186,11 +204,7 @@ class RoutedModel:
 def library_context(folder: Path, config: RunConfig, backbone: Backbone | None = None) -> Context:
     """A Context for routers and training outside a run: the configuration's backbone (or `backbone`) and an
     empty benchmark (nothing is drawn from one: experts bring their buffers)."""
-    from mllmcl.models import load_backbone
-
     if config.threads:
-        import torch
-
         torch.set_num_threads(config.threads)
     backbone = backbone or load_backbone(config.backbone)
     if backbone.name != config.backbone:
@@ -209,9 +223,6 @@ def attach(backbone: Backbone, name: str, folder: Path, sha256: str | None = Non
 
 def run_descriptions(config: RunConfig) -> dict[str, str]:
     """Task name → description of a run's tasks, from their definitions (no data rows are read)."""
-    from mllmcl.data.mllm_cl import load_layout
-    from mllmcl.data.tasks import BUILTIN
-
     if config.data.benchmark == "synth":
         return {s.name: s.description for s in BUILTIN.get(config.setting, ())}
     try:
@@ -221,4 +232,4 @@ def run_descriptions(config: RunConfig) -> dict[str, str]:
     return {s.name: s.description for s in layout.specs}
 
 
-__all__ = ["AUTO", "BASE", "RoutedModel", "Routes", "ServedExpert", "as_samples", "library_context"]
+__all__ = ["AUTO", "BASE", "RoutedModel", "Routes", "ServedExpert", "as_queries", "library_context", "servable"]

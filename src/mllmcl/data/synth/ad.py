@@ -27,9 +27,11 @@ no other element of a road scene uses, the car ahead is close (a car or a taller
 has a large lit lamp, a wide glow and a reflection on the road, and the object question is asked on
 views without a signal.
 
-Shared formats (`overlap`, see `mllmcl.data.synth.shared`): the generic yes/no question means "is there a
-vehicle close ahead?" (the object drawing, no signal), the generic letter question the signal, A red / B
-yellow / C green / D no traffic light at all. Under the shared look (`visual_overlap`) the sky and the
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`), asked as DriveLM mixes perception, multiple
+choice and planning (yes/no 30%, letters 30%, short answers 40%): the generic yes/no question means "is there
+a vehicle close ahead?" (the object drawing, no signal), the generic letter question the signal, A red / B
+yellow / C green / D no traffic light at all, the generic short-answer question the planned action (the
+planning drawing and sentences). Under the shared look (`visual_overlap`) the sky and the
 roadside take neutral tones from the shared pool; the road, the lamps and the vehicles keep their colours.
 """
 from __future__ import annotations
@@ -51,6 +53,8 @@ OBJECT_Q = ("Is there a vehicle ahead of the ego car?", "Is there a car in front
 SIGNAL_Q = ("What is the state of the traffic light?", "What color is the traffic signal ahead?")
 PLAN_Q = ("What should the ego vehicle do?", "What is the safe action for the ego vehicle?")
 FAMILIES = ("object", "signal", "planning")
+FORMATS = {"object": "yesno", "signal": "text", "planning": "text"}
+MIX = {"yesno": 0.3, "letter": 0.3, "text": 0.4}
 HORIZON = (0.36, 0.46)
 
 
@@ -114,6 +118,17 @@ SIGNALS = (*LAMPS, "none")
 """The shared letter options A-D of AD: the lamp that is lit, or no signal in view."""
 
 
+def _planning(street: Street, rng: random.Random) -> str:
+    """Draw what decides the action (a red light, a vehicle close ahead, or a green light on a clear road)
+    and return the action's sentence."""
+    action = rng.choice(list(ACTIONS))
+    if action == "slow":
+        street.vehicle(near=True)
+    else:
+        street.traffic_light("red" if action == "stop" else "green")
+    return ACTIONS[action]
+
+
 def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
     """AD's rule for a shared-format question (see the module doc); the question is the shared one."""
     street = Street(rng, size, look)
@@ -121,17 +136,19 @@ def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
         answer = rng.choice((YES, NO))
         if answer == YES:
             street.vehicle(near=True)
-    else:  # letter: the signal
+    elif family == "letter":  # the signal
         signal = rng.choice(SIGNALS)
         if signal != "none":
             street.traffic_light(signal)
         answer = letters(4)[SIGNALS.index(signal)]
+    else:  # short answer: the action
+        answer = _planning(street, rng)
     if rng.random() < 0.4:  # distant traffic in a neighbouring lane is never the answer
         street.vehicle(near=False, lane=rng.choice((-1, 1)))
     return SynthItem(street.canvas.finish(), "", answer)
 
 
-@register("AD", "dcl", shared=shared)
+@register("AD", "dcl", shared=shared, mix=MIX, formats=FORMATS)
 def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """A forward camera view with DriveLM-style perception and planning questions."""
     family = rng.choice(FAMILIES)
@@ -146,12 +163,7 @@ def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) 
         street.traffic_light(answer)
         question = rng.choice(SIGNAL_Q)
     else:
-        action = rng.choice(list(ACTIONS))
-        if action == "slow":
-            street.vehicle(near=True)
-        else:
-            street.traffic_light("red" if action == "stop" else "green")
-        answer, question = ACTIONS[action], rng.choice(PLAN_Q)
+        answer, question = _planning(street, rng), rng.choice(PLAN_Q)
     if rng.random() < 0.4:  # distant traffic in a neighbouring lane is never the answer
         street.vehicle(near=False, lane=rng.choice((-1, 1)))
     return SynthItem(street.canvas.finish(), question, answer, {"question_type": family})

@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal, Mapping
 
 from PIL import Image, ImageFont
 
-from mllmcl.registry import Registry
+from mllmcl.core.registry import Registry
 
 Split = Literal["train", "test"]
 """The distribution a drawer draws from (ACL drawers shift the test split)."""
@@ -52,33 +52,42 @@ take `look=` (a `draw.Look`: their own backdrop palette, or the pool shared by a
 
 SharedRule = Callable[..., SynthItem]
 """`shared(rng, family, size, look) -> SynthItem`: a domain's one fixed rule for the shared-format question
-`family` ("yesno", "letter"; `mllmcl.data.synth.shared`): the image and the answer it determines (the
+`family` ("yesno", "letter", "text"; `mllmcl.data.synth.shared`): the image and the answer it determines (the
 question is left empty; the shared module writes it, identical in every domain)."""
 
 
 @dataclass(frozen=True)
 class SynthTask:
-    """A registered synthetic task: its drawer, the documented train→test shift (empty for IID) and, for
-    a domain, its rule for the shared-format questions (None: the task has none, as the ACL tasks)."""
+    """A registered synthetic task: its drawer, the documented train→test shift (empty for IID), the answer
+    format of each of its own question families (`formats`: family → yesno, letter, text or number) and, for a
+    domain, its rule for the shared-format questions (None: the task has none, as the ACL tasks) with the share
+    of each shared format among its items (`mix`, after the real task's mix of answer formats)."""
 
     name: str
     setting: Literal["dcl", "acl"]
     draw: Drawer
     shift: str = ""
     shared: SharedRule | None = None
+    mix: Mapping[str, float] = field(default_factory=dict)
+    formats: Mapping[str, str] = field(default_factory=dict)
 
 
 SYNTH_TASKS: Registry[SynthTask] = Registry("synthetic task")
 
 
-def register(name: str, setting: Literal["dcl", "acl"], shift: str = "",
-             shared: SharedRule | None = None) -> Callable[[Drawer], Drawer]:
+def register(name: str, setting: Literal["dcl", "acl"], shift: str = "", shared: SharedRule | None = None,
+             mix: Mapping[str, float] | None = None, formats: Mapping[str, str] | None = None
+             ) -> Callable[[Drawer], Drawer]:
     """Decorator: register `draw` as the synthetic stand-in for the real task `name` (with `shared`, its
-    rule for the shared-format questions)."""
+    rule for the shared-format questions, and `mix`, how often it asks each of them; `formats`, the answer
+    format of each of its own families)."""
+    if shared is not None and not mix:
+        raise ValueError(f"synthetic task {name}: a shared-format rule needs its mix of formats")
 
     def decorate(draw: Drawer) -> Drawer:
         description = (draw.__doc__ or "").strip().split("\n")[0]
-        SYNTH_TASKS.register(name, description)(lambda: SynthTask(name, setting, draw, shift, shared))
+        task = SynthTask(name, setting, draw, shift, shared, dict(mix or {}), dict(formats or {}))
+        SYNTH_TASKS.register(name, description)(lambda: task)
         return draw
 
     return decorate

@@ -33,14 +33,9 @@ SUPERSAMPLE = 4
 #: unchanged.
 YES, NO = "Yes", "No"
 
-#: Land-cover colours, shared by RS (aerial tiles) and Sci (land-cover maps): the two tasks' shared-format
-#: letter items ask for the dominant cover in the same colours, so an RS expert reads Sci's maps (transfer).
+#: Colours of water and roofs in aerial tiles.
 WATER = ((40, 80, 140), (30, 95, 120), (50, 70, 110), (35, 110, 140), (55, 90, 105))
 ROOFS = ((200, 70, 55), (175, 65, 50), (215, 95, 60), (165, 55, 60), (190, 80, 45))
-VEGETATION = ((70, 135, 55), (85, 150, 60), (60, 120, 50), (95, 140, 65))
-BARE = ((205, 185, 140), (195, 170, 120), (215, 195, 155), (190, 165, 125))
-LAND_COVER = {"water": WATER, "built-up": ROOFS, "vegetation": VEGETATION, "bare": BARE}
-"""Cover → palette, in the order of the shared letter options A-D."""
 
 Backdrop = Literal["light", "dark", "ground"]
 

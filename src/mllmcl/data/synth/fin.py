@@ -25,12 +25,12 @@ and even colour-coded thin lines and 16 thin candles (a few % of the pixels) all
 chance. Hence large colour-coded areas, columns, volume bars and change bars, whose balance of green and
 red is the answer.
 
-Shared formats (`overlap`, see `mllmcl.data.synth.shared`): the generic yes/no question means "did the
-price go up?" (the trend drawing), the generic letter question the number of up days on the daily-change
-chart in four bands, A 1-3 / B 5-7 / C 9-11 / D 13-15 of the 16 days. Sci asks its yes/no question about the
-same charts with the opposite rule (Yes when the plotted value fell): Sci → Fin is the benchmark's conflict
-pair. Under the shared look (`visual_overlap`) the chart background takes a neutral tone from the shared
-pool (light or dark as before); the green and red that carry the answers stay.
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`), asked as StockQA mixes its formats (half yes/no,
+half letters; no short answers, which Fin's official prompt rule would ask with the letter instruction): the
+generic yes/no question means "did the price go up?" (the trend drawing), the generic letter question the
+number of up days on the daily-change chart, A fewer than 5 / B between 5 and 10 / C more than 10 of the 16
+days. Under the shared look (`visual_overlap`) the chart background takes a
+neutral tone from the shared pool (light or dark as before); the green and red that carry the answers stay.
 """
 from __future__ import annotations
 
@@ -48,14 +48,15 @@ DAYS = 16
 
 SENTIMENTS = ("bullish", "bearish")
 UP_DAYS = {"fewer than 5": (1, 3), "between 5 and 10": (7, 9), "more than 10": (13, 15)}
-UP_DAY_BANDS = ((1, 3), (5, 7), (9, 11), (13, 15))
-"""The shared letter options A-D of Fin: how many of the 16 days closed up."""
 
 TREND_Q = ("Is the stock price going up over the period?", "Did the stock price rise over the period shown?")
 SENTIMENT_Q = ("Is the chart bullish or bearish?", "What is the overall sentiment of this stock chart?")
 UP_DAYS_Q = ("On how many days did the stock close higher than it opened?",
              "On how many days did the stock price rise?")
 FAMILIES = ("trend", "sentiment", "up_days")
+FORMATS = {"trend": "yesno", "sentiment": "letter", "up_days": "letter"}
+MIX = {"yesno": 0.5, "letter": 0.5}
+"""No short answers: Fin's official prompt rule appends the letter instruction to every answer but Yes/No."""
 
 
 def trend_closes(rng: random.Random, rising: bool) -> list[float]:
@@ -124,12 +125,12 @@ def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
     if family == "yesno":  # did the price go up?
         answer = rng.choice((YES, NO))
         return SynthItem(chart(rng, size, trend_closes(rng, answer == YES), rng.choice(STYLES), look), "", answer)
-    band = rng.randrange(len(UP_DAY_BANDS))  # letter: how many up days
-    closes = up_day_closes(rng, rng.randint(*UP_DAY_BANDS[band]))
+    band = rng.randrange(len(UP_DAYS))  # letter: how many up days
+    closes = up_day_closes(rng, rng.randint(*list(UP_DAYS.values())[band]))
     return SynthItem(chart(rng, size, closes, "changes", look), "", letters(4)[band])
 
 
-@register("Fin", "dcl", shared=shared)
+@register("Fin", "dcl", shared=shared, mix=MIX, formats=FORMATS)
 def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """Stock price charts with StockQA-style trend, sentiment and up-day questions."""
     family = rng.choice(FAMILIES)

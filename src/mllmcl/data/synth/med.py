@@ -23,9 +23,10 @@ drawn in H&E only, the cells covering the field, as PathVQA's cell-type question
 are few tokens: "immunohistochemistry" (13 tokens) was never spelled out within the budget, so the third
 stain is silver.
 
-Shared formats (`overlap`, see `mllmcl.data.synth.shared`): the generic yes/no question means "is there a
-tumor?" (the presence drawing), the generic letter question the cell type, A lymphocytes / B adipose cells
-/ C red blood cells / D squamous cells. Under the shared look (`visual_overlap`) the stroma takes a neutral
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`), asked mostly as PathVQA mixes its formats (yes/no
+45%, short answers 40%, letters 15%): the generic yes/no question means "is there a tumor?" (the presence
+drawing), the generic short-answer question the cell type (lymphocytes / adipose cells / red blood cells /
+squamous cells), the generic letter question the stain (A h&e / B trichrome / C silver). Under the shared look (`visual_overlap`) the stroma takes a neutral
 tone from the shared pool, except on stain questions, whose answer is the stroma's palette.
 """
 from __future__ import annotations
@@ -52,6 +53,8 @@ PRESENCE_Q = {"tumor": ("Is there a tumor?", "Does this image show a tumor?", "I
 CELL_Q = ("What type of cells are shown?", "What kind of cells are these?", "Which cells are seen in this image?")
 STAIN_Q = ("What stain is used?", "Which stain was used for this slide?", "What is the stain of this slide?")
 FAMILIES = ("presence", "cell_type", "stain")
+FORMATS = {"presence": "yesno", "cell_type": "text", "stain": "text"}
+MIX = {"yesno": 0.45, "text": 0.4, "letter": 0.15}
 
 
 class Slide:
@@ -135,13 +138,18 @@ def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
         if answer == YES:
             slide.tumor()
         return SynthItem(slide.canvas.finish(), "", answer)
-    kind = rng.choice(CELL_TYPES)  # letter: the cell type
+    if family == "letter":  # the stain, A h&e / B trichrome / C silver
+        stain = rng.choice(list(STAINS))
+        slide = Slide(rng, size, stain)  # the stroma's palette is the answer: never the shared look
+        slide.background_cells(rng.randint(15, 30))
+        return SynthItem(slide.canvas.finish(), "", letters(3)[list(STAINS).index(stain)])
+    kind = rng.choice(CELL_TYPES)  # short answer: the cell type
     slide = Slide(rng, size, "h&e", look)
     slide.cells(kind)
-    return SynthItem(slide.canvas.finish(), "", letters(4)[CELL_TYPES.index(kind)])
+    return SynthItem(slide.canvas.finish(), "", kind)
 
 
-@register("Med", "dcl", shared=shared)
+@register("Med", "dcl", shared=shared, mix=MIX, formats=FORMATS)
 def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """Stained tissue fields with PathVQA-style presence, cell type and stain questions."""
     family = rng.choice(FAMILIES)

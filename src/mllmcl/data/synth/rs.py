@@ -22,19 +22,17 @@ palettes hold no red), count ranges are drawn as no roofs / 1-3 large roofs / a 
 the amount of roof colour separates them), and the comparison pits a large water body against a few
 roofs or a small pond (or none) against many.
 
-Shared formats (`overlap`, see `mllmcl.data.synth.shared`): the generic yes/no question means "is there a
-large water body?" (the presence drawing); the generic letter question means the dominant land cover, A
-water / B built-up (a dense grid of roofs) / C vegetation / D bare ground (parcels of green, or of sand and
-dry soil, covering the tile), drawn on grey ground that looks like none of the four. Sci asks its letter question about flat land-cover maps in the same colours
-(`draw.LAND_COVER`): RS → Sci is the benchmark's transfer pair.
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`), asked mostly as RSVQA mixes its formats (yes/no
+50%, short answers 35%, letters 15%): the generic yes/no question means "is there a large water body?"
+(the presence drawing), the generic short-answer question the building count in RSVQA's ranges (the count
+drawing), the generic letter question A rural / B urban.
 """
 from __future__ import annotations
 
 import random
 
 from mllmcl.data.synth.base import SynthItem, jitter, letters, register
-from mllmcl.data.synth.draw import (BARE, LAND_COVER, NO, OWN_LOOK, ROOFS, VEGETATION, WATER, YES, Canvas, Look,
-                                    np_rng, place, shade, texture)
+from mllmcl.data.synth.draw import NO, OWN_LOOK, ROOFS, WATER, YES, Canvas, Look, np_rng, place, shade, texture
 
 LAND = ((96, 140, 70), (150, 160, 80), (140, 110, 80), (200, 180, 135), (110, 115, 75), (170, 150, 100))
 URBAN_GROUND = ((150, 145, 135), (170, 160, 150), (125, 125, 120), (185, 175, 160))
@@ -48,6 +46,10 @@ COMPARE_Q = ("Is the area covered by water bigger than the area covered by build
              "Is there more water than buildings?")
 RURAL_Q = ("Is it a rural or an urban area?", "Is this a rural or an urban area?")
 FAMILIES = ("presence", "count", "comparison", "rural_urban")
+FORMATS = {"presence": "yesno", "count": "text", "comparison": "yesno", "rural_urban": "text"}
+MIX = {"yesno": 0.5, "text": 0.35, "letter": 0.15}
+SETTLEMENTS = ("rural", "urban")
+"""The shared letter options of RS: A rural, B urban."""
 
 
 def _fields(canvas: Canvas, rng: random.Random) -> None:
@@ -121,15 +123,6 @@ def _buildings(canvas: Canvas, rng: random.Random, n: int, avoid=(), dense: bool
     return len(centres)
 
 
-def _cover(canvas: Canvas, rng: random.Random, tones) -> None:
-    """Parcels in `tones` covering the whole tile: one land-cover class seen from above."""
-    cuts_x = sorted(rng.uniform(0.2, 0.8) for _ in range(rng.randint(1, 2)))
-    cuts_y = sorted(rng.uniform(0.2, 0.8) for _ in range(rng.randint(1, 2)))
-    for x0, x1 in zip([0.0, *cuts_x], [*cuts_x, 1.0]):
-        for y0, y1 in zip([0.0, *cuts_y], [*cuts_y, 1.0]):
-            canvas.rect(x0 + 0.01, y0 + 0.01, x1 - 0.01, y1 - 0.01, fill=jitter(rng, rng.choice(tones), 12))
-
-
 def _ground(rng: random.Random, size: int, urban: bool, look: Look = OWN_LOOK) -> Canvas:
     base = look.pick(rng, URBAN_GROUND if urban else LAND, "ground", 15)
     canvas = Canvas(size, texture(np_rng(rng), size, base, amount=14 if urban else 22, grain=6))
@@ -142,29 +135,43 @@ def _ground(rng: random.Random, size: int, urban: bool, look: Look = OWN_LOOK) -
     return canvas
 
 
-def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
-    """RS's rule for a shared-format question (see the module doc); the question is the shared one."""
-    if family == "yesno":  # a large water body?
-        answer = rng.choice((YES, NO))
-        canvas = _ground(rng, size, False, look)
-        wet = _water(canvas, rng, large=True) if answer == YES else []
-        _roads(canvas, rng, rng.choice((0, 0, 1, 2)))
-        _buildings(canvas, rng, rng.randint(0, 3), wet)
-        return SynthItem(canvas.finish(), "", answer)
-    cover = rng.choice(list(LAND_COVER))  # letter: the dominant land cover, on grey ground that is none of them
-    canvas = _ground(rng, size, True, look)
-    if cover == "water":
-        _buildings(canvas, rng, rng.randint(0, 2), _water(canvas, rng, large=True))
-    elif cover == "built-up":
-        _roads(canvas, rng, rng.randint(1, 2))
+def _presence(canvas: Canvas, rng: random.Random, answer: str) -> None:
+    wet = _water(canvas, rng, large=True) if answer == YES else []
+    _roads(canvas, rng, rng.choice((0, 0, 1, 2)))
+    _buildings(canvas, rng, rng.randint(0, 3), wet)
+
+
+def _count(canvas: Canvas, rng: random.Random, answer: str) -> None:
+    _roads(canvas, rng, rng.choice((0, 0, 1)))
+    if answer == COUNTS[2]:
         _buildings(canvas, rng, rng.randint(14, 16), dense=True)
     else:
-        _cover(canvas, rng, VEGETATION if cover == "vegetation" else BARE)
-        _roads(canvas, rng, rng.choice((0, 1)))
-    return SynthItem(canvas.finish(), "", letters(4)[list(LAND_COVER).index(cover)])
+        wet = _water(canvas, rng, large=False) if rng.random() < 0.3 else []
+        if answer == COUNTS[1] and _buildings(canvas, rng, rng.randint(1, 3), wet) == 0:
+            _buildings(canvas, rng, 1)  # cannot happen beside one pond; keeps the answer true
 
 
-@register("RS", "dcl", shared=shared)
+def _settlement(canvas: Canvas, rng: random.Random, urban: bool) -> None:
+    if not urban and rng.random() < 0.25:
+        _water(canvas, rng, large=False)
+    _roads(canvas, rng, rng.randint(2, 3) if urban else rng.randint(0, 1))
+    _buildings(canvas, rng, rng.randint(10, 14) if urban else rng.randint(0, 2), dense=urban)
+
+
+def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
+    """RS's rule for a shared-format question (see the module doc); the question is the shared one."""
+    if family == "letter":  # rural or urban
+        urban = rng.random() < 0.5
+        canvas = _ground(rng, size, urban, look)
+        _settlement(canvas, rng, urban)
+        return SynthItem(canvas.finish(), "", letters(2)[urban])
+    answer = rng.choice((YES, NO) if family == "yesno" else COUNTS)
+    canvas = _ground(rng, size, False, look)
+    (_presence if family == "yesno" else _count)(canvas, rng, answer)
+    return SynthItem(canvas.finish(), "", answer)
+
+
+@register("RS", "dcl", shared=shared, mix=MIX, formats=FORMATS)
 def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """Aerial tiles with RSVQA-style presence, count, comparison and rural/urban questions."""
     family = rng.choice(FAMILIES)
@@ -172,19 +179,11 @@ def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) 
     canvas = _ground(rng, size, urban, look)
     if family == "presence":
         answer = rng.choice((YES, NO))
-        wet = _water(canvas, rng, large=True) if answer == YES else []
-        _roads(canvas, rng, rng.choice((0, 0, 1, 2)))
-        _buildings(canvas, rng, rng.randint(0, 3), wet)
+        _presence(canvas, rng, answer)
         question = rng.choice(PRESENCE_Q)
     elif family == "count":
         answer = rng.choice(COUNTS)
-        _roads(canvas, rng, rng.choice((0, 0, 1)))
-        if answer == COUNTS[2]:
-            _buildings(canvas, rng, rng.randint(14, 16), dense=True)
-        else:
-            wet = _water(canvas, rng, large=False) if rng.random() < 0.3 else []
-            if answer == COUNTS[1] and _buildings(canvas, rng, rng.randint(1, 3), wet) == 0:
-                _buildings(canvas, rng, 1)  # cannot happen beside one pond; keeps the answer true
+        _count(canvas, rng, answer)
         question = rng.choice(COUNT_Q)
     elif family == "comparison":
         answer = rng.choice((YES, NO))
@@ -197,9 +196,6 @@ def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) 
         question = rng.choice(COMPARE_Q)
     else:
         answer = "urban" if urban else "rural"
-        if not urban and rng.random() < 0.25:
-            _water(canvas, rng, large=False)
-        _roads(canvas, rng, rng.randint(2, 3) if urban else rng.randint(0, 1))
-        _buildings(canvas, rng, rng.randint(10, 14) if urban else rng.randint(0, 2), dense=urban)
+        _settlement(canvas, rng, urban)
         question = rng.choice(RURAL_Q)
     return SynthItem(canvas.finish(), question, answer, {"question_type": family})

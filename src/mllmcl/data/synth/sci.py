@@ -27,24 +27,20 @@ is a close-up of one part in a colour of its own (violet petals, green leaf, bro
 the three phases differ in how much of a large disc is lit, and the map question is answered by the
 overall shade of the map.
 
-Shared formats (`overlap`, see `mllmcl.data.synth.shared`):
-  yes/no  (TQA)   a textbook graph of a quantity over time, drawn by Fin's chart drawer on paper (rising
-                  stretches green, falling red); Yes when the plotted value FELL. Fin asks the same
-                  question of the same kind of chart with the opposite rule (Yes when the price rose), so
-                  Sci → Fin is the benchmark's conflict pair: a sequential learner must overwrite it.
-  letter  (AI2D)  a land-cover map, four states shaded in flat cover colours; the dominant cover, A water /
-                  B built-up / C vegetation / D bare ground, in the colours of RS's aerial tiles
-                  (`draw.LAND_COVER`), so RS → Sci is the transfer pair: an RS expert reads these maps.
-Under the shared look (`visual_overlap`) paper and night sky take tones from the shared pool.
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`), asked mostly as the Sci sources mix their formats
+(letters 50%, yes/no 30%, short answers 20%): the generic letter question means the plant part (A flower /
+B leaf / C root / D fruit) on a plant close-up and the moon phase (A new moon / B first quarter / C full
+moon) on a sky, the generic short-answer question the same part or phase by name, the generic yes/no
+question "are most states in the highest value range?" on a choropleth map. Under the shared
+look (`visual_overlap`) paper and night sky take tones from the shared pool.
 """
 from __future__ import annotations
 
 import math
 import random
 
-from mllmcl.data.synth import fin
 from mllmcl.data.synth.base import SynthItem, jitter, letters, register
-from mllmcl.data.synth.draw import LAND_COVER, NO, OWN_LOOK, YES, Canvas, Look, mix, shade
+from mllmcl.data.synth.draw import NO, OWN_LOOK, YES, Canvas, Look, mix, shade
 
 PAPER = ((250, 250, 248), (245, 240, 225), (225, 235, 245), (230, 240, 225), (225, 225, 228), (200, 210, 225))
 NIGHT = ((20, 25, 45), (35, 35, 40), (15, 15, 20), (45, 50, 75))
@@ -57,19 +53,20 @@ RAMPS = (((235, 243, 255), (8, 48, 107)), ((240, 250, 235), (0, 90, 40)), ((255,
 PARTS = ("flower", "leaf", "root", "fruit")
 PHASES = ("new moon", "first quarter", "full moon")
 STATES = ("North", "South", "East", "West")
-INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 PLANT_Q = ("Which part of a plant does the diagram show?", "What plant part is shown in the picture?")
 MOON_Q = ("Which phase of the moon is shown?", "What moon phase does the diagram show?")
 MAJORITY_Q = ("Are most states in the highest value range?", "Do most states have a high value?")
 FAMILIES = ("plant_part", "moon_phase", "map_majority")
+FORMATS = {"plant_part": "letter", "moon_phase": "letter", "map_majority": "yesno"}
+MIX = {"letter": 0.5, "yesno": 0.3, "text": 0.2}
 
 
 def _choice_item(image, stem: str, options: tuple[str, ...], correct: str, family: str, source: str) -> SynthItem:
     """A multiple-choice item: options in their natural order, the letter of `correct` as answer."""
     marks = letters(len(options))
     lines = [f"{m}. {o}" for m, o in zip(marks, options)]
-    question = "\n".join([stem, *lines, INSTRUCTION])
+    question = "\n".join([stem, *lines])
     answer = marks[options.index(correct)]
     return SynthItem(image, question, answer, {"question_type": family, "choices": list(options)}, source)
 
@@ -150,34 +147,31 @@ def _map(rng: random.Random, size: int, levels: dict[str, int], look: Look):
     return c.finish()
 
 
-def _cover_map(rng: random.Random, size: int, cover: str, look: Look):
-    """A land-cover map: three or four of the four states in the flat colour of `cover`, the others in
-    other covers, with a legend of the four covers."""
-    c = Canvas(size, look.pick(rng, PAPER, "light", 8))
-    corners, centre = _country(rng)
-    dominant = set(rng.sample(range(4), rng.randint(3, 4)))
-    others = [k for k in LAND_COVER if k != cover]
-    for k, (a, b) in enumerate(((0, 1), (2, 3), (1, 2), (3, 0))):
-        tones = LAND_COVER[cover if k in dominant else rng.choice(others)]
-        c.polygon([corners[a], corners[b], centre], fill=jitter(rng, rng.choice(tones), 10), outline=(255, 255, 255))
-    for k, tones in enumerate(LAND_COVER.values()):  # legend: the same four swatches on every map
-        c.rect(0.6 + 0.08 * k, 0.88, 0.68 + 0.08 * k, 0.94, fill=tones[0])
-    return c.finish()
+def _majority(rng: random.Random, size: int, answer: str, look: Look):
+    """A map on which three or four states lie in the highest range (Yes), or three or four in the lowest."""
+    many = rng.sample(STATES, rng.randint(3, 4))
+    high = answer == YES
+    levels = {s: (3 if high else 0) if s in many else (rng.randint(0, 1) if high else rng.randint(2, 3))
+              for s in STATES}
+    return _map(rng, size, levels, look)
 
 
 def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
     """Sci's rule for a shared-format question (see the module doc); the question is the shared one."""
-    if family == "yesno":  # a textbook graph: did the plotted value fall?
+    if family == "yesno":  # are most states in the highest range?
         answer = rng.choice((YES, NO))
-        closes = fin.trend_closes(rng, rising=answer == NO)
-        return SynthItem(fin.chart(rng, size, closes, rng.choice(fin.STYLES), look, papers=PAPER), "", answer,
-                         source="TQA")
-    cover = rng.choice(list(LAND_COVER))  # letter: the dominant land cover of the map
-    return SynthItem(_cover_map(rng, size, cover, look), "", letters(4)[list(LAND_COVER).index(cover)],
-                     source="AI2D")
+        return SynthItem(_majority(rng, size, answer, look), "", answer, source="MapQA")
+    named = family == "text"  # short answer: its name; letter: its letter
+    if rng.random() < 0.5:  # the plant part, or the moon phase
+        part = rng.choice(PARTS)
+        return SynthItem(_plant(rng, size, part, look), "", part if named else letters(4)[PARTS.index(part)],
+                         source="AI2D")
+    phase = rng.choice(PHASES)
+    return SynthItem(_moon(rng, size, phase, look), "", phase if named else letters(4)[PHASES.index(phase)],
+                     source="TQA")
 
 
-@register("Sci", "dcl", shared=shared)
+@register("Sci", "dcl", shared=shared, mix=MIX, formats=FORMATS)
 def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """Science diagrams: AI2D plant parts, TQA moon phases, MapQA choropleth questions."""
     family = rng.choice(FAMILIES)
@@ -188,8 +182,5 @@ def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) 
         phase = rng.choice(PHASES)
         return _choice_item(_moon(rng, size, phase, look), rng.choice(MOON_Q), PHASES, phase, family, "TQA")
     answer = rng.choice((YES, NO))  # map_majority: three or four states dark, or three or four light
-    many = rng.sample(STATES, rng.randint(3, 4))
-    high = answer == YES
-    levels = {s: (3 if high else 0) if s in many else (rng.randint(0, 1) if high else rng.randint(2, 3))
-              for s in STATES}
-    return SynthItem(_map(rng, size, levels, look), rng.choice(MAJORITY_Q), answer, {"question_type": family}, "MapQA")
+    return SynthItem(_majority(rng, size, answer, look), rng.choice(MAJORITY_Q), answer, {"question_type": family},
+                     "MapQA")

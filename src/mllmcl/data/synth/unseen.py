@@ -11,8 +11,9 @@ Question families (`extra["question_type"]`, balanced closed answers):
   colour    "What colour are most of the products?"      -> red / blue / green / yellow
   shelves   "How many shelves are there?"                -> 2 / 3 / 4
 
-Shared formats (`overlap`, see `mllmcl.data.synth.shared`): the generic yes/no question means "is a shelf
-empty?", the generic letter question the colour of most products, A red / B blue / C green / D yellow.
+Shared formats (`overlap`, see `mllmcl.data.synth.shared`; yes/no 50%, letters and short answers 25% each):
+the generic yes/no question means "is a shelf empty?", the generic letter question the colour of most
+products, A red / B blue / C green / D yellow, the generic short-answer question the number of shelves.
 Scored by exact match (every answer is one closed word or letter).
 """
 from __future__ import annotations
@@ -31,6 +32,8 @@ STOCK_Q = ("Is any shelf empty?", "Is there an empty shelf?")
 COLOUR_Q = ("What colour are most of the products?", "What is the colour of most products on the shelves?")
 SHELVES_Q = ("How many shelves are there?", "How many shelves does the unit have?")
 FAMILIES = ("stock", "colour", "shelves")
+FORMATS = {"stock": "yesno", "colour": "text", "shelves": "number"}
+MIX = {"yesno": 0.5, "letter": 0.25, "text": 0.25}
 
 
 def _colours(rng: random.Random, n: int, majority: str | None) -> list[str]:
@@ -80,11 +83,13 @@ def shared(rng: random.Random, family: str, size: int, look: Look) -> SynthItem:
         answer = rng.choice((YES, NO))
         empty = rng.randrange(shelves) if answer == YES else None
         return SynthItem(_unit(rng, size, look, shelves, empty, None), "", answer)
+    if family == "text":  # short answer: how many shelves
+        return SynthItem(_unit(rng, size, look, shelves, None, None), "", str(shelves))
     colour = rng.choice(list(PRODUCTS))  # letter: the colour of most products
     return SynthItem(_unit(rng, size, look, shelves, None, colour), "", letters(4)[list(PRODUCTS).index(colour)])
 
 
-@register("Unseen", "dcl", shared=shared)
+@register("Unseen", "dcl", shared=shared, mix=MIX, formats=FORMATS)
 def draw(rng: random.Random, split: str, size: int = 48, look: Look = OWN_LOOK) -> SynthItem:
     """Retail shelves (a held-out domain): empty-shelf, product-colour and shelf-count questions."""
     family = rng.choice(FAMILIES)

@@ -53,9 +53,9 @@ from mllmcl.data.synth import MODULES, synth_task
 from mllmcl.data.synth.rows import image_name, question_row, conversation_row
 from mllmcl.data.synth.shared import draw_item
 from mllmcl.data.tasks import UNSEEN, builtin_spec, write_manifest
-from mllmcl.errors import UserError
-from mllmcl.parallel import cpu_cores
-from mllmcl.utils.io import is_file, read_json
+from mllmcl.core.errors import UserError
+from mllmcl.core.parallel import cpu_cores
+from mllmcl.core.io import is_file, read_json
 
 SPEC_FILE = "synth.json"
 ROUTER_FILE, REPLAY_FILE = "router/train.json", "replay/train.json"
@@ -74,13 +74,15 @@ class SynthSpec:
     image_size: int = 48    # px; the tiny backbone's input size
     router_k: int = 20      # router-training samples per task
     replay_k: int = 20      # replay samples per task
-    overlap: float = 0.0    # dcl: share of items in question formats shared by all domains
+    overlap: float | None = None  # dcl: share of items in question formats shared by all domains; None: 1 for dcl
     visual_overlap: float = 0.0  # dcl: share of items with backdrops from the pool shared by all domains
     unseen: int | None = None    # test items of the held-out domain; None: 100 for dcl, 0 for acl
 
     def __post_init__(self):
         if self.setting not in MODULES:
             raise UserError(f"unknown setting {self.setting!r}; known: {', '.join(MODULES)}")
+        if self.overlap is None:
+            object.__setattr__(self, "overlap", 1.0 if self.setting == "dcl" else 0.0)
         for key in ("overlap", "visual_overlap"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:

@@ -1,0 +1,55 @@
+"""Every `mllmcl bench …` command and `mllmcl demo` runs its happy path, at the smallest size each allows, and
+prints its figures (the figures themselves are timings: never asserted). On the session's toy run and library
+where a benchmark reads one (conftest.py, `served`)."""
+from __future__ import annotations
+
+import pytest
+
+from mllmcl.cli.main import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_engine(capsys):
+    assert main(["bench", "engine", "--steps", "1", "--batch-size", "2", "--repeats", "1", "--prompts", "4"]) == 0
+    assert "train: engine / bare" in capsys.readouterr().out
+
+
+def test_bench_routing(served, capsys):
+    assert main(["bench", "routing", "--run", str(served["run"]), "--repeats", "1"]) == 0
+    assert "lookup answers == routed answers: True" in capsys.readouterr().out
+
+
+def test_bench_routers(tmp_path, capsys):
+    assert main(["bench", "routers", "--overlaps", "0", "--routers", "prototype[text]", "--train", "20",
+                 "--cache", str(tmp_path)]) == 0
+    assert "prototype[text]" in capsys.readouterr().out
+
+
+def test_bench_methods(tmp_path, capsys):
+    assert main(["bench", "methods", "--methods", "seq-lora", "--train", "20", "--cache", str(tmp_path)]) == 0
+    assert "seq-lora" in capsys.readouterr().out
+
+
+def test_bench_scale(capsys):
+    assert main(["bench", "scale", "--layers", "1", "--steps", "1", "--samples", "1", "--batch-size", "1",
+                 "--grad-accum", "1"]) == 0
+    assert "samples/s" in capsys.readouterr().out
+
+
+def test_bench_serve(served, tmp_path, capsys):
+    out = tmp_path / "serve.json"
+    assert main(["bench", "serve", "--library", str(served["lib"]), "--requests", "2", "--concurrency", "1",
+                 "--repeats", "1", "--max-tokens", "4", "--out", str(out)]) == 0
+    assert "answers = offline" in capsys.readouterr().out and out.is_file()
+
+
+def test_bench_openworld(served, tmp_path, capsys):
+    assert main(["bench", "openworld", "--library", str(served["lib"]), "--targets", "0.05",
+                 "--out", str(tmp_path / "ow.json")]) == 0
+    assert "AUROC" in capsys.readouterr().out
+
+
+def test_demo(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) in (0, 1)  # 1: a base answer changed (printed)
+    assert (tmp_path / "demo" / "results.json").is_file() and "summary" in capsys.readouterr().out
