@@ -13,7 +13,7 @@ def test_defaults_are_the_documented_main_job():
     config = load_config()
     assert config == RunConfig()
     assert config.setting == "dcl" and config.methods == DEFAULT_METHODS and config.backbone == "tiny"
-    assert config.data.benchmark == "synth" and config.router.kind == "prototype" and config.router.k == 20
+    assert config.data.benchmark == "synth" and config.router.kind == "prototype" and config.router.k is None
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -154,3 +154,14 @@ def test_a_block_of_a_method_is_typed_and_saved_with_the_config(tmp_path):
     path.write_text(to_yaml(config))
     assert yaml.safe_load(path.read_text())["replay"] == {"k": 7, "source": "train"}
     assert load_config(path) == config
+
+
+def test_each_router_takes_its_own_buffer_size_unless_router_k_is_set():
+    from types import SimpleNamespace
+
+    from mllmcl.cl.routing.router import buffer_size
+
+    default = SimpleNamespace(config=load_config(None, []))
+    assert buffer_size(default, "prototype") == 200 and buffer_size(default, "mllm") == 20
+    fixed = SimpleNamespace(config=load_config(None, ["router.k=50"]))
+    assert buffer_size(fixed, "prototype") == 50 and buffer_size(fixed, "mllm") == 50

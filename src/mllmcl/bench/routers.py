@@ -25,9 +25,10 @@ from mllmcl.models.load import load_backbone
 from mllmcl.run.benchmark import prepare_benchmark
 
 VARIANTS: dict[str, dict] = {
-    "prototype[text]": {"kind": "prototype", "tokens": "text", "layer": 0},
-    "prototype[all]": {"kind": "prototype", "tokens": "all", "layer": 0},
-    "prototype[image]": {"kind": "prototype", "tokens": "image", "layer": 0},
+    "prototype": {"kind": "prototype"},
+    "prototype[text]": {"kind": "prototype", "tokens": "text", "layer": 0, "grid": 1},
+    "prototype[all]": {"kind": "prototype", "tokens": "all", "layer": 0, "grid": 1},
+    "prototype[mean-image]": {"kind": "prototype", "tokens": "image", "layer": 0, "grid": 1},
     "mllm": {"kind": "mllm"},
 }
 
@@ -51,7 +52,7 @@ def run_routers_bench(overlaps: Sequence[float], seed: int, cache: str, split: s
                 rows = [s for task in bench.tasks for s in (task.val if split == "val" else task.test)]
                 router = build_router(VARIANTS[name]["kind"], ctx)
                 start = time.perf_counter()
-                router.fit([expert_of(ctx, task) for task in bench.tasks])
+                router.fit([expert_of(ctx, task, router.kind) for task in bench.tasks])
                 fitted = time.perf_counter() - start
                 chosen = router.route([s.query for s in rows]).experts
                 right = sum(bench.tasks[c].name == s.task for c, s in zip(chosen, rows))

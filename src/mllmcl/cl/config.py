@@ -115,8 +115,9 @@ class RouterConfig(Settings):
     kind: str = "prototype"
     """prototype (training-free; the default on the tiny backbone), mllm (router LoRA, the paper's), oracle
     (the true task)"""
-    k: int = Field(20, ge=1)
-    """router-buffer samples per task (the release's router files hold 20)"""
+    k: int | None = Field(None, ge=1)
+    """router-buffer samples per task (default: the router's own: mllm 20, as the release's router files;
+    prototype 200, training rows adding to the router file's, since a mean of 20 is a noisy prototype)"""
 
     @model_validator(mode="before")
     @classmethod

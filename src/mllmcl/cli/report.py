@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from mllmcl.cli.options import default_of
+from mllmcl.core.errors import UserError
+from mllmcl.core.io import write_text_atomic
 from mllmcl.eval.cl_metrics import metrics_from_file
 from mllmcl.eval.files import score_files
-from mllmcl.report import render_report
+from mllmcl.report import load_runs, render_report
+from mllmcl.report.paper import compare, comparison_markdown
 
 
 def register(commands) -> None:
@@ -22,6 +26,11 @@ def register(commands) -> None:
     p.add_argument("dirs", nargs="+", help="run folders (or results.json files)")
     p.add_argument("--out", default=None, help="where to write the report (required with several folders; "
                    "default for one: that folder)")
+    p.add_argument("--against", choices=["paper"], default=None,
+                   help="instead, compare the runs (run or sweep folders) with the published MLLM-CL table of their "
+                   "setting (LLaVA-1.5-7B): MFN and BWT raw and normalised by the zero-shot-to-Oracle room, and "
+                   "Spearman's rho of the ranking; printed, and written to --out/against_paper.md if given "
+                   "(docs/pilot.md)")
 
     p = commands.add("score", _score, "score a predictions .jsonl with a task's official MLLM-CL rule; prints one JSON "
                      "object (see docs/scoring.md)")
@@ -46,6 +55,15 @@ def _metrics(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.against == "paper":
+        try:
+            text = comparison_markdown(compare(load_runs(args.dirs)))
+        except ValueError as e:
+            raise UserError(f"report --against paper: {e}") from None
+        if args.out:
+            write_text_atomic(Path(args.out) / "against_paper.md", text)
+        print(text)
+        return 0
     print(render_report(args.dirs, args.out))
     return 0
 

@@ -32,7 +32,7 @@ class TrainConfig:
     grad_accum: int = Field(1, ge=1)
     """micro-steps per optimizer step"""
     lr: float = Field(2e-3, gt=0)
-    """peak learning rate (tuned for LoRA experts on the tiny backbone; LLaVA-7B LoRA uses ~2e-4)"""
+    """peak learning rate (tuned for LoRA experts on the tiny backbone; the llava-7b profiles use the official 2e-5)"""
     weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay"""
     warmup_ratio: float = Field(0.05, ge=0, le=1)

@@ -19,7 +19,7 @@ from mllmcl.eval.results import Results
 from mllmcl.report.heatmap import save_heatmap
 from mllmcl.report.tables import has_heatmap, heatmap_name, markdown_report, summary_table, unique_labels
 
-__all__ = ["load_results", "markdown_report", "render_report", "save_heatmap", "summary_table"]
+__all__ = ["load_results", "load_runs", "markdown_report", "render_report", "save_heatmap", "summary_table"]
 
 RESULTS = "results.json"
 REPORT = "report.md"
@@ -40,6 +40,15 @@ def load_results(path: str | Path) -> Results:
     """The results of a run folder or of a results.json file; a UserError naming the file if it is missing,
     not JSON, not in this format, or lacks or mistypes what a results.json holds (`tasks`, `methods`, …)."""
     return Results.load(_results_file(path))
+
+
+def load_runs(paths: Sequence[str | Path]) -> list[Results]:
+    """The results of run folders, results.json files and sweep folders (each of a sweep's `runs/` cells)."""
+    runs = []
+    for path in map(Path, paths):
+        cells = sorted(p for p in (path / "runs").iterdir() if is_file(p / RESULTS)) if is_dir(path / "runs") else []
+        runs += [load_results(cell) for cell in cells] or [load_results(path)]
+    return runs
 
 
 def _label(path: str | Path) -> str:

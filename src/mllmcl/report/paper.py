@@ -90,7 +90,10 @@ def compare(runs: Sequence[Results], setting: str | None = None) -> dict:
     ratios = []
     for results in runs:
         methods = results.methods
-        zs = statistics.fmean(results.zero_shot)
+        zero_shot = results.zero_shot or (methods["zero-shot"].final if "zero-shot" in methods else None)
+        if not zero_shot:
+            raise ValueError("a run without a zero-shot row cannot be normalised (run the zero-shot method)")
+        zs = statistics.fmean(zero_shot)
         top_entry = methods.get(upper) or next((m for k, m in methods.items() if k.startswith(upper)), None)
         top = ((top_entry.metrics or {}) if top_entry else {}).get("MFN")
         room = (top - zs) if top is not None else None

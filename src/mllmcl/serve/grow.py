@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from mllmcl.cl.config import to_dict
 from mllmcl.cl.context import Context, adapter_name, fresh_adapter, sample_rows, train_adapter
 from mllmcl.cl.routing.build import build_router
-from mllmcl.cl.routing.router import Expert, router_buffer
+from mllmcl.cl.routing.router import Expert, buffer_size, router_buffer
 from mllmcl.core.errors import UserError
 from mllmcl.data.mllm_cl import Problem, Sample, parse_rows, read_rows, summarise
 from mllmcl.data.tasks import TaskSpec
@@ -61,7 +61,7 @@ def export_run(run: str | Path, out: str | Path, method: str = ExpertSettings.me
             staged = library.staging()
             shutil.copytree(Path(run) / "experts" / adapter_name("expert", task.name), staged / "adapter")
             held = (task.val or task.test)[:heldout]
-            write_expert_rows(staged, router_buffer(ctx, task), held)
+            write_expert_rows(staged, router_buffer(ctx, task, model.router.kind), held)
             sha = folder_sha256(staged / "adapter")
             path = library.adopt_expert(staged, task.name, sha)
             records.append(ExpertRecord(task.name, task.spec.description, path, sha,
@@ -222,7 +222,8 @@ def _train_expert(ctx: Context, library: Library, staged: Path, name: str, descr
         with warnings.catch_warnings():  # peft notes that the deleted adapter was the active one: it is done with
             warnings.simplefilter("ignore", UserWarning)
             delete_adapter(ctx.backbone, adapter)
-    buffer = tuple(sample_rows(train_rows, ctx.config.router.k, ctx.data_seed("router-buffer", name)))
+    kind = library.version()["router"]["kind"]
+    buffer = tuple(sample_rows(train_rows, buffer_size(ctx, kind), ctx.data_seed("router-buffer", name)))
     write_expert_rows(staged, buffer, held)
     sha = folder_sha256(staged / "adapter")
     record = ExpertRecord(name, description, f".staging/{staged.name}", sha, data_fingerprint(train_rows), scorer,

@@ -36,7 +36,7 @@ class MRLoRA:
     def learn(self, task: Task) -> None:
         self.experts.ensure(task)
         self.learned.append(task)
-        self.router.fit([expert_of(self.ctx, t) for t in self.learned])
+        self.router.fit([expert_of(self.ctx, t, self.router.kind) for t in self.learned])
 
     def answer(self, queries: Sequence[Query], max_new_tokens: int) -> Answers:
         names = [task.name for task in self.learned]
@@ -52,4 +52,4 @@ class MRLoRA:
             self.experts.ensure(task)
         self.learned = list(learned)
         if not self.router.load(folder):  # a folder from before routers saved their state: refit (deterministic)
-            self.router.fit([expert_of(self.ctx, t) for t in self.learned])
+            self.router.fit([expert_of(self.ctx, t, self.router.kind) for t in self.learned])

@@ -19,16 +19,18 @@ class RouterCard:
     for evaluation only and cannot serve."""
 
     needs_labels: bool = False
+    buffer: int = 20
+    """router-training samples per task when `router.k` is not set: 20, as the release's router files"""
 
 
 class PrototypeSettings(Settings):
     """The prototype router's features and metric (fields of the `router` section)."""
 
-    layer: int = 0
+    layer: int = 2
     """hidden layer pooled: 0 = the input embeddings, -1 = the last layer"""
-    tokens: Literal["text", "image", "all"] = "text"
+    tokens: Literal["text", "image", "all"] = "image"
     """tokens pooled: the question's text tokens, the image tokens, or all"""
-    grid: int = Field(1, ge=1)
+    grid: int = Field(3, ge=1)
     """image tokens pooled per region of a grid x grid layout (tokens=image): where things are, not only what"""
     shrinkage: float = Field(0.3, gt=0.0, le=1.0)
     """how far the shared covariance is shrunk toward a scaled identity"""
@@ -58,6 +60,6 @@ class MLLMRouterSettings(Settings):
 ROUTERS: Registry[RouterCard] = Registry("router")
 ROUTERS.add("mllm", RouterCard(), "MR-LoRA's MLLM router: a router LoRA picks the expert's letter",
             settings=MLLMRouterSettings)
-ROUTERS.add("prototype", RouterCard(), "nearest expert prototype of frozen base features (training-free)",
+ROUTERS.add("prototype", RouterCard(buffer=200), "nearest expert prototype of frozen base features (training-free)",
             settings=PrototypeSettings)
 ROUTERS.add("oracle", RouterCard(needs_labels=True), "the true task of each sample (upper bound; evaluation only)")

@@ -1,20 +1,17 @@
 """`prototype` router: training-free expert identification from frozen base features.
 
-A sample's features are mean-pooled frozen hidden states: by default the input embeddings of its
-question's tokens (`router.layer: 0`, `router.tokens: text`). An expert's prototype is the mean over its
-router buffer. A sample goes to the expert whose prototype is nearest in Mahalanobis distance under the
-covariance of the buffers around their own prototypes, shrunk toward a scaled identity
-(`router.shrinkage`) — a nearest-class-mean classifier with a shared metric, computed in closed form: no
-gradient step, nothing trained. Its confidence is how typical the distance to the chosen prototype is
-among the buffers' own distances (an empirical p-value: near 1 for a typical sample; beyond the farthest
-buffer sample it decays exponentially below 1/(k+1), so farther still means less confident), so an input
-that fits no expert can be told apart.
-
-Measured on the synthetic DCL tasks (tiny backbone, 20 buffer samples and 100 test samples per task, share
-routed right): last-layer features over all tokens with cosine distance 47.6%; the question's input
-embeddings with cosine distance 86.8%, standardised 93.8%, with the shrunk shared covariance (0.1–0.5)
-100.0%. The tiny model's deeper layers blur what the wording of a question tells apart; its pooled image
-features alone separate the domains poorly (39.0%).
+A sample's features are frozen hidden states of the base model, pooled: by default the image tokens of
+layer 2, averaged per cell of a 3 x 3 grid and concatenated (`router.layer`, `router.tokens`,
+`router.grid`), so the features say where things lie in the image as well as what they are. The question's
+wording is not read by default: the default benchmark asks the same generic questions in every domain, and
+a real deployment cannot count on wording either. An expert's prototype is the mean over its router buffer
+(200 samples per task unless `router.k` says otherwise: a mean of 20 is noisy). A sample goes to the expert
+whose prototype is nearest in Mahalanobis distance under the covariance of the buffers around their own
+prototypes, shrunk toward a scaled identity (`router.shrinkage`): a nearest-class-mean classifier with a
+shared metric, computed in closed form, nothing trained. Its confidence is how typical the distance to the
+chosen prototype is among the buffers' own distances (an empirical p-value: near 1 for a typical sample;
+beyond the farthest buffer sample it decays exponentially below 1/(k+1)), so an input that fits no expert
+can be told apart. `mllmcl bench routers` measures the variants on the validation split.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol, Sequence
 
 from mllmcl.cl.context import Context, sample_rows
-from mllmcl.cl.routing.catalog import RouterCard
+from mllmcl.cl.routing.catalog import ROUTERS, RouterCard
 from mllmcl.data.mllm_cl import Sample, Task
 from mllmcl.data.records import Query
 
@@ -54,20 +54,25 @@ class Router(Protocol):
     def load(self, folder: Path) -> bool: ...
 
 
-def router_buffer(ctx: Context, task: Task) -> tuple[Sample, ...]:
-    """The k router-training samples of `task`: its rows in the benchmark's router file first (the release
-    ships 20 per task), then, when k asks for more than the file has (or it has none), training rows drawn
-    with the run's data seed to make up k."""
-    k = ctx.config.router.k
+def buffer_size(ctx: Context, kind: str) -> int:
+    """Router-training samples per task for router `kind`: `router.k`, else the router's own default."""
+    return ctx.config.router.k or ROUTERS.get(kind).buffer
+
+
+def router_buffer(ctx: Context, task: Task, kind: str) -> tuple[Sample, ...]:
+    """The router-training samples of `task` for router `kind`: its rows in the benchmark's router file first
+    (the release ships 20 per task), then, when the router asks for more than the file has (or it has none),
+    training rows drawn with the run's data seed to make up the number."""
+    k = buffer_size(ctx, kind)
     rows = [s for s in ctx.benchmark.router if s.task == task.name][:k]
     if len(rows) < k:
         rows += sample_rows(ctx.train_rows(task), k - len(rows), ctx.data_seed("router-buffer", task.name))
     return tuple(rows)
 
 
-def expert_of(ctx: Context, task: Task) -> Expert:
-    """A task as a router sees it."""
-    return Expert(task.name, task.spec.description, router_buffer(ctx, task))
+def expert_of(ctx: Context, task: Task, kind: str) -> Expert:
+    """A task as router `kind` sees it."""
+    return Expert(task.name, task.spec.description, router_buffer(ctx, task, kind))
 
 
 def single(queries: Sequence[Query]) -> Routing:
