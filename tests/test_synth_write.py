@@ -96,6 +96,13 @@ def test_bad_sizes_are_user_errors(tmp_path, capsys):
     assert not (tmp_path / "d").exists()
 
 
+def test_the_command_writes_the_ability_setting_with_its_own_default_overlap(tmp_path):
+    out = tmp_path / "acl"
+    assert main(["data", "synth", "--setting", "acl", "--out", str(out), "--train", "2", "--test", "2", "--val", "1",
+                 "--unseen", "0", "--router-k", "1", "--replay-k", "1", "--no-progress"]) == 0
+    assert json.loads((out / "mllmcl.json").read_text())["setting"] == "acl"  # overlap 0: acl has no shared formats
+
+
 def test_test_rows_carry_the_fields_the_official_scorers_read(tmp_path):
     root = write_synth(tmp_path / "a", SynthSpec(setting="acl", train=2, test=12, router_k=1, replay_k=1),
                        progress=False)

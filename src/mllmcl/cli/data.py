@@ -51,10 +51,11 @@ def register(commands) -> None:
     q.add_argument("--router-k", type=int, default=spec.router_k,
                    help="router-training samples per task (default: %(default)s)")
     q.add_argument("--replay-k", type=int, default=spec.replay_k, help="replay samples per task (default: %(default)s)")
-    q.add_argument("--overlap", type=float, default=spec.overlap,
-                   help="dcl: share of items (train, val, test, unseen) asked in question formats shared by all "
-                        "domains (a yes/no and a letter template, identical text, one fixed rule per domain); at 1 "
-                        "the question says nothing about the task (default: %(default)s)")
+    q.add_argument("--overlap", type=float, default=None,
+                   help="dcl: share of items (train, val, test, unseen) asked with the generic questions shared by "
+                        "all domains (one yes/no, one letter and one short-answer question, identical text, one rule "
+                        "per domain); at 1 the question tells the task only through the domain's mix of formats "
+                        "(default: 1 for dcl, 0 for acl)")
     q.add_argument("--visual-overlap", type=float, default=spec.visual_overlap,
                    help="dcl: share of items whose backdrop colours come from one pool shared by all domains "
                         "instead of the domain's palette (default: %(default)s)")
