@@ -13,12 +13,14 @@ from mllmcl.models.tiny import WEIGHTS_DIR, TinyConfig
 from mllmcl.pretrain.pretrain import PretrainConfig, evaluate_general, pretrain
 from mllmcl.pretrain.vision import ATTRIBUTES, VisionStageConfig
 
-# Measured on the shipped weights (1000 held-out examples, seed 0, docs/tiny.md): 51.5% overall, with
-# background 100%, color 84.6%, size 66.7%, count 53.6%, shape 40.8% (7 shapes: chance is 14%). The test
-# uses 300 other examples (seed 7; measured there: 52.33% overall, background 100%, color 87.5%, count
-# 65.6%, size 64.0%, shape 45.8%, about 30 examples per family) and pass marks under those figures, far
-# above an untrained model (~0%) and above chance.
-PASS_MARKS = {"overall": 45.0, "background": 85.0, "color": 70.0, "count": 45.0, "size": 50.0, "shape": 30.0}
+# Measured on the shipped weights (1000 held-out examples of the instruction corpus, seed 0, docs/tiny.md):
+# 49.8% overall, background 100%, color 88.5%, shape 60.6% (7 shapes: chance is 14%), count 52.9%, and
+# every format's answers 100% in their format. The test uses 300 other examples (seed 7; measured there:
+# 47.0% overall, background 100%, color 76.0%, shape 63.6%, count 50.0%, every format 100% in its format)
+# and pass marks under those figures, far above an untrained model (~0%) and above chance. Size, yes/no
+# and letter choice are at chance on these weights (docs/tiny.md), so they have no mark.
+PASS_MARKS = {"overall": 45.0, "background": 85.0, "color": 70.0, "count": 45.0, "shape": 45.0}
+MIN_FORMAT_VALID = 95.0
 
 
 def test_shipped_checkpoint_is_small_and_complete():
@@ -41,6 +43,7 @@ def test_shipped_tiny_loads_in_seconds_and_answers_its_pretraining_questions():
     scores = {"overall": result["accuracy"], **result["per_family"]}
     for key, mark in PASS_MARKS.items():
         assert scores[key] >= mark, (key, scores)
+    assert min(result["format_valid"].values()) >= MIN_FORMAT_VALID, result["format_valid"]
 
 
 @pytest.mark.slow

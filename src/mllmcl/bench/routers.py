@@ -1,13 +1,15 @@
 """Routers benchmark: can each router tell the synthetic DCL tasks apart as their questions stop telling?
 
-At each `data.overlap` level (the share of items asked with question templates shared by all five domains;
-visual_overlap 0, so the images still differ), every router variant is fitted on the router buffers (20
-samples per task) and routes the validation split (or the test split) of all five tasks. At overlap 1 a
-router that reads only the question can do no better than chance (20%): that is the knob working. Variants:
+At each `data.overlap` level (the share of items asked with the generic questions shared by all five
+domains; visual_overlap 0, so the images still differ), every router variant is fitted on its own router
+buffers (`router.k` unset: 200 training items per task for the prototype router, 20 for the MLLM router)
+and routes the validation split (or the test split) of all five tasks. At overlap 1 the question tells a
+task only through the domain's mix of answer formats. Variants:
 
-- `prototype[text]`: the default prototype router, question-token input embeddings;
-- `prototype[all]`: the same over every prompt token, image tokens included;
-- `prototype[image]`: image tokens only;
+- `prototype`: the default prototype router, layer-2 image tokens pooled on a 3 x 3 grid;
+- `prototype[text]`: question-token input embeddings, one mean;
+- `prototype[all]`: every prompt token's input embedding, image tokens included, one mean;
+- `prototype[mean-image]`: input-layer image tokens, one mean;
 - `mllm`: the MLLM router (a router LoRA reading image and prompt).
 """
 from __future__ import annotations
