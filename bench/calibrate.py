@@ -72,7 +72,7 @@ def calibrate(task, backbone, epochs: float, lr: float, seed: int, max_new_token
 
 
 def exclusive(path: str = "/tmp/mllmcl-calibrate.lock"):
-    """Hold a machine-wide lock: two calibrations sharing 2 cores slow each other down many times over, so
+    """Hold a machine-wide lock: two calibrations sharing the cores slow each other down many times over, so
     they queue instead and every printed time is measured alone."""
     handle = open(path, "w")
     try:

@@ -2,10 +2,10 @@
 
 PyTorch, MKL and oneDNN each pick their kernels from the CPU they find: AVX-512 code on a CPU that has it,
 AVX2 code on one that does not. The kernels add and multiply in different orders, so their floating-point
-results differ in the last bits, and training amplifies those bits: the same `mllmcl run` trained the same
-RS expert to 40.5% with PyTorch's AVX-512 kernels and to 69.5% with its AVX2 kernels on one machine (docs/
-results.md, "Determinism"). So the `mllmcl` command pins all three to their AVX2 code paths before torch
-loads, unless told otherwise:
+results differ in the last bits, and training amplifies those bits: the same `mllmcl run` can train the
+same expert to accuracies tens of points apart with AVX-512 and with AVX2 kernels (docs/results.md,
+"Determinism"). So the `mllmcl` command pins all three to their AVX2 code paths before torch loads, unless
+told otherwise:
 
     ATEN_CPU_CAPABILITY=avx2   PyTorch's own vectorised kernels (reductions, softmax, norms, activations)
     MKL_CBWR=AVX2              MKL's matrix products (conditional numerical reproducibility)
@@ -14,11 +14,11 @@ loads, unless told otherwise:
 A variable the user has set is kept; `MLLMCL_NATIVE_KERNELS=1` skips the pinning (faster on AVX-512 CPUs).
 Pinning removes the instruction set from the arithmetic, not every difference between machines: the thread
 count (`threads` in the run config), library versions and the CPU itself still matter (MKL promises its
-reproducible mode on Intel processors only): two AMD EPYC models gave identical results, the project's
-earlier machine other experts from the same pinned run (docs/results.md, "Determinism"). results.json
-records all of it, the CPU included. GPU arithmetic is not affected by any of this. Pinned oneDNN has no
-fast bf16 path (about 1000x slower than float32 on a CPU), so the engine refuses bf16 training on a pinned
-CPU, and `mllmcl bench scale`, which times bf16, is not pinned.
+reproducible mode on Intel processors only, so CPUs of different vendors or models need not agree;
+docs/results.md, "Determinism", lists what is checked). results.json records all of it, the CPU included. GPU
+arithmetic is not affected by any of this. Pinned oneDNN has no fast bf16 path (about 1000x slower than
+float32 on a CPU), so the engine refuses bf16 training on a pinned CPU, and `mllmcl bench scale`, which times
+bf16, is not pinned.
 """
 from __future__ import annotations
 

@@ -404,7 +404,7 @@ def _extra_task(row: dict, sample: Sample, extra: ExtraFile, setting: str | None
                 task_of) -> Sample:
     """Which task a router/replay row belongs to. A router row that holds the official router prompt of the
     setting (as every row of an official file must): its letter's task, and its bare question. Else the
-    row's own `task` field (this project's format), else the task whose folder holds the image ("" if none)."""
+    row's own `task` field (mllmcl's own format), else the task whose folder holds the image ("" if none)."""
     task = row.get("task")
     if "task" in row and (not isinstance(task, str) or task not in names):
         raise _RowError(f"'task' must name a task of this benchmark ({', '.join(sorted(names))}), got {task!r}")

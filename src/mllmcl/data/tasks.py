@@ -40,7 +40,9 @@ def _fin_suffix(text: str, answer: str) -> str:
 
 
 PROMPT_RULES: dict[str, Callable[[str, str], str]] = {"fin": _fin_suffix}
-"""Name → `rule(text, answer) -> prompt`, applied to test rows only (training rows are used as written)."""
+"""Name → `rule(text, answer) -> prompt`. The loader applies it to test rows only (training rows of a data
+root are used as written); the synthetic writer (`mllmcl.data.synth.write`) also applies it to the training
+rows it writes, so Fin's synthetic training prompts end with the suffix its evaluation adds."""
 
 # --- names ---------------------------------------------------------------------------------------------
 
@@ -178,7 +180,7 @@ class ExtraFile:
 
 
 BUILTIN_EXTRAS: dict[str, dict[str, tuple[ExtraFile, ...]]] = {
-    # First existing file wins. `router/train.json`, `replay/train.json`: this project's synthetic data.
+    # First existing file wins. `router/train.json`, `replay/train.json`: mllmcl's synthetic data.
     # `task5Router_train20.json` / `Router_train20.json`: README; the official router script trains with
     # `--image_folder .../num5sample_images20` (Train_dom_single/0_train_router.sh), so its paths are
     # relative to that folder. `router_DCL/task5.json`, `replay_DCL/task5.json`: the HF dataset

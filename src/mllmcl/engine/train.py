@@ -148,8 +148,8 @@ def train(backbone: Backbone, examples: Sequence[VQAExample], adapter: str | Non
 
 def check_cpu_bf16() -> None:
     """bf16 autocast on a CPU whose oneDNN kernels are pinned to AVX2 (core/reproducible.py) takes a
-    reference path: one 1024×4096×4096 product took 101 s instead of 0.065 s on this project's machine. Refuse
-    it with the two ways out rather than run for days."""
+    reference path, about a thousand times slower than float32 (`mllmcl bench scale` times bf16 with native
+    kernels). Refuse it with the two ways out rather than run for days."""
     if os.environ.get("ONEDNN_MAX_CPU_ISA", "").lower() == PINNED["ONEDNN_MAX_CPU_ISA"].lower():
         raise UserError("train.bf16 on CPU with the CPU kernels pinned to AVX2 (for reproducible numbers) is about "
                         "1000x slower than float32: set train.bf16=false on CPU, or MLLMCL_NATIVE_KERNELS=1 to give "

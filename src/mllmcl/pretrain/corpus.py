@@ -475,8 +475,8 @@ def instructed(rnd: random.Random, question: str, fmt: str) -> str:
 
 def _scene_for(family: str, rnd: random.Random) -> Scene:
     # Mostly one or two objects: a from-scratch 3M model learns colour, shape, size and position words on
-    # such scenes within minutes, and stays near chance for thousands of steps on crowded ones (measured:
-    # with 1-5 objects it was at chance on shape, size and position after 2500 steps).
+    # such scenes quickly, and stays near chance on shape, size and position for thousands of steps on
+    # crowded ones (1-5 objects).
     if family == "count":
         n = rnd.randint(1, 3)
     else:

@@ -36,7 +36,7 @@ EVAL_SEED_OFFSET = 10_000  # held-out examples come from a different seed than a
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """What `mllmcl pretrain` does. The defaults reproduce the shipped weights (about 19 minutes on 2 cores)."""
+    """What `mllmcl pretrain` does. The defaults reproduce the shipped weights."""
 
     seed: int = 0
     pool: int = 40_000          # distinct training examples, drawn once

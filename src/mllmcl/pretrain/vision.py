@@ -2,9 +2,9 @@
 
 LLaVA starts from a CLIP encoder that was pretrained elsewhere and keeps it frozen. The tiny backbone has
 no such encoder, and a tower trained from scratch only through the language model's loss learns colours
-fast but stays near chance on shapes (measured: 8.74% shape accuracy after 2,500 full-model steps). So the
-tower is first trained alone, supervised, on scenes of the general corpus: linear heads read every patch
-feature that LLaVA's projector reads and name what lies under that patch: the shape, colour and size of
+fast but stays near chance on shapes for thousands of full-model steps. So the tower is first trained
+alone, supervised, on scenes of the general corpus: linear heads read every patch feature that LLaVA's
+projector reads and name what lies under that patch: the shape, colour and size of
 the object covering it, or "background" and the background's colour ("textured" when it is not plain).
 Labels per patch (not per image) make each image token describe its own
 place, which is what the language model needs to tell "the colour of the star" from "the colour of the
@@ -36,7 +36,7 @@ HELDOUT_SEED_OFFSET = 10_000
 
 @dataclass(frozen=True)
 class VisionStageConfig:
-    """Stage 1 settings; the defaults are those of the shipped weights (about 5 minutes on 2 cores)."""
+    """Stage 1 settings; the defaults are those of the shipped weights."""
 
     steps: int = 5000
     batch_size: int = 64

@@ -1,9 +1,9 @@
 """The independent parts of one run, in parallel worker processes (`jobs` > 1).
 
 A run's methods do not depend on one another, and neither do MR-LoRA's per-task experts. On a CPU two
-single-threaded processes get through about twice the work of one process on two threads: one expert's
-training took 16.1 s on one thread and 11.8 s on two, and 16.5 s each when two ran side by side (the tiny
-backbone, 2 cores). So a run is cut into parts:
+single-threaded processes get through more work than one process on two threads: a small model's products
+gain little from a second thread, while two single-threaded processes side by side each run nearly as fast
+as one alone. So a run is cut into parts:
 
 - each method that learns (seq-lora, ewc, joint, …) but the expert methods;
 - each task's expert, when an expert method is in the run and the expert is not saved yet;
@@ -165,7 +165,7 @@ def run_in_parallel(ctx: Context, methods: Sequence[Method], folder: RunFolder, 
 
 
 def warm_up() -> None:
-    """Start the fork server now, so that its imports (torch, transformers: ~4 s) overlap the run's data
+    """Start the fork server now, so that its imports (torch, transformers: seconds) overlap the run's data
     generation and zero-shot evaluation instead of delaying the first part."""
     if _context().get_start_method() == "forkserver":
         forkserver.ensure_running()

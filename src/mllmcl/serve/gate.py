@@ -105,8 +105,8 @@ def verdict(recorded: Mapping[str, float], measured: Measured, max_drop: float =
     The gate compares the accuracy with the router's pick, not the served accuracy: the fallback sends a
     calibrated share (the target false-reject rate) of each expert's rows to the base model in every
     version, but which rows, among many of equal confidence, moves with each refit, so the served accuracy
-    of an expert that the change does not touch moves by a few points (measured on the synthetic DCL
-    library: Sci 99 -> 97 after adding a retail expert, with routing unchanged at 100%)."""
+    of an expert that the change does not touch can move by a few points (say from 99 to 97 after another
+    expert is added, with routing unchanged at 100%)."""
     failures, checks = [], []
     for name, before in recorded.items():
         if name not in measured.experts:

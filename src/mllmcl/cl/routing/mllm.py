@@ -6,11 +6,11 @@ router buffers of all experts so far. At test time one forward pass reads image 
 is the highest-scoring letter among the experts' letters — never free text, never a random fallback; the
 confidence is that letter's probability among the experts' letters.
 
-The tiny backbone's recipe (measured on the five synthetic DCL tasks, 20 buffer samples per task, 100 test
-samples per task, routing accuracy): the experts' recipe (rank 64, vision tower too, batch 16) 76.4% and
-93% of its own buffer — it underfits; rank 8 on the language model only, batch 16, lr 5e-3: 84.6%; the
-same with batch 4 (four times the steps), lr 2e-3: 91.6% (99% on the buffer; the rest is what 20 samples
-per task do not cover). 7B models route far better from the same 20 samples (the paper)."""
+The router's own recipe (`router` settings) differs from the experts': a small rank on the language model
+only, small batches and many passes, because the buffers are small (20 samples per expert by default) and
+many small steps fit them better than the experts' recipe does on the tiny backbone. What the buffers do not
+cover is what the router gets wrong; `mllmcl bench routers` measures routing on the validation split. 7B
+models route far better from the same 20 samples (the paper)."""
 from __future__ import annotations
 
 import json

@@ -17,15 +17,14 @@ Question families (`extra["question_type"]`, balanced closed answers):
               "The ego vehicle should slow down." (a vehicle close ahead) /
               "The ego vehicle should keep going straight." (green light, clear road)
 
-Learnability (measured with bench/calibrate.py): within the 126-step expert budget the tiny model learns
-cues that fill a good part of the view: with a 5 px lamp the light's state reached only ~55 %, and a car
-a tenth of the width across or the side of a pedestrian stayed at chance (a pedestrian "position" family
-was dropped). It learns colours, not shapes: a large car ahead (two thirds of the image wide) in
-white, beige, blue or teal left "Is there a vehicle ahead?" at chance in every run, and the planning
-family was answered from the lamp colour alone. So vehicles are drawn in a magenta-violet palette that
-no other element of a road scene uses, the car ahead is close (a car or a taller van), the signal head
-has a large lit lamp, a wide glow and a reflection on the road, and the object question is asked on
-views without a signal.
+Learnability (why the drawer draws what it does; `python bench/calibrate.py` measures each task's difficulty):
+within an expert's short budget the tiny model learns cues that fill a good part of the view, not a small
+lamp, a distant car or the side a pedestrian is on (so there is no pedestrian "position" family). It learns
+colours, not shapes: a large car ahead in a common car colour (white, beige, blue, teal) does not tell it that
+a vehicle is ahead, and without a colour of its own the planning family is answered from the lamp colour
+alone. So vehicles are drawn in a magenta-violet palette that no other element of a road scene uses, the car
+ahead is close (a car or a taller van), the signal head has a large lit lamp, a wide glow and a reflection on
+the road, and the object question is asked on views without a signal.
 
 Shared formats (`overlap`, see `mllmcl.data.synth.shared`), asked as DriveLM mixes perception, multiple
 choice and planning (yes/no 30%, letters 30%, short answers 40%): the generic yes/no question means "is there

@@ -7,10 +7,10 @@ from the item's `random.Random`, so the item's generator stays the only source o
 
 Looks (`visual_overlap`): every domain drawer takes its backdrop colours (the ground of an aerial tile, the
 stroma of a slide, the sky and roadside of a street, the paper of a diagram, the background of a chart, the
-wall of a shop) through `Look.pick`. With the task's own look it picks from the task's palette exactly as
-before; with `SHARED_LOOK` it picks from `SHARED_BACKDROPS`, one pool of neutral tones used by every
-domain, so the backdrop no longer tells the domains apart. Colours that carry an answer (water, roofs,
-lamps, the green/red of a chart, a stain's palette when the stain is asked) stay the task's own.
+wall of a shop) through `Look.pick`. With the task's own look it picks from the task's own palette; with
+`SHARED_LOOK` it picks from `SHARED_BACKDROPS`, one pool of neutral tones used by every domain, so the
+backdrop does not tell the domains apart. Colours that carry an answer (water, roofs, lamps, the green/red
+of a chart, a stain's palette when the stain is asked) stay the task's own.
 """
 from __future__ import annotations
 
@@ -27,10 +27,9 @@ RGB = tuple[int, int, int]
 SUPERSAMPLE = 4
 
 #: Yes/no answers are written capitalised. The tiny base model was pretrained on lower-case "yes"/"no"
-#: answers it gives almost regardless of the image; an expert trained on them inherits that prior and, in
-#: the 126-step budget, often stays at chance (measured: 47-78 % on the same family across seeds), while
-#: "Yes"/"No" (a different token path) were learned to ~100 %. Every DCL scorer lower-cases, so scoring is
-#: unchanged.
+#: answers, a strong prior of its own; an expert trained on the same tokens has to unlearn that prior within
+#: its short budget, while "Yes"/"No" are other tokens that the expert ties to the image afresh. Every DCL
+#: scorer lower-cases, so scoring is unchanged.
 YES, NO = "Yes", "No"
 
 #: Colours of water and roofs in aerial tiles.

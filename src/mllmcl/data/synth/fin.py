@@ -18,26 +18,26 @@ Question families (`extra["question_type"]`, balanced closed answers):
   up_days     "On how many days did the stock close higher than it opened?"
               A. fewer than 5 B. between 5 and 10 C. more than 10         -> A / B / C
 
-Learnability (measured with bench/calibrate.py): within the 126-step expert budget the tiny model learns
-what colour fills most of the picture, not geometry, texture or thin strokes: the direction of an
-uncoloured line, the month of the peak, which half swings more, whole-period volatility, the chart type,
-and even colour-coded thin lines and 16 thin candles (a few % of the pixels) all stayed at or near
-chance. Hence large colour-coded areas, columns, volume bars and change bars, whose balance of green and
-red is the answer.
+Learnability (why the drawer draws what it does; `python bench/calibrate.py` measures each task's difficulty):
+within an expert's short budget the tiny model learns what colour fills most of the picture, not geometry,
+texture or thin strokes: the direction of an uncoloured line, the month of the peak, which half swings more,
+whole-period volatility, the chart type, and even colour-coded thin lines and 16 thin candles (a small share
+of the pixels) were not learned. Hence large colour-coded areas, columns, volume bars and change bars, whose
+balance of green and red is the answer.
 
 Shared formats (`overlap`, see `mllmcl.data.synth.shared`), asked as StockQA mixes its formats (half yes/no,
 half letters; no short answers, which Fin's official prompt rule would ask with the letter instruction): the
 generic yes/no question means "did the price go up?" (the trend drawing), the generic letter question the
 number of up days on the daily-change chart, A fewer than 5 / B between 5 and 10 / C more than 10 of the 16
-days. Under the shared look (`visual_overlap`) the chart background takes a
-neutral tone from the shared pool (light or dark as before); the green and red that carry the answers stay.
+days. Under the shared look (`visual_overlap`) the chart background takes a neutral tone from the shared
+pool (light or dark, as with its own look); the green and red that carry the answers stay.
 """
 from __future__ import annotations
 
 import random
 
 from mllmcl.data.synth.base import SynthItem, jitter, letters, register
-from mllmcl.data.synth.draw import NO, OWN_LOOK, RGB, YES, Canvas, Look, mix
+from mllmcl.data.synth.draw import NO, OWN_LOOK, YES, Canvas, Look, mix
 
 LIGHT = ((252, 252, 252), (245, 242, 230), (230, 232, 236), (235, 245, 250))
 DARK = ((18, 20, 28), (30, 34, 48), (45, 45, 50), (20, 35, 60))
@@ -76,13 +76,11 @@ def up_day_closes(rng: random.Random, ups: int) -> list[float]:
     return closes
 
 
-def chart(rng: random.Random, size: int, closes: list[float], style: str, look: Look = OWN_LOOK,
-          papers: tuple[RGB, ...] | None = None):
+def chart(rng: random.Random, size: int, closes: list[float], style: str, look: Look = OWN_LOOK):
     """Draw `closes` (day 0 opens at 0) as an area, columns, candlesticks over volume, or daily changes, on a
-    light or dark chart background (`papers`: on one of these light backgrounds instead, as Sci's textbook
-    graphs are)."""
-    dark = rng.random() < 0.4 if papers is None else False
-    bg = look.pick(rng, papers or (DARK if dark else LIGHT), "dark" if dark else "light", 8)
+    light or dark chart background."""
+    dark = rng.random() < 0.4
+    bg = look.pick(rng, DARK if dark else LIGHT, "dark" if dark else "light", 8)
     ink = mix(bg, (255, 255, 255) if dark else (0, 0, 0), 0.55)
     c = Canvas(size, bg)
     x0, x1, y0, y1 = 0.07, 0.97, 0.05, 0.9  # plot area

@@ -19,10 +19,11 @@ Question families:
   than blue dots are there?" (0–3, uniform);
 * arithmetic (35%, free_form, algebraic reasoning) — a rendered sum "a+b" (a, b in 1–3) in large glyphs:
   "What is the value of the expression in the image?".
-Why so plain: measured on the shipped tiny model, a LoRA expert at the default budget learns what is in
-the picture (which colour dominates, which glyphs sit in fixed places) but neither reads heights off an
-axis nor counts (the "more" family stays near chance and is kept as the hard part); so the tallest bar
-towers over the others, and the sum's glyphs are large and never move.
+Why so plain: a LoRA expert on the tiny model at the default budget learns what is in the picture (which
+colour dominates, which glyphs sit in fixed places) far more readily than it reads heights off an axis or
+counts (the "more" family, a count, is kept as the hard part); so the tallest bar towers over the others,
+and the sum's glyphs are large and never move. `python bench/calibrate.py` measures the task's
+difficulty.
 
 Train→test shift (`SHIFT`): train bar charts are wide bars on white with one axis line, test ones narrower
 bars on a light-grey panel with grid lines and a frame; train dots are circles on white paper, test dots

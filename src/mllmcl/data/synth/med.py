@@ -14,14 +14,14 @@ Question families (`extra["question_type"]`, balanced closed answers):
                                                                            red blood cells / squamous cells
   stain      "What stain is used?"                                      -> h&e / trichrome / silver
 
-Learnability (measured with bench/calibrate.py): within the 126-step expert budget the tiny model learns
-answers carried by the colours of most of the field (palette, which cells fill it) but not a lesion
-covering a fifth of it, nor which side a lesion is on (both stayed at chance; a "where" family was
-dropped), nor a pale necrotic area on pale stroma (~40 %). So a tumor or necrotic area fills about half of
-the field in a colour of its own (dark purple nest / deep pink-red necrosis), and cell-type fields are
-drawn in H&E only, the cells covering the field, as PathVQA's cell-type questions mostly show. Answers
-are few tokens: "immunohistochemistry" (13 tokens) was never spelled out within the budget, so the third
-stain is silver.
+Learnability (why the drawer draws what it does; `python bench/calibrate.py` measures each task's difficulty):
+within an expert's short budget the tiny model learns answers carried by the colours of most of the field
+(palette, which cells fill it) but not a lesion covering a small part of it, nor which side a lesion is on (so
+there is no "where" family), nor a pale necrotic area on pale stroma. So a tumor or necrotic area fills about
+half of the field in a colour of its own (dark purple nest / deep pink-red necrosis), and cell-type fields are
+drawn in H&E only, the cells covering the field, as PathVQA's cell-type questions mostly show. Answers are few
+tokens: a long answer such as "immunohistochemistry" (13 tokens) is not spelled out within the budget, so the
+third stain is silver.
 
 Shared formats (`overlap`, see `mllmcl.data.synth.shared`), asked mostly as PathVQA mixes its formats (yes/no
 45%, short answers 40%, letters 15%): the generic yes/no question means "is there a tumor?" (the presence

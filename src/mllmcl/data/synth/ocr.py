@@ -11,16 +11,17 @@ Question families (a quarter each; `answer_type` is the OCRBench category):
 * "Regular Text Recognition"   — one word on a sheet of paper: "what is written in the image?";
 * "Scene Text-centric VQA"     — a digit on a round road sign in an outdoor scene: "What number is on the sign?";
 * "Key Information Extraction" — a digit on a price tag hanging on a wall: "What is the price on the tag?".
-The glyphs have one size, place and colour in every family and both splits: measured on the shipped tiny
-model, a LoRA expert at the default budget reads glyphs only at the pixel placement, size and colours it
-was trained on (±1 px of jitter halves its accuracy, four inks on three papers leave it at 25%, forty
-glyph classes of varied size at 13%); what changes is everything around the text.
+The glyphs have one size, place and colour in every family and both splits: a LoRA expert on the tiny
+model at the default budget reads glyphs well only at the pixel placement, size and colours it was
+trained on (a pixel of jitter, several inks and papers, or many glyph classes of varied size cost it most
+of its accuracy); what changes is everything around the text. `python bench/calibrate.py` measures the
+task's difficulty.
 
 Train→test shift (`SHIFT`): train paper fills the image, test paper is a card lying on a dark desk (a thin
 margin) under a blue header rule; the train sign has a red ring in front of a blue sky over grass, the
 test sign a blue ring in a dusk sky over a grey road; the train tag hangs on a wooden wall, the test tag
 on a grey board; and 15% of the test text is bold (the same face with a heavier stroke), a glyph-level
-shift the expert does not bridge (measured: bold items are read at ~10%), kept as the hard part.
+shift the expert never sees in training, kept as the hard part.
 """
 from __future__ import annotations
 

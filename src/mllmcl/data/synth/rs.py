@@ -13,14 +13,14 @@ Question families (`extra["question_type"]`, balanced closed answers):
   comparison   "Is the area covered by water bigger than the area covered by buildings?" -> Yes / No
   rural_urban  "Is it a rural or an urban area?"                          -> rural / urban
 
-Learnability (measured with bench/calibrate.py): within the 126-step expert budget the tiny model learns
-answers carried by how much of the tile looks a certain way (ground tone, share of water, share and
-amount of roof colour), not by one small object, by shapes or by where things are: a 20 % lake, an exact
-count of 0-4 roofs, and count ranges drawn with roofs of mixed colours (red, grey, white) all stayed at
-chance. So water covers about half of the tile when present, roofs are always red-brown (land
-palettes hold no red), count ranges are drawn as no roofs / 1-3 large roofs / a dense grid of 14-16 (so
-the amount of roof colour separates them), and the comparison pits a large water body against a few
-roofs or a small pond (or none) against many.
+Learnability (why the drawer draws what it does; `python bench/calibrate.py` measures each task's difficulty):
+within an expert's short budget the tiny model learns answers carried by how much of the tile looks a certain
+way (ground tone, share of water, share and amount of roof colour), not by one small object, by shapes or by
+where things are: a small lake, an exact count of a few roofs, and count ranges drawn with roofs of mixed
+colours (red, grey, white) were not learned. So water covers about half of the tile when present, roofs are
+always red-brown (land palettes hold no red), count ranges are drawn as no roofs / 1-3 large roofs / a dense
+grid of 14-16 (so the amount of roof colour separates them), and the comparison pits a large water body
+against a few roofs or a small pond (or none) against many.
 
 Shared formats (`overlap`, see `mllmcl.data.synth.shared`), asked mostly as RSVQA mixes its formats (yes/no
 50%, short answers 35%, letters 15%): the generic yes/no question means "is there a large water body?"

@@ -16,16 +16,15 @@ Question families (`extra["question_type"]`, balanced closed answers):
   moon_phase   (TQA)    "Which phase of the moon is shown?"  A. new moon B. first quarter C. full moon
   map_majority (MapQA)  "Are most states in the highest value range?" -> Yes / No
 
-Learnability (measured with bench/calibrate.py): the pretrained base is at chance on matching a drawn
-property against shuffled option texts, and within the 126-step expert budget it does not learn to, so
-options are listed in their natural order (as many textbook items are) and the letter follows from what
-is drawn. It learns which colours fill the picture, not where a thing is: a highlight box around one
-part of a whole plant, quarter moons lit on the left vs. right, "Is North higher than South?" and "Which
-states have the highest value?" (0-44 %, its "No"/"Yes" answers leaking from the other map question)
-stayed at or near chance, and a waxing crescent was confused with the first quarter. So the plant item
-is a close-up of one part in a colour of its own (violet petals, green leaf, brown soil, red fruit),
-the three phases differ in how much of a large disc is lit, and the map question is answered by the
-overall shade of the map.
+Learnability (why the drawer draws what it does; `python bench/calibrate.py` measures each task's difficulty):
+the tiny model does not match a drawn property against shuffled option texts, and within an expert's short
+budget it does not learn to, so options are listed in their natural order (as many textbook items are) and the
+letter follows from what is drawn. It learns which colours fill the picture, not where a thing is: a highlight
+box around one part of a whole plant, quarter moons lit on the left vs. right, "Is North higher than South?"
+and "Which states have the highest value?" (answered with the other map question's "Yes"/"No") were not
+learned, and a waxing crescent is too close to the first quarter. So the plant item is a close-up of one part
+in a colour of its own (violet petals, green leaf, brown soil, red fruit), the three phases differ in how much
+of a large disc is lit, and the map question is answered by the overall shade of the map.
 
 Shared formats (`overlap`, see `mllmcl.data.synth.shared`), asked mostly as the Sci sources mix their formats
 (letters 50%, yes/no 30%, short answers 20%): the generic letter question means the plant part (A flower /

@@ -6,9 +6,9 @@ option in parentheses, "(A)" (`extra["answer"]`, which the writer puts in the te
 scorer lower-cases and strips spaces, newlines and periods from both sides and accepts the answer when it
 is a substring of the prediction. `extra` also carries CV-Bench's `type` ("2D"/"3D"), `task`
 ("Count"/"Relation"/"Depth"/"Distance") and `choices`. The training target names the option and then
-its letter, "red star (A)", which the scorer accepts as well: measured on the shipped tiny model, a LoRA
-expert at the default budget does not learn to emit a bare "(A)" (a task it learns perfectly when
-answered "A" stays at chance when answered "(A)"), while naming the option first is learned.
+its letter, "red star (A)", which the scorer accepts as well: a bare "(A)" is a bracketed letter that says
+nothing about the picture, and a LoRA expert on the tiny model at the default budget learns it far less
+readily than a target that names the option first.
 
 Question families (a quarter each; objects are the pretraining corpus' flat shapes):
 * Count (2D)    — 1–4 blue circles or squares in a dice-like arrangement: "How many {shape}s are in the
@@ -21,11 +21,13 @@ Question families (a quarter each; objects are the pretraining corpus' flat shap
   green {c}?";
 * Distance (3D) — a grey reference with a red and a blue candidate, one on its row, one at the back across
   the room: "Which object is closer to the grey {r}, the red {a} or the blue {b}?".
-Why so plain: measured on the shipped tiny model, the expert learns *what* is in a picture (a colour, a
-size, two colours touching) and a few repeated arrangements, but not positions in general (a red object
-left or right of a grey one stays at chance), counts on random cells, nor matching an answer to a shuffled
-option list. So options keep one order (4 3 2 1; red, blue, green), objects are told apart by colour, and
-each family repeats a few arrangements. The truth is drawn uniformly: a constant answer scores ~35%.
+Why so plain: on the tiny model, the expert learns *what* is in a picture (a colour, a size, two colours
+touching) and a few repeated arrangements, but not positions in general (whether a red object is left or
+right of a grey one), counts on random cells, nor matching an answer to a shuffled option list. So options
+keep one order (4 3 2 1; red, blue, green), objects are told apart by colour, and each family repeats a
+few arrangements. The truth is drawn uniformly, so a constant answer scores chance in each family (one in
+four options for Count, three for Relation and Depth, two for Distance). `python bench/calibrate.py`
+measures the task's difficulty.
 
 Train→test shift (`SHIFT`): train 2D items sit on plain light backdrops (three tints), test ones on a
 light-blue backdrop with a faint grid; train 3D scenes have a beige or grey wall over a brown floor, test
