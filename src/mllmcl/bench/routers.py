@@ -10,7 +10,9 @@ task only through the domain's mix of answer formats. Variants:
 - `prototype[text]`: question-token input embeddings, one mean;
 - `prototype[all]`: every prompt token's input embedding, image tokens included, one mean;
 - `prototype[mean-image]`: input-layer image tokens, one mean;
-- `mllm`: the MLLM router (a router LoRA reading image and prompt).
+- `mllm`: the MLLM router (a router LoRA reading image and prompt), 20 samples per task as the release;
+- `mllm[epochs24]`, `mllm[vision]`, `mllm[k200]`: twice the epochs; a LoRA on the vision tower too; 200
+  samples per task for 3 epochs.
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ VARIANTS: dict[str, dict] = {
     "prototype[all]": {"kind": "prototype", "tokens": "all", "layer": 0, "grid": 1},
     "prototype[mean-image]": {"kind": "prototype", "tokens": "image", "layer": 0, "grid": 1},
     "mllm": {"kind": "mllm"},
+    "mllm[epochs24]": {"kind": "mllm", "epochs": 24},
+    "mllm[vision]": {"kind": "mllm", "vision": True},
+    "mllm[k200]": {"kind": "mllm", "k": 200, "epochs": 3},
 }
 
 
