@@ -31,6 +31,17 @@ def test_bench_methods(tmp_path, capsys):
     assert "seq-lora" in capsys.readouterr().out
 
 
+def test_bench_scale_computes_in_bf16_only_where_it_is_fast(monkeypatch):
+    import torch
+
+    from mllmcl.bench.scale import bf16_autocast
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert not bf16_autocast("cpu", "auto") and bf16_autocast("cpu", "bf16") and bf16_autocast("cuda", "auto")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert bf16_autocast("cpu", "auto") and bf16_autocast("cpu", "fp32")
+
+
 def test_bench_scale(capsys):
     assert main(["bench", "scale", "--layers", "1", "--steps", "1", "--samples", "1", "--batch-size", "1",
                  "--grad-accum", "1"]) == 0

@@ -7,7 +7,8 @@ depth in reasonable time). The tokenizer is the tiny backbone's (the vocabulary 
 here), so prompt lengths are given in its tokens. Through the engine's own calls, on one device, it times:
 
 - expert training with MR-LoRA's 7B recipe (rank 128, alpha 256, dropout 0.05, every LM linear, projector
-  trained; bf16 autocast; the official per-device batch 4 and gradient accumulation 2);
+  trained; bf16 autocast where it is fast, see `bf16_autocast`; the official per-device batch 4 and gradient
+  accumulation 2);
 - greedy generation with one adapter, and routed generation where every batch mixes 4 adapters;
 - the MLLM router's scoring pass (one forward pass over the official DCL router prompt, letters scored)
   against an expert's generation of the same samples.
@@ -45,7 +46,7 @@ QUESTION = ("Is there a residential building in the image? Look at the whole sce
 class ScaleConfig:
     layers: int | None          # keep this many layers of each tower (None: all, 24 vision + 32 language)
     device: str
-    dtype: str                  # auto: bfloat16 on GPU, float32 on CPU (bf16 autocast trains either way)
+    dtype: str                  # auto: bfloat16 on GPU, float32 on CPU (bf16 autocast where fast: `bf16_autocast`)
     steps: int                  # timed optimizer steps (after one warm-up step)
     samples: int                # generation and routing samples
     batch_size: int             # per device
@@ -104,15 +105,26 @@ def _timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
+def bf16_autocast(device: str, dtype: str) -> bool:
+    """Compute in bf16 autocast, as the 7B recipe trains, where it is fast: on a GPU, when asked for
+    (`--dtype bf16`), or on a CPU with AVX-512 (oneDNN's bf16 kernels). A CPU without it emulates bf16 about a
+    thousand times slower than float32, so there the bench computes in float32."""
+    if device.startswith("cuda") or dtype == "bf16":
+        return True
+    return torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
+
+
 def run_scale_bench(config: ScaleConfig) -> dict:
     device = config.device
     dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
              "bf16": torch.bfloat16, "fp32": torch.float32}[config.dtype]
+    bf16 = bf16_autocast(device, config.dtype)
     start = time.perf_counter()
     backbone = build_7b_shaped(config.layers, device, dtype)
     params = sum(p.numel() for p in backbone.model.parameters())
     build_seconds = time.perf_counter() - start
-    report: dict = {"device": device, "dtype": str(dtype).removeprefix("torch."), "layers": config.layers or "full",
+    report: dict = {"device": device, "dtype": str(dtype).removeprefix("torch."), "bf16_autocast": bf16,
+                    "layers": config.layers or "full",
                     "parameters": params, "build_seconds": round(build_seconds, 1)}
 
     # expert training with the 7B recipe
@@ -122,12 +134,12 @@ def run_scale_bench(config: ScaleConfig) -> dict:
     per_step = config.batch_size * config.grad_accum
     examples = [Example(image, QUESTION, "Yes") for image in _images(per_step * (config.steps + 1))]
     recipe = TrainConfig(max_steps=1, batch_size=config.batch_size, grad_accum=config.grad_accum, lr=2e-5,
-                         bf16=True, progress=False)
+                         bf16=bf16, progress=False)
     train(backbone, examples[:per_step], "expert_a", recipe)  # warm-up step
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     timed = TrainConfig(max_steps=config.steps, batch_size=config.batch_size, grad_accum=config.grad_accum,
-                        lr=2e-5, bf16=True, progress=False)
+                        lr=2e-5, bf16=bf16, progress=False)
     seconds = _timed(lambda: train(backbone, examples[per_step:], "expert_a", timed), device)
     report["train"] = {"samples_per_second": round(config.steps * per_step / seconds, 3),
                        "seconds_per_step": round(seconds / config.steps, 2), "peak_mib": round(_peak_mib(device))}
@@ -138,7 +150,7 @@ def run_scale_bench(config: ScaleConfig) -> dict:
     mixed = [("expert_a", "expert_b", "expert_c", "expert_d")[i % 4] for i in range(config.samples)]
 
     def gen(adapters):
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             generate(backbone, images, questions, adapters=adapters, max_new_tokens=config.max_new_tokens,
                      batch_size=config.samples, group_by_adapter=False)
 
@@ -156,7 +168,7 @@ def run_scale_bench(config: ScaleConfig) -> dict:
     prompts = [official_prompt(QUESTION, "dcl")] * config.samples
 
     def route():
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             next_token_logits(backbone, images, prompts, adapters=["router"] * config.samples,
                               batch_size=config.samples, columns=[0, 1, 2, 3, 4])
 
@@ -173,7 +185,8 @@ def run_scale_bench(config: ScaleConfig) -> dict:
 def print_scale_report(report: dict) -> None:
     print(f"scale benchmark: LLaVA-1.5-7B shape, {report['layers']} layers, {report['parameters'] / 1e9:.2f} B "
           f"parameters ({report['adapter_parameters'] / 1e6:.1f} M per rank-128 expert), {report['device']}, "
-          f"{report['dtype']} weights, bf16 autocast; built in {report['build_seconds']} s")
+          f"{report['dtype']} weights, {'bf16 autocast' if report['bf16_autocast'] else 'float32 compute'}; built in "
+          f"{report['build_seconds']} s")
     train_, gen, router = report["train"], report["generate"], report["router"]
     print(f"   expert training (batch 4 x accum 2):  {train_['samples_per_second']:.3f} samples/s "
           f"({train_['seconds_per_step']} s/step), peak {train_['peak_mib']} MiB")
