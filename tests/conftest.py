@@ -72,7 +72,9 @@ def served(tmp_path_factory) -> dict:
     return {"root": root, "bench": bench, "run": root / "run", "lib": root / "lib", "bright": bright}
 
 
-SERVED_RECIPE = {"train": {"epochs": 2.0, "batch_size": 16}, "router": {"k": 8}, "eval": {"batch_size": 16}}
+# the toy domains differ by their questions (tests/toy_serve.py), so the prototype router reads the question
+SERVED_RECIPE = {"train": {"epochs": 2.0, "batch_size": 16},
+                 "router": {"k": 8, "tokens": "text", "layer": 0, "grid": 1}, "eval": {"batch_size": 16}}
 
 
 @pytest.fixture

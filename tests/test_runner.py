@@ -129,7 +129,7 @@ def test_routers_only_choose_fitted_experts_and_restore_their_state(toy, tmp_pat
 
     bench = load_benchmark(toy)
     ctx = Context(load_backbone("tiny"), bench, config_for(toy, ["mr-lora"]), tmp_path)
-    experts = [expert_of(ctx, task) for task in bench.tasks]
+    experts = [expert_of(ctx, task, kind) for task in bench.tasks]
     router = build_router(kind, ctx)
     samples = [s.query for task in bench.tasks for s in task.test]  # half from the task without an expert yet
     router.fit(experts[:1])
@@ -277,7 +277,7 @@ def test_a_router_buffer_larger_than_the_router_file_is_made_up_from_training_ro
 
     def buffer(k: int, seed: int = 0):
         config = load_config(None, {"data": {"benchmark": str(root), "seed": seed}, "router": {"k": k}})
-        return router_buffer(Context(None, bench, config, tmp_path / "ctx"), task)
+        return router_buffer(Context(None, bench, config, tmp_path / "ctx"), task, "mllm")
     assert buffer(1) == tuple(from_file)
     four = buffer(4)
     assert len(four) == 4 and four[0] == from_file[0]
