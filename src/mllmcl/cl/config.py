@@ -156,7 +156,7 @@ class RunConfig(Settings):
     Every part runs in a fresh process: the results are those of one process at the same `threads`
     (docs/engine.md, "Parallel jobs")"""
     data: DataConfig = DataConfig()
-    # The run's recipe (the engine's defaults are for one expert on its own): the 5-minute default, chosen on
+    # The run's recipe (the engine's defaults are for one expert on its own): the few-minute default, chosen on
     # the validation split (docs/methods.md, "The default recipe"); `--config full` is the slower recipe with
     # stronger experts. A block the user gives in part is filled from these, not from the engine's defaults.
     train: TrainConfig = TrainConfig(epochs=1.0, batch_size=8, lr=3e-3)
