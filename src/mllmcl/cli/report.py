@@ -59,7 +59,7 @@ def _report(args: argparse.Namespace) -> int:
         try:
             text = comparison_markdown(compare(load_runs(args.dirs)))
         except ValueError as e:
-            raise UserError(f"report --against paper: {e}") from None
+            raise UserError(f"report --against paper ({', '.join(args.dirs)}): {e}") from None
         if args.out:
             write_text_atomic(Path(args.out) / "against_paper.md", text)
         print(text)

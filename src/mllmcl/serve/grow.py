@@ -112,7 +112,7 @@ def add_expert(library_path: str | Path, name: str, train: str | Path, test: str
         staged = library.staging()
         try:
             record, buffer = _train_expert(ctx, library, staged, name, description, train_rows, held, scorer, limit,
-                                           epochs)
+                                           epochs, current.router.kind)
             experts = [*library.experts(), record]
             return _change(library, current, experts, {record.name: buffer}, {record.name: held},
                            {"command": _command("expert add", library_path, name=name, train=train, test=test),
@@ -209,9 +209,9 @@ def _adapter_folder(library: Library, record: ExpertRecord, staged: tuple[Path, 
 
 def _train_expert(ctx: Context, library: Library, staged: Path, name: str, description: str,
                   train_rows: Sequence[Sample], held: Sequence[Sample], scorer: str, limit: int,
-                  epochs: float | None) -> tuple[ExpertRecord, tuple[Sample, ...]]:
+                  epochs: float | None, router: str) -> tuple[ExpertRecord, tuple[Sample, ...]]:
     """A fresh expert trained with the library's recipe and seeds (as a run trains a task's expert), saved
-    into `staged/adapter` with its buffer and held-out rows."""
+    into `staged/adapter` with its buffer (sized for `router`, the library's router kind) and held-out rows."""
     adapter = adapter_name("candidate", name)
     fresh_adapter(ctx, adapter, ctx.train_seed("expert", name, "init"))
     try:
@@ -222,8 +222,7 @@ def _train_expert(ctx: Context, library: Library, staged: Path, name: str, descr
         with warnings.catch_warnings():  # peft notes that the deleted adapter was the active one: it is done with
             warnings.simplefilter("ignore", UserWarning)
             delete_adapter(ctx.backbone, adapter)
-    kind = library.version()["router"]["kind"]
-    buffer = tuple(sample_rows(train_rows, buffer_size(ctx, kind), ctx.data_seed("router-buffer", name)))
+    buffer = tuple(sample_rows(train_rows, buffer_size(ctx, router), ctx.data_seed("router-buffer", name)))
     write_expert_rows(staged, buffer, held)
     sha = folder_sha256(staged / "adapter")
     record = ExpertRecord(name, description, f".staging/{staged.name}", sha, data_fingerprint(train_rows), scorer,

@@ -27,12 +27,11 @@ and `family`, own rows (overlap < 1) `format: "own"`.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import replace
 from typing import Callable
 
 from mllmcl.data.synth.base import SeedSplit, SynthItem, SynthTask, item_rng, letters
-from mllmcl.data.synth.draw import NO, OWN_LOOK, SHARED_LOOK, YES
+from mllmcl.data.synth.draw import OWN_LOOK, SHARED_LOOK
 from mllmcl.data.tasks import BUILTIN, FIN_LETTER, FIN_YES_NO, LETTER_INSTRUCTION, SHORT_INSTRUCTION
 
 FAMILIES = ("yesno", "letter", "text")
@@ -51,17 +50,6 @@ OWN_INSTRUCTIONS = {"letter": f"\n{LETTER_INSTRUCTION}", "yesno": f"\n{SHORT_INS
                     "text": f"\n{SHORT_INSTRUCTION}", "number": f"\n{SHORT_INSTRUCTION}"}
 """What ends a domain's own question of each format, as LLaVA-1.5's data binds them (Fin's prompt rule adds
 Fin's own suffixes instead)."""
-
-
-def answer_format(answer: str) -> str:
-    """The format class of a reference answer: yesno, letter (A-D), number or text."""
-    if answer in (YES, NO):
-        return "yesno"
-    if re.fullmatch(r"[A-D]", answer):
-        return "letter"
-    if re.fullmatch(r"-?\d+(\.\d+)?", answer):
-        return "number"
-    return "text"
 
 
 def _prompt_rule(task: str) -> Callable[[str, str], str] | None:
