@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from mllmcl.core.errors import UserError, one_line
 from mllmcl.core.io import is_dir, is_file, read_json
-from mllmcl.engine import moe
-from mllmcl.engine.settings import LoraRecipe, MoELoraRecipe
+from mllmcl.engine import blocks, moe
+from mllmcl.engine.settings import BlockLoraRecipe, LoraRecipe, MoELoraRecipe
 from mllmcl.models.backbone import Backbone
 
 BASE = "__base__"  # peft's name for "no adapter" inside a mixed batch
@@ -38,19 +38,24 @@ def peft_config(backbone: Backbone, recipe: LoraRecipe):
                       target_modules=target, modules_to_save=modules_to_save, bias="none")
 
 
-# What an adapter is beyond peft's LoRA is up to its recipe: a MoE recipe adds per-token gates (engine/moe.py).
+# What an adapter is beyond peft's LoRA is up to its recipe: a MoE recipe adds per-token gates (engine/moe.py), a
+# block recipe a hook that mixes its task blocks (engine/blocks.py).
 # These three are the only places that tell recipe kinds apart.
 
 def _attach(backbone: Backbone, name: str, recipe: LoraRecipe) -> None:
     """Called once adapter `name` exists on `backbone` (added or loaded)."""
     if isinstance(recipe, MoELoraRecipe):
-        moe.attach_gates(backbone, name, recipe.experts)
+        moe.attach_gates(backbone, name, recipe.experts, recipe.gate_init)
+    elif isinstance(recipe, BlockLoraRecipe):
+        blocks.attach(backbone, name, recipe.blocks)
 
 
 def _detach(backbone: Backbone, name: str, recipe: LoraRecipe) -> None:
     """Called before adapter `name` is deleted."""
     if isinstance(recipe, MoELoraRecipe):
         moe.detach_gates(backbone, name)
+    elif isinstance(recipe, BlockLoraRecipe):
+        blocks.detach(backbone, name)
 
 
 def _extra_parameters(backbone: Backbone, name: str, recipe: LoraRecipe) -> dict[str, torch.nn.Parameter]:

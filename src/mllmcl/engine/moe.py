@@ -15,6 +15,7 @@ merging into the base weights (the gate depends on the input).
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import torch
 
@@ -23,17 +24,39 @@ from mllmcl.models.backbone import Backbone
 GATES = "mllmcl_moe_gates"  # the ModuleDict on the bare model holding every MoE adapter's gates
 
 
-def attach_gates(backbone: Backbone, name: str, experts: int) -> None:
-    """Give adapter `name` a zero-initialised gate over `experts` experts in every layer it adapts (a uniform
-    mixture: the adapter starts as plain LoRA), applied by a hook on each `lora_A`."""
+def attach_gates(backbone: Backbone, name: str, experts: int, init: str = "zeros") -> None:
+    """Give adapter `name` a gate over `experts` experts in every layer it adapts, applied by a hook on each
+    `lora_A`: zero-initialised (`init="zeros"`, a uniform mixture: the adapter starts as plain LoRA) or with
+    torch's default Linear init (`"random"`)."""
     gates = torch.nn.ModuleDict()
     for key, lora_a in _layers(backbone, name).items():
         gate = torch.nn.Linear(lora_a.in_features, experts, bias=False)
-        torch.nn.init.zeros_(gate.weight)
+        if init == "zeros":
+            torch.nn.init.zeros_(gate.weight)
         gates[key] = gate.to(device=lora_a.weight.device, dtype=lora_a.weight.dtype)
         handle = lora_a.register_forward_hook(_gated(gate, experts))
         _handles(backbone).setdefault(name, []).append(handle)
     _holder(backbone)[name] = gates
+
+
+def expert_usage(backbone: Backbone, name: str, run: Callable[[], object], top: int = 2) -> dict[str, torch.Tensor]:
+    """How often each expert of adapter `name` is among a token's `top` gate weights, per layer, while `run()`
+    runs forward passes with the adapter (e.g. over a task's prompts): gate key → counts (experts,)."""
+    counts: dict[str, torch.Tensor] = {}
+
+    def counter(key: str):
+        def hook(module, inputs, output):
+            chosen = output.detach().topk(min(top, output.shape[-1]), dim=-1).indices.flatten()
+            counts[key] = counts.get(key, 0) + torch.bincount(chosen.cpu(), minlength=output.shape[-1])
+        return hook
+
+    handles = [gate.register_forward_hook(counter(key)) for key, gate in gates(backbone, name).items()]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return counts
 
 
 def detach_gates(backbone: Backbone, name: str) -> None:
@@ -66,8 +89,13 @@ def _layers(backbone: Backbone, name: str) -> dict[str, torch.nn.Module]:
     out = {}
     for key, module in backbone.model.named_modules():
         if key.endswith(f".lora_A.{name}"):
-            out[re.sub(r"[^A-Za-z0-9_]", "_", key.removesuffix(f".lora_A.{name}"))] = module
+            out[layer_key(key.removesuffix(f".lora_A.{name}"))] = module
     return out
+
+
+def layer_key(module: str) -> str:
+    """The gate key of the adapted module named `module` (as `named_modules` or a parameter's prefix names it)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", module)
 
 
 def _gated(gate: torch.nn.Linear, experts: int):

@@ -1,13 +1,13 @@
 """The engine's settings as plain data: how a training call optimises (`TrainConfig`) and what a LoRA adapter
-adapts (`LoraRecipe`, and `MoELoraRecipe`, a mixture of LoRA experts). No torch here: the run configuration
-composes these blocks and is checked before anything heavy loads (`mllmcl run --dry-run`, `mllmcl ls`).
+adapts (`LoraRecipe`; `MoELoraRecipe`, a mixture of LoRA experts; `BlockLoraRecipe`, one LoRA block per
+task). No torch here: the run configuration composes these blocks and is checked before anything heavy loads (`mllmcl run --dry-run`, `mllmcl ls`).
 
 The defaults are the engine's own (tuned for one LoRA expert on the tiny backbone, see docs/engine.md); the
 run's recipe is the run configuration's default for these blocks (`mllmcl.cl.config.RunConfig`)."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -124,6 +124,8 @@ class MoELoraRecipe(LoraRecipe):
 
     experts: int = Field(4, ge=1)
     """LoRA experts per adapted layer (each of rank rank / experts)"""
+    gate_init: Literal["zeros", "random"] = "zeros"
+    """the gates' initial weights: zeros (a uniform mixture at first) or torch's default Linear init"""
 
     kind = "moe"
     plain = False
@@ -133,5 +135,22 @@ class MoELoraRecipe(LoraRecipe):
             raise ValueError(f"rank {self.rank} does not split into {self.experts} experts of equal rank")
 
 
-RECIPES: dict[str, type[LoraRecipe]] = {recipe.kind: recipe for recipe in (LoraRecipe, MoELoraRecipe)}
+@pydantic_dataclass(frozen=True, config=_STRICT)
+class BlockLoraRecipe(LoraRecipe):
+    """A LoRA recipe whose rank is split into `blocks` blocks of rank rank/blocks, one per task, mixed by weights
+    the owning method sets (engine/blocks.py: HiDe-LLaVA, DISCO)."""
+
+    blocks: int = Field(5, ge=1)
+    """task blocks per adapted layer (each of rank rank / blocks)"""
+
+    kind = "blocks"
+    plain = False
+
+    def __post_init__(self) -> None:
+        if self.rank % self.blocks:
+            raise ValueError(f"rank {self.rank} does not split into {self.blocks} blocks of equal rank")
+
+
+RECIPES: dict[str, type[LoraRecipe]] = {recipe.kind: recipe for recipe in (LoraRecipe, MoELoraRecipe,
+                                                                              BlockLoraRecipe)}
 """Recipe kind → class: what `LoraRecipe.from_dict` rebuilds a saved recipe as."""
