@@ -152,7 +152,7 @@ def test_a_block_of_a_method_is_typed_and_saved_with_the_config(tmp_path):
     assert config.block("replay").k == 7
     path = tmp_path / "config.yaml"
     path.write_text(to_yaml(config))
-    assert yaml.safe_load(path.read_text())["replay"] == {"k": 7, "source": "train"}
+    assert yaml.safe_load(path.read_text())["replay"] == {"share": [0.3, 0.3, 0.2], "k": 7, "source": "train"}
     assert load_config(path) == config
 
 

@@ -173,7 +173,7 @@ def test_every_registered_method_runs_through_two_tasks(tmp_path):
 
     root = write_toy_benchmark(tmp_path / "toy", train=16, test=4)
     methods = METHODS.names() + ["ewc+replay", "o-lora+replay"]
-    config = config_for(root, methods, lora={"rank": 8, "alpha": 16.0}, ewc={"batches": 2}, **{"o-lora": {"rank": 4}})
+    config = config_for(root, methods, lora={"rank": 8, "alpha": 16.0}, ewc={"samples": 8}, **{"o-lora": {"rank": 4}})
     results = run(config, tmp_path / "run", log=quiet, progress=False).to_json()
     for name in methods:
         entry = results["methods"][name]

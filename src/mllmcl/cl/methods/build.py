@@ -5,7 +5,10 @@ from __future__ import annotations
 from mllmcl.cl.context import Context
 from mllmcl.cl.methods.base import Method
 from mllmcl.cl.methods.catalog import check_method_spec
+from mllmcl.cl.methods.cl_moe import CLMoE
+from mllmcl.cl.methods.disco import Disco
 from mllmcl.cl.methods.ewc import EWC
+from mllmcl.cl.methods.hide_llava import HiDeLLaVA
 from mllmcl.cl.methods.joint import Joint
 from mllmcl.cl.methods.lwf import LwF
 from mllmcl.cl.methods.moelora import MoELoRA
@@ -13,11 +16,13 @@ from mllmcl.cl.methods.mr_lora import MRLoRA
 from mllmcl.cl.methods.o_lora import OLoRA
 from mllmcl.cl.methods.oracle import Oracle
 from mllmcl.cl.methods.replay import with_replay
+from mllmcl.cl.methods.sefe import SEFE
 from mllmcl.cl.methods.seq_lora import SeqLoRA
 from mllmcl.cl.methods.zero_shot import ZeroShot
 
 IMPLEMENTATIONS: dict[str, type] = {
-    **{method.name: method for method in (ZeroShot, SeqLoRA, Joint, MRLoRA, Oracle, EWC, LwF, MoELoRA, OLoRA)},
+    **{method.name: method for method in (ZeroShot, SeqLoRA, Joint, MRLoRA, Oracle, EWC, LwF, MoELoRA, OLoRA,
+                                          CLMoE, HiDeLLaVA, SEFE, Disco)},
     "replay": with_replay(SeqLoRA),  # = seq-lora+replay (LoRA-FT* in the paper's tables)
 }
 """Method name → its class; the same names and cards as the catalog (tests/test_catalogs.py)."""

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mllmcl.cl.routing.catalog import ROUTERS
 from mllmcl.core.errors import UserError
@@ -44,12 +44,32 @@ class MethodCard:
 # --- the methods' settings blocks (a top-level section of the configuration each, named after the method) ---
 
 class ReplaySettings(Settings):
-    """The replay buffer of every `+replay` method."""
+    """The replay buffer of every `+replay` method. By default each past task gives a share of its training
+    rows, by the position of the task being learned: the release's replay files `task2replay30` …
+    `task5replay20`, read as percentages (docs/methods.md, "Differences from the paper")."""
 
-    k: int = Field(200, ge=1)
-    """stored samples per past task, mixed into each new task's data"""
+    share: tuple[float, ...] = (0.3, 0.3, 0.2)
+    """share of every past task's training rows replayed while learning the 2nd, 3rd, … task (the last entry
+    holds for every later task)"""
+    k: int | None = Field(None, ge=1)
+    """stored samples per past task instead of a share (a count, for any benchmark)"""
     source: Literal["train", "file"] = "train"
     """train: drawn from each task's training rows; file: the release's replay file"""
+
+    @field_validator("share")
+    @classmethod
+    def _shares(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0 < v <= 1 for v in value):
+            raise ValueError("replay.share needs one or more shares in (0, 1]")
+        return value
+
+    def size(self, past_rows: int, learning: int) -> int:
+        """Rows replayed from a past task of `past_rows` training rows while learning task number `learning`
+        (1-based; the first task replays nothing)."""
+        if self.k is not None:
+            return min(self.k, past_rows)
+        share = self.share[min(learning - 2, len(self.share) - 1)]
+        return min(past_rows, max(1, round(share * past_rows)))
 
 
 class EWCSettings(Settings):
@@ -59,8 +79,8 @@ class EWCSettings(Settings):
     """weight λ of the penalty λ/2 · Σ F (θ − θ*)² (0 = seq-lora)"""
     gamma: float = Field(1.0, ge=0, le=1)
     """online decay of the running Fisher: F ← γ·F + F_task"""
-    batches: int = Field(50, ge=1)
-    """batches of the task's data whose squared gradients estimate its Fisher"""
+    samples: int = Field(200, ge=1)
+    """training rows of the task whose squared per-sample gradients estimate its Fisher (one backward pass each)"""
 
 
 class LwFSettings(Settings):
@@ -98,13 +118,49 @@ class OLoRASettings(Settings):
     """weight of an L2 penalty on the new task's LoRA (0 in O-LoRA)"""
 
 
+class CLMoESettings(Settings):
+    """CL-MoE's momentum merge of the experts between tasks."""
+
+    merge: bool = False
+    """merge the experts with their weights before each task (false: MCITlib's CL-MoE, the paper's row)"""
+    momentum: float = Field(0.7, ge=0, le=1)
+    """α of the merge: an expert kept α of its weights before the task (1 − α if only the last task used it)"""
+    usage_top: int = Field(8, ge=1)
+    """an expert is "used" by a task when among its usage_top most chosen (each token's top-2)"""
+
+
+class HiDeSettings(Settings):
+    """HiDe-LLaVA's top-layer expansion."""
+
+    temperature: float = Field(0.1, gt=0)
+    """softmax temperature over the tasks' anchor similarities in the top layer"""
+
+
+class DiscoSettings(Settings):
+    """DISCO's subspace-selective activation."""
+
+    temperature: float = Field(0.05, gt=0)
+    """softmax temperature over the tasks' prototype similarities"""
+
+
+class SEFESettings(Settings):
+    """SEFE: RegLoRA's penalty and Answer Style Diversification."""
+
+    lambda_: float = Field(2500.0, alias="lambda", ge=0)
+    """weight of the L1 penalty on the new update at the earlier tasks' key positions (0 = plain merged LoRA)"""
+    key_share: float = Field(0.02, gt=0, le=1)
+    """share of each matrix's largest |B A| entries that become key positions after a task"""
+    asd: float = Field(0.0, ge=0, le=1)
+    """share of each task's training rows rewritten into another answer style (0 = off, the paper's row)"""
+
+
 # --- the catalog -----------------------------------------------------------------------------------------------
 
 METHODS: Registry[MethodCard] = Registry("method")
 METHODS.add("zero-shot", MethodCard(sequential=False, learns=False),
             "the base model without any training (reference row)")
 METHODS.add("seq-lora", MethodCard(replayable=True), "LoRA-FT: one LoRA trained on each task in turn (forgets)")
-METHODS.add("replay", MethodCard(), "seq-lora + a replay buffer of k samples per past task (= seq-lora+replay)",
+METHODS.add("replay", MethodCard(), "seq-lora + a replay buffer of every past task (= seq-lora+replay)",
             settings=ReplaySettings)
 METHODS.add("joint", MethodCard(sequential=False), "one LoRA trained on all tasks at once (multi-task upper bound)")
 METHODS.add("mr-lora", MethodCard(routed=True, takes_router=True, uses_experts=True),
@@ -120,6 +176,17 @@ METHODS.add("moelora", MethodCard(replayable=True, check=_moelora_fits),
             settings=MoELoRASettings)
 METHODS.add("o-lora", MethodCard(replayable=True),
             "O-LoRA: a new LoRA per task, orthogonal to the earlier ones; answers with their sum", settings=OLoRASettings)
+METHODS.add("cl-moe", MethodCard(replayable=True),
+            "CL-MoE: a mixture of one LoRA expert per task with a per-token router, optional momentum merge",
+            settings=CLMoESettings)
+METHODS.add("hide-llava", MethodCard(replayable=True),
+            "HiDe-LLaVA: a LoRA block per task, picked by anchor similarity in the top layer, fused below",
+            settings=HiDeSettings)
+METHODS.add("sefe", MethodCard(replayable=True),
+            "SEFE (RegLoRA): a merged LoRA per task, penalised at earlier tasks' key positions", settings=SEFESettings)
+METHODS.add("disco", MethodCard(replayable=True),
+            "DISCO: a LoRA subspace per task, weighted by the prompt's similarity to each task's prototype",
+            settings=DiscoSettings)
 
 
 # --- method entries ----------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`ewc`: online Elastic Weight Consolidation (Kirkpatrick et al. 2017) on the sequential LoRA adapter.
 
-After each task, the diagonal Fisher information of the adapter's trainable parameters is estimated from
-the squared gradients of that task's own loss (`ewc.batches` batches), and the adapter's weights are taken
+After each task, the diagonal (empirical) Fisher information of the adapter's trainable parameters is
+estimated as Kirkpatrick et al. define it, from the squared gradient of each sample's own loss (`ewc.samples`
+rows of the task, one backward pass each), and the adapter's weights are taken
 as the anchor θ*. The Fisher is kept online: F ← γ·F + F_task (`ewc.gamma`; 1 sums the tasks). Every later
 task adds λ/2 · Σ_i F_i (θ_i − θ*_i)² to its loss (`ewc.lambda`), so weights that mattered for earlier tasks
 move less. The loop, data and adapter are seq-lora's; only the loss and the after-task step differ."""
@@ -55,8 +56,8 @@ class EWC(SeqLoRA):
         return loss
 
     def after_task(self, task: Task) -> None:
-        fisher = squared_gradients(self.ctx.backbone, self.data(task), self.adapter, self.ctx.config.train.batch_size,
-                                   self.settings.batches, self.ctx.train_seed(self.name, "fisher", task.name))
+        fisher = squared_gradients(self.ctx.backbone, self.data(task), self.adapter, 1, self.settings.samples,
+                                   self.ctx.train_seed(self.name, "fisher", task.name))  # batches of one: per sample
         gamma = self.settings.gamma
         self.fisher = {k: gamma * self.fisher[k] + f if k in self.fisher else f for k, f in fisher.items()}
         self.anchor = {k: p.detach().clone() for k, p in adapter_parameters(self.ctx.backbone, self.adapter).items()}

@@ -1,10 +1,12 @@
-"""`+replay`: any method that trains on `data(task)` (seq-lora and its family: `ewc`, `lwf`, `o-lora`,
-`moelora`) plus a replay buffer — k stored samples of every past task mixed into each new task's data.
+"""`+replay`: any method that trains on `data(task)` (seq-lora and its family, `o-lora`, `cl-moe`,
+`hide-llava`, `sefe`, `disco`) plus a replay buffer — stored samples of every past task mixed into each new
+task's data: a share of each past task's rows by the position of the task being learned (`replay.share`,
+the release's files read as percentages), or `replay.k` samples of each.
 These are the "*" rows of MLLM-CL's tables: `seq-lora+replay` (LoRA-FT*; also registered as plain
 `replay`), `ewc+replay`, `o-lora+replay`, …
 
-The buffer comes from each past task's training rows (`replay.source: train`, k drawn per task with the
-run's data seed) or from the release's replay file (`replay.source: file`, its first k rows of the task).
+The buffer comes from each past task's training rows (`replay.source: train`, drawn with the run's data
+seed) or from the release's replay file (`replay.source: file`, its first rows of the task).
 It is built once here, for every method, by one mixin."""
 from __future__ import annotations
 
@@ -22,20 +24,22 @@ class ReplayMixin:
     name: str
     learned: list[Task]
 
-    def buffer(self, task: Task) -> list[Sample]:
+    def buffer(self, task: Task, learning: int) -> list[Sample]:
+        """What past task `task` replays while task number `learning` (1-based) is learned."""
         settings = self.ctx.config.block("replay")
+        size = settings.size(len(self.ctx.train_rows(task)), learning)
         if settings.source == "file":
-            rows = [s for s in self.ctx.benchmark.replay if s.task == task.name][:settings.k]
+            rows = [s for s in self.ctx.benchmark.replay if s.task == task.name][:size]
             if not rows:
                 raise UserError(f"replay.source is 'file' but the benchmark's replay file has no rows of task "
                                 f"{task.name!r} ({self.ctx.benchmark.replay_file or 'no replay file found'})")
             return rows
-        return sample_rows(self.ctx.train_rows(task), settings.k, self.ctx.data_seed(self.name, "buffer", task.name))
+        return sample_rows(self.ctx.train_rows(task), size, self.ctx.data_seed(self.name, "buffer", task.name))
 
     def data(self, task: Task) -> list[Sample]:
         rows = super().data(task)  # type: ignore[misc]
         for past in self.learned:
-            rows.extend(self.buffer(past))
+            rows.extend(self.buffer(past, len(self.learned) + 1))
         return rows
 
 

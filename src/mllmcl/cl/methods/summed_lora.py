@@ -1,0 +1,84 @@
+"""What O-LoRA and SEFE's RegLoRA share: a fresh LoRA per task, trained while the earlier tasks' LoRAs stay
+frozen but active (their updates are summed into every forward pass, engine `train(frozen_adapters=…)`), and
+answers from the sum of all of them, merged into one adapter whose update is exactly that sum (peft's "cat"
+combination). With no task id at test time, this is the model "merged after every task" that both methods
+describe, kept as separate LoRAs on the shared backbone that other methods use too.
+
+So that the LoRAs can be summed, each is plain LoRA and the projector stays the base model's: a per-task
+projector copy cannot be summed (docs/methods.md, "Differences from the paper"). A subclass gives the
+task's loss (`loss(new)`) and may keep state after each task (`after_task(new)`)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from mllmcl.cl.context import Context, fresh_adapter, train_adapter
+from mllmcl.cl.methods.base import OneAdapterMethod
+from mllmcl.core.errors import UserError
+from mllmcl.data.mllm_cl import Sample, Task
+from mllmcl.engine.adapters import delete_adapter, load_adapter, save_adapter, sum_adapters
+from mllmcl.engine.settings import LoraRecipe
+from mllmcl.engine.train import LossFn, causal_lm_loss
+
+
+class SummedLoRA(OneAdapterMethod):
+    def __init__(self, ctx: Context, name: str | None = None):
+        super().__init__(ctx, name)
+        self.tasks: list[str] = []   # the per-task adapters, in order; self.adapter is their sum
+
+    # -- what a subclass decides
+    def rank(self) -> int:
+        """Each task's LoRA rank (the run's by default)."""
+        return self.ctx.config.lora.rank
+
+    def loss(self, new: str) -> LossFn:
+        """The loss of training adapter `new` (the earlier tasks' adapters are `self.tasks`)."""
+        return causal_lm_loss
+
+    def after_task(self, new: str) -> None:
+        """Called once adapter `new` is trained, before it joins `self.tasks`."""
+
+    # -- the loop
+    def recipe(self) -> LoraRecipe:
+        """The run's recipe at `rank()` (same alpha / rank scale), without a projector copy."""
+        lora, rank = self.ctx.config.lora, self.rank()
+        return replace(lora, rank=rank, alpha=lora.alpha * rank / lora.rank, projector=False)
+
+    def data(self, task: Task) -> list[Sample]:
+        return list(self.ctx.train_rows(task))
+
+    def trained_after(self, learned: Sequence[Task]) -> bool:
+        return bool(learned)
+
+    def learn(self, task: Task) -> None:
+        new = f"{self.adapter}_t{len(self.tasks) + 1}"
+        fresh_adapter(self.ctx, new, self.ctx.train_seed(self.name, "init", task.name), self.recipe())
+        train_adapter(self.ctx, new, self.data(task), self.ctx.train_seed(self.name, task.name),
+                      f"{self.name} ← {task.name}", loss_fn=self.loss(new), frozen_adapters=tuple(self.tasks))
+        self.after_task(new)
+        self.tasks.append(new)
+        self.learned.append(task)
+        self._merge()
+
+    def _merge(self) -> None:
+        """The answering adapter: the exact sum of every task's LoRA."""
+        if self.adapter in self.ctx.backbone.adapter_names:
+            delete_adapter(self.ctx.backbone, self.adapter)
+        sum_adapters(self.ctx.backbone, self.tasks, self.adapter)
+
+    def save(self, folder: Path) -> None:
+        for name in self.tasks:
+            save_adapter(self.ctx.backbone, name, folder)
+
+    def restore(self, folder: Path, learned: Sequence[Task]) -> None:
+        self.learned = list(learned)
+        self.tasks = [f"{self.adapter}_t{i + 1}" for i in range(len(learned))]
+        for i, name in enumerate(self.tasks):
+            if not (folder / name).is_dir():
+                raise UserError(f"{folder / name}: the {self.name} adapter of task {i + 1} is missing; "
+                                "the run cannot resume from here (start it in another --out)")
+            if name not in self.ctx.backbone.adapter_names:
+                load_adapter(self.ctx.backbone, name, folder / name)
+        if self.tasks:
+            self._merge()
