@@ -44,6 +44,19 @@ PROMPT_RULES: dict[str, Callable[[str, str], str]] = {"fin": _fin_suffix}
 root are used as written); the synthetic writer (`mllmcl.data.synth.write`) also applies it to the training
 rows it writes, so Fin's synthetic training prompts end with the suffix its evaluation adds."""
 
+RULE_SUFFIXES = (FIN_YES_NO.strip(), FIN_LETTER.strip())
+"""What the prompt rules append: Fin's two suffixes, chosen from the ground-truth answer."""
+
+
+def without_rule_suffix(prompt: str) -> str:
+    """`prompt` without the suffix a prompt rule appends: the row's own `text`, what the official router reads.
+    A router shown the suffix would be shown a cue derived from the answer (and one only Fin carries)."""
+    tail = prompt.rstrip()
+    for suffix in RULE_SUFFIXES:
+        if tail.endswith(suffix):
+            return tail[:-len(suffix)].rstrip()
+    return prompt
+
 # --- names ---------------------------------------------------------------------------------------------
 
 def find_name(typed: str, names: Sequence[str]) -> str | None:

@@ -29,6 +29,7 @@ from mllmcl.core.errors import UserError
 from mllmcl.core.io import write_json_atomic
 from mllmcl.data.official_router import OFFICIAL_LETTERS, official_prompt
 from mllmcl.data.records import Example, Query
+from mllmcl.data.tasks import without_rule_suffix
 from mllmcl.engine.adapters import delete_adapter, load_adapter, save_adapter
 from mllmcl.engine.generate import next_token_logits
 
@@ -121,7 +122,7 @@ class MLLMRouter:
         if len(experts) == 1:  # one expert: nothing to learn until a second one arrives
             return
         letters = self.letters()
-        rows = [Example(s.image, self.prompt(s.question), letters[i])
+        rows = [Example(s.image, self.prompt(without_rule_suffix(s.question)), letters[i])
                 for i, expert in enumerate(experts) for s in expert.buffer]
         stage = len(experts)
         recipe = replace(self.ctx.config.lora, rank=cfg.rank, alpha=2.0 * cfg.rank, vision=cfg.vision)
@@ -131,7 +132,7 @@ class MLLMRouter:
 
     def scores(self, queries: Sequence[Query]) -> torch.Tensor:
         """Router logits of the experts' letters, shape (n, experts)."""
-        prompts = [self.prompt(q.question) for q in queries]
+        prompts = [self.prompt(without_rule_suffix(q.question)) for q in queries]
         return next_token_logits(self.ctx.backbone, [q.image for q in queries], prompts,
                                  adapters=[ADAPTER] * len(queries), batch_size=self.ctx.config.eval.batch_size,
                                  columns=[self.letter_id(letter) for letter in self.letters()],

@@ -29,6 +29,7 @@ from mllmcl.core.errors import UserError
 from mllmcl.core.io import write_bytes_atomic, write_json_atomic
 from mllmcl.data.mllm_cl import Sample
 from mllmcl.data.records import Query
+from mllmcl.data.tasks import without_rule_suffix
 from mllmcl.engine.generate import pooled_features
 
 STATE = "prototype_router"
@@ -48,7 +49,8 @@ class PrototypeRouter:
     def _raw(self, items: Sequence[Query | Sample]) -> torch.Tensor:
         """Pooled features of what is routed (queries) or fitted on (buffer samples): image and prompt only."""
         cfg = self.ctx.config.router
-        return pooled_features(self.ctx.backbone, [s.image for s in items], [s.question for s in items],
+        questions = [without_rule_suffix(s.question) for s in items]
+        return pooled_features(self.ctx.backbone, [s.image for s in items], questions,
                                batch_size=self.ctx.config.eval.batch_size, layer=cfg.layer, tokens=cfg.tokens,
                                grid=cfg.grid, processes=self.ctx.processes)
 
