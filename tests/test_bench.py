@@ -21,14 +21,27 @@ def test_bench_routing(served, capsys):
 
 
 def test_bench_routers(tmp_path, capsys):
-    assert main(["bench", "routers", "--overlaps", "0", "--routers", "prototype[text]", "--train", "20",
-                 "--cache", str(tmp_path)]) == 0
-    assert "prototype[text]" in capsys.readouterr().out
+    assert main(["bench", "routers", "--overlaps", "0", "--routers", "prototype[text],prototype[k=4,grid=1]",
+                 "--train", "20", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "prototype[text]" in out and "prototype[k=4,grid=1]" in out
+
+
+def test_a_router_variant_is_named_or_spelled_out_as_settings():
+    from mllmcl.bench.routers import split_routers, variant
+    from mllmcl.core.errors import UserError
+
+    names = split_routers("mllm,mllm[epochs=24,lr=0.005],prototype[text]")
+    assert names == ["mllm", "mllm[epochs=24,lr=0.005]", "prototype[text]"]
+    assert variant(names[1]) == {"kind": "mllm", "epochs": 24, "lr": 0.005}
+    with pytest.raises(UserError, match="unknown variant"):
+        variant("mllm[fast]")
 
 
 def test_bench_methods(tmp_path, capsys):
-    assert main(["bench", "methods", "--methods", "seq-lora", "--train", "20", "--cache", str(tmp_path)]) == 0
-    assert "seq-lora" in capsys.readouterr().out
+    assert main(["bench", "methods", "--methods", "seq-lora,disco", "--train", "20", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "seq-lora" in out and "disco" in out and "adapter params" in out
 
 
 def test_bench_scale_computes_in_bf16_only_where_it_is_fast(monkeypatch):

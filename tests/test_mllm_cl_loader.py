@@ -612,3 +612,15 @@ def test_data_subcommands_have_help_for_every_option(capsys):
     for name, sub in data._subparsers._group_actions[0].choices.items():
         for action in sub._actions:
             assert action.help, f"data {name} {action.option_strings or action.dest} has no help"
+
+
+def test_the_answer_derived_fin_suffix_is_cut_from_what_routers_read():
+    from mllmcl.data.tasks import FIN_LETTER, FIN_YES_NO, LETTER_INSTRUCTION, PROMPT_RULES, without_rule_suffix
+
+    text = "Is the stock rising?"
+    for answer in ("Yes", "B"):
+        prompt = PROMPT_RULES["fin"](text, answer)
+        assert prompt != text and without_rule_suffix(prompt) == text
+    assert without_rule_suffix(text + FIN_YES_NO + "  ") == text and without_rule_suffix(text + FIN_LETTER) == text
+    plain = f"Which option?\nA. up\nB. down\n{LETTER_INSTRUCTION}"
+    assert without_rule_suffix(plain) == plain  # the row's own instruction is its text: kept

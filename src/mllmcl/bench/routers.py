@@ -12,13 +12,18 @@ task only through the domain's mix of answer formats. Variants:
 - `prototype[mean-image]`: input-layer image tokens, one mean;
 - `mllm`: the MLLM router (a router LoRA reading image and prompt), 20 samples per task as the release;
 - `mllm[epochs24]`, `mllm[vision]`, `mllm[k200]`: twice the epochs; a LoRA on the vision tower too; 200
-  samples per task for 3 epochs.
+  samples per task for 3 epochs;
+- any router with settings of its own, `kind[key=value,…]` over the `router` block, e.g.
+  `mllm[epochs=24,lr=5e-3]`: what a choice of defaults on the validation split compares.
 """
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from typing import Sequence
+
+import yaml
 
 from mllmcl.cl.config import load_config
 from mllmcl.cl.context import Context
@@ -40,12 +45,26 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+def variant(name: str) -> dict:
+    """The `router` block of a variant: a named one, or `kind[key=value,…]` (values read as YAML scalars)."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    match = re.fullmatch(r"([a-z]+)\[(.+)\]", name)
+    if match is None or not all("=" in item for item in match[2].split(",")):
+        raise UserError(f"--routers: unknown variant {name!r}; known: {', '.join(VARIANTS)}, or kind[key=value,…]")
+    settings = {k.strip(): yaml.safe_load(v) for k, v in (item.split("=", 1) for item in match[2].split(","))}
+    return {"kind": match[1], **settings}
+
+
+def split_routers(routers: str) -> list[str]:
+    """`a,b[x=1,y=2],c` → the variants, commas inside brackets kept."""
+    return [r.strip() for r in re.findall(r"[^,\[]+(?:\[[^\]]*\])?", routers) if r.strip()]
+
+
 def run_routers_bench(overlaps: Sequence[float], seed: int, cache: str, split: str, routers: str | None,
                       train: int) -> dict:
-    names = [r.strip() for r in routers.split(",")] if routers else list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise UserError(f"--routers: unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    names = split_routers(routers) if routers else list(VARIANTS)
+    blocks = {name: variant(name) for name in names}
     backbone = load_backbone("tiny")
     report: dict = {"split": split, "seed": seed, "overlaps": list(overlaps), "routers": {}}
     with tempfile.TemporaryDirectory() as folder:
@@ -53,11 +72,11 @@ def run_routers_bench(overlaps: Sequence[float], seed: int, cache: str, split: s
             data = {"overlap": overlap, "train": train, "test": 100 if split == "test" else 1, "val": 100,
                     "unseen": 0, "seed": seed, "cache": cache}
             for name in names:
-                config = load_config(None, {"data": data, "seed": seed, "router": VARIANTS[name]})
+                config = load_config(None, {"data": data, "seed": seed, "router": blocks[name]})
                 bench = prepare_benchmark(config, progress=False)
                 ctx = Context(backbone, bench, config, folder, progress=False)
                 rows = [s for task in bench.tasks for s in (task.val if split == "val" else task.test)]
-                router = build_router(VARIANTS[name]["kind"], ctx)
+                router = build_router(blocks[name]["kind"], ctx)
                 start = time.perf_counter()
                 router.fit([expert_of(ctx, task, router.kind) for task in bench.tasks])
                 fitted = time.perf_counter() - start

@@ -41,9 +41,9 @@ def register(commands) -> None:
                    help="training items per task of the synthetic data (the router buffers are drawn from them; "
                         "default: %(default)s)")
 
-    q = bench.add("methods", _methods, "training speed of each continual-learning method relative to seq-lora, and "
-                  "answering speed (o-lora's merged sum vs seq-lora's one adapter)")
-    q.add_argument("--methods", default="seq-lora,ewc,lwf,o-lora,moelora,seq-lora+replay",
+    q = bench.add("methods", _methods, "training speed and parameter cost of each continual-learning method "
+                  "relative to seq-lora, and answering speed")
+    q.add_argument("--methods", default="seq-lora,ewc,lwf,o-lora,moelora,cl-moe,hide-llava,sefe,disco,seq-lora+replay",
                    help="comma-separated methods (default: %(default)s)")
     q.add_argument("--cache", default="runs/data", help="where the synthetic datasets are kept (default: %(default)s)")
     q.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")

@@ -134,6 +134,8 @@ class HiDeSettings(Settings):
 
     temperature: float = Field(0.1, gt=0)
     """softmax temperature over the tasks' anchor similarities in the top layer"""
+    fuse: bool = True
+    """fuse the blocks below the top layer (false: every layer weighs the blocks as the top layer does)"""
 
 
 class DiscoSettings(Settings):

@@ -7,7 +7,8 @@ image feature and the mean text feature of its training prompts. At test time:
   Σ_k w_k · B_k A_k x, w = softmax(s / τ), s_k = (cos(image, image anchor_k) + cos(text, text anchor_k)) / 2
   over the learned tasks (`hide-llava.temperature`, 0.1 as in the reference);
 - every other adapted layer computes (Σ_k B_k)(Σ_k A_k) x over the learned tasks, cross terms included.
-One anchor of each kind per task, so the reference's max over a task's anchors is that anchor."""
+One anchor of each kind per task, so the reference's max over a task's anchors is that anchor.
+`hide-llava.fuse: false` weighs the blocks by the anchors in every layer instead (an ablation of the fusion)."""
 from __future__ import annotations
 
 import torch
@@ -33,5 +34,7 @@ class HiDeLLaVA(TaskBlockMethod):
         return torch.softmax(similarity / self.settings.temperature, dim=-1)
 
     def fused_layers(self) -> set[str]:
+        if not self.settings.fuse:
+            return set()
         every = set(blocks.layers(self.ctx.backbone, self.adapter))
         return every - blocks.top_layer_keys(self.ctx.backbone, self.adapter)
