@@ -252,6 +252,7 @@ def test_a_folder_from_before_a_method_or_setting_existed_still_resumes(toy, tmp
     for block in ("ewc", "lwf", "o-lora", "moelora"):  # written before these methods existed
         saved.pop(block)
     saved["router"].pop("prompt")  # … and before this router setting existed
+    saved["sefe"]["retired"] = 1  # … or by a version whose unstarted method had a key that is gone now
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     log = []
     results = run(config_for(toy, ["zero-shot", "seq-lora", "ewc"], ewc={"lambda": 10.0}), out, log=log.append,

@@ -62,14 +62,18 @@ class RunFolder:
         owned = self.finished_steps()
         if not is_file(saved_file) or owned is None:
             return
+        started = {block for label in owned.methods for block in _blocks_of(label)}
+        unstarted = set(METHODS.settings()) - started
+        values = read_yaml(saved_file)
+        if isinstance(values, dict):  # the blocks of methods that never ran hold nothing to resume, old keys or not
+            values = {k: v for k, v in values.items() if k not in unstarted}
         try:
-            saved = to_dict(build_config(read_yaml(saved_file)))
+            saved = to_dict(build_config(values))
         except UserError as err:
             raise UserError(f"{saved_file}: this run's configuration no longer loads ({err}); resume it with the "
                             "mllmcl version that started it, or use another --out") from None
         new = to_dict(config)
-        started = {block for label in owned.methods for block in _blocks_of(label)}
-        ignored = {"methods", "jobs"} | (set(METHODS.settings()) - started)  # jobs: how, not what, is computed
+        ignored = {"methods", "jobs"} | unstarted  # jobs: how, not what, is computed
         changed = sorted(k for k in set(saved) | set(new) if k not in ignored and saved.get(k) != new.get(k))
         if changed:
             raise UserError(f"{self.path} holds a run with another configuration (differs in: {', '.join(changed)}); "

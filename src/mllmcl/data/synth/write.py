@@ -15,8 +15,9 @@ Training questions are written as the official evaluation will ask them at test 
 rule applied, e.g. Fin's answer-format suffix), so what an expert learns is what it is asked.
 
 `val.json` holds validation rows in the test format, drawn from the test distribution (the shifted one in
-ACL) with item seeds of their own (split "val"), so no validation item is a test item: drawers, recipes
-and router defaults are tuned on it, never on test. The real release has no validation file.
+ACL) with item seeds of their own (split "val"), so no validation item is a test item: tune drawers,
+recipes and router settings on it, never on test (the MLLM router's rank and learning rate were chosen
+before it existed; docs/methods.md says so). The real release has no validation file.
 
 DCL knobs (`mllmcl.data.synth.shared`): `overlap`, the share of items asked in question formats shared by
 all domains; `visual_overlap`, the share drawn with backdrops from a pool shared by all domains; `unseen`,
