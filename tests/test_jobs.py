@@ -169,3 +169,28 @@ def test_a_killed_parallel_run_takes_its_workers_with_it_and_resumes_to_the_same
     for name in METHODS:
         assert resumed["methods"][name]["final"] == reference["methods"][name]["final"], name
         assert resumed["methods"][name].get("matrix") == reference["methods"][name].get("matrix"), name
+
+
+def _alive_fd_after_release() -> tuple[bool, bool]:
+    """In a fork-server child: whether it held the run's end of the "alive" pipe, and whether it still does."""
+    from multiprocessing import forkserver
+
+    from mllmcl.run import jobs
+
+    held = forkserver._forkserver._forkserver_alive_fd is not None
+    jobs._release_fork_server()
+    return held, forkserver._forkserver._forkserver_alive_fd is not None
+
+
+@pytest.mark.slow
+def test_a_worker_lets_go_of_the_fork_servers_alive_pipe():
+    """Every fork-server child inherits the run's end of the pipe whose closing tells the fork server that the
+    run died; a worker that kept it would keep the server (and so itself) alive after a `kill` of the run."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork server on this platform")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        held, still = pool.submit(_alive_fd_after_release).result()
+    assert held and not still

@@ -210,7 +210,19 @@ def _start_worker(channel, warning_filters: list) -> None:
     warnings.filters[:] = warning_filters  # what this run shows of library warnings, as in the parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which ends the workers
     relay_to(channel.put)
+    _release_fork_server()
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _release_fork_server() -> None:
+    """Close this worker's copy of the run's end of the fork server's "alive" pipe. CPython hands one to every
+    process the fork server starts (so that it could start processes itself); while any worker holds it, the
+    fork server never sees its run die, so it never ends, and neither would `_exit_with_parent`."""
+    server = forkserver._forkserver
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None:  # None in a worker that was spawned, not forked by the server
+        os.close(fd)
+        server._forkserver_alive_fd = None
 
 
 def _exit_with_parent(parent: int) -> None:
