@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from mllmcl.cl.context import Context, answer_with, fresh_adapter
-from mllmcl.cl.methods.base import Answers, OneAdapterMethod
+from mllmcl.cl.methods.base import Answers
 from mllmcl.cl.methods.seq_lora import SeqLoRA
 from mllmcl.core.errors import UserError
 from mllmcl.core.io import write_bytes_atomic
@@ -91,7 +91,7 @@ class TaskBlockMethod(SeqLoRA):
                 else:
                     p[:, rows] = before[key][:, rows]
 
-    # -- answering
+    # -- identities and answering
     def _features(self, queries: Sequence[Query]) -> dict[str, torch.Tensor]:
         backbone, size = self.ctx.backbone, self.ctx.config.eval.batch_size
         images, questions = [q.image for q in queries], [without_rule_suffix(q.question) for q in queries]
@@ -119,13 +119,13 @@ class TaskBlockMethod(SeqLoRA):
 
     # -- state
     def save(self, folder: Path) -> None:
-        OneAdapterMethod.save(self, folder)
+        super().save(folder)
         if self.learned:
             tensors = {f"{kind}/{i}": v.contiguous() for kind, vs in self.identities.items() for i, v in enumerate(vs)}
             write_bytes_atomic(folder / STATE, safetensors_bytes(tensors))
 
     def restore(self, folder: Path, learned: Sequence[Task]) -> None:
-        OneAdapterMethod.restore(self, folder, learned)
+        super().restore(folder, learned)
         self.identities = {kind: [] for kind in self.features}
         if not learned:
             return
