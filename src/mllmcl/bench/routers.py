@@ -11,8 +11,7 @@ task only through the domain's mix of answer formats. Variants:
 - `prototype[all]`: every prompt token's input embedding, image tokens included, one mean;
 - `prototype[mean-image]`: input-layer image tokens, one mean;
 - `mllm`: the MLLM router (a router LoRA reading image and prompt), 20 samples per task as the release;
-- `mllm[epochs24]`, `mllm[vision]`, `mllm[k200]`: twice the epochs; a LoRA on the vision tower too; 200
-  samples per task for 3 epochs;
+- `mllm[vision]`, `mllm[k200]`: a LoRA on the vision tower too; 200 samples per task for 3 epochs;
 - any router with settings of its own, `kind[key=value,…]` over the `router` block, e.g.
   `mllm[epochs=24,lr=5e-3]`: what a choice of defaults on the validation split compares.
 """
@@ -39,7 +38,6 @@ VARIANTS: dict[str, dict] = {
     "prototype[all]": {"kind": "prototype", "tokens": "all", "layer": 0, "grid": 1},
     "prototype[mean-image]": {"kind": "prototype", "tokens": "image", "layer": 0, "grid": 1},
     "mllm": {"kind": "mllm"},
-    "mllm[epochs24]": {"kind": "mllm", "epochs": 24},
     "mllm[vision]": {"kind": "mllm", "vision": True},
     "mllm[k200]": {"kind": "mllm", "k": 200, "epochs": 3},
 }

@@ -41,13 +41,13 @@ class MLLMRouterSettings(Settings):
 
     describe: Literal["short", "full"] = "short"
     """expert descriptions in the prompt: short (up to the first ':') or the full sentence"""
-    epochs: float = Field(12.0, gt=0)
-    """passes over the router buffers at each stage"""
+    epochs: float = Field(24.0, gt=0)
+    """passes over the router buffers at each stage (this and `rank` chosen on the validation split)"""
     lr: float = Field(2e-3, gt=0)
     """the router LoRA's learning rate"""
     batch_size: int = Field(4, ge=1)
     """small batches, many steps (20 samples per expert are few)"""
-    rank: int = Field(8, ge=1)
+    rank: int = Field(16, ge=1)
     """the router LoRA's rank (alpha = 2 x rank)"""
     vision: bool = False
     """the router LoRA also adapts the vision tower"""
