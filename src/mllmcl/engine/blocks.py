@@ -96,6 +96,15 @@ def one_hot(blocks: int, index: int) -> torch.Tensor:
     return weights
 
 
+def per_block(values: torch.Tensor, key: str, weight: torch.Tensor) -> torch.Tensor:
+    """A value per block (or per expert), `values` of shape (T,), laid over the LoRA weight `weight` named
+    `key`: over A's rows (its rank dimension) or B's columns, broadcastable against `weight`."""
+    dim = 0 if ".lora_A." in key else 1
+    shape = [1, 1]
+    shape[dim] = -1
+    return values.repeat_interleave(weight.shape[dim] // len(values)).view(shape).to(weight.device)
+
+
 def _hook(state: BlockState, key: str):
     def hook(module, inputs, output):
         if state.weights is None:

@@ -151,6 +151,13 @@ class BlockLoraRecipe(LoraRecipe):
             raise ValueError(f"rank {self.rank} does not split into {self.blocks} blocks of equal rank")
 
 
+def in_parts(recipe: LoraRecipe, kind: type[LoraRecipe], parts: int, **fields) -> LoraRecipe:
+    """`recipe` as `parts` parts of its own rank (an expert or block per task), at its scale (alpha / rank) per
+    part: a `kind` recipe of rank parts × rank, its other fields kept, `fields` added."""
+    values = {k: v for k, v in recipe.to_dict().items() if k != "kind"}
+    return kind(**{**values, "rank": recipe.rank * parts, "alpha": recipe.alpha * parts, **fields})
+
+
 RECIPES: dict[str, type[LoraRecipe]] = {recipe.kind: recipe for recipe in (LoraRecipe, MoELoraRecipe,
                                                                               BlockLoraRecipe)}
 """Recipe kind → class: what `LoraRecipe.from_dict` rebuilds a saved recipe as."""

@@ -47,6 +47,15 @@ class Method(Protocol):
     def restore(self, folder: Path, learned: Sequence[Task]) -> None: ...
 
 
+def require_saved(path: Path, what: str, learned: Sequence[Task]) -> Path:
+    """`path`, a method's state saved after `learned`; a clear error when it is missing (a resume cannot
+    rebuild it)."""
+    if not path.exists():
+        raise UserError(f"{path}: {what} saved after {len(learned)} tasks is missing; the run cannot resume "
+                        "from here (start it in another --out)")
+    return path
+
+
 class OneAdapterMethod:
     """What methods whose whole state is one adapter named after them (`seq-lora` and its family, `joint`)
     share: answering with it, saving it, restoring it. Subclasses write `learn` and `trained_after`."""
@@ -77,5 +86,4 @@ class OneAdapterMethod:
         if saved.is_dir():
             load_adapter(self.ctx.backbone, self.adapter, saved)
         elif self.trained_after(self.learned):
-            raise UserError(f"{saved}: the {self.name} adapter saved after {len(learned)} tasks is missing; "
-                            "the run cannot resume from here (start it in another --out)")
+            require_saved(saved, f"the {self.name} adapter", learned)

@@ -17,14 +17,14 @@ from typing import Sequence
 import torch
 
 from mllmcl.cl.context import Context, answer_with
+from mllmcl.cl.methods.base import require_saved
 from mllmcl.cl.methods.catalog import METHODS, CLMoESettings
 from mllmcl.cl.methods.moelora import MoELoRA
-from mllmcl.core.errors import UserError
 from mllmcl.core.io import write_text_atomic
 from mllmcl.data.mllm_cl import Task
-from mllmcl.engine import moe
+from mllmcl.engine import blocks, moe
 from mllmcl.engine.adapters import adapter_parameters
-from mllmcl.engine.settings import MoELoraRecipe
+from mllmcl.engine.settings import MoELoraRecipe, in_parts
 
 STATE = "cl_moe_usage.json"
 
@@ -44,11 +44,8 @@ class CLMoE(MoELoRA):
         return len(self.ctx.task_names)
 
     def recipe(self):
-        values = self.ctx.config.lora.to_dict()
-        values.pop("kind")
         t = self.experts
-        return MoELoraRecipe(**{**values, "rank": values["rank"] * t, "alpha": values["alpha"] * t, "experts": t,
-                                "gate_init": "random"})
+        return in_parts(self.ctx.config.lora, MoELoraRecipe, t, experts=t, gate_init="random")
 
     def before_task(self, task: Task) -> None:
         if self.settings.merge:
@@ -71,10 +68,7 @@ class CLMoE(MoELoRA):
                 exclusive = self.used.get(layer, set()) - used_now.get(layer, set())
                 keep = torch.full((t,), alpha)        # the weight of `before`, per expert
                 keep[list(exclusive)] = 1 - alpha
-                dim = 0 if ".lora_A." in key else 1
-                shape = [1, 1]
-                shape[dim] = -1
-                keep = keep.repeat_interleave(p.shape[dim] // t).view(shape).to(p.dtype)
+                keep = blocks.per_block(keep, key, p).to(p.dtype)
                 p.copy_(keep * before[key] + (1 - keep) * p)
 
     def _loras(self) -> dict[str, torch.nn.Parameter]:
@@ -97,7 +91,5 @@ class CLMoE(MoELoRA):
         super().restore(folder, learned)
         self.used = {}
         if self.settings.merge and learned:
-            if not (folder / STATE).is_file():
-                raise UserError(f"{folder / STATE}: the experts' usage saved after {len(learned)} tasks is missing; "
-                                "the run cannot resume from here (start it in another --out)")
-            self.used = {k: set(v) for k, v in json.loads((folder / STATE).read_text()).items()}
+            saved = require_saved(folder / STATE, "the experts' usage", learned)
+            self.used = {k: set(v) for k, v in json.loads(saved.read_text()).items()}

@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from mllmcl.cl.context import Context
+from mllmcl.cl.methods.base import require_saved
 from mllmcl.cl.methods.catalog import METHODS, EWCSettings
 from mllmcl.cl.methods.seq_lora import SeqLoRA
-from mllmcl.core.errors import UserError
 from mllmcl.core.io import write_bytes_atomic
 from mllmcl.data.mllm_cl import Task
 from mllmcl.engine.adapters import adapter_parameters
@@ -71,11 +71,8 @@ class EWC(SeqLoRA):
 
     def restore(self, folder: Path, learned: Sequence[Task]) -> None:
         super().restore(folder, learned)
-        if not (folder / STATE).is_file():
-            if learned:
-                raise UserError(f"{folder / STATE}: the EWC state saved after {len(learned)} tasks is missing; "
-                                "the run cannot resume from here (start it in another --out)")
+        if not learned:
             return
-        tensors = load_file(str(folder / STATE))
+        tensors = load_file(str(require_saved(folder / STATE, "the EWC state", learned)))
         self.fisher = {k.removeprefix("fisher/"): v for k, v in tensors.items() if k.startswith("fisher/")}
         self.anchor = {k.removeprefix("anchor/"): v for k, v in tensors.items() if k.startswith("anchor/")}

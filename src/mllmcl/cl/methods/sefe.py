@@ -19,9 +19,9 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from mllmcl.cl.context import Context
+from mllmcl.cl.methods.base import require_saved
 from mllmcl.cl.methods.catalog import METHODS, SEFESettings
 from mllmcl.cl.methods.summed_lora import SummedLoRA
-from mllmcl.core.errors import UserError
 from mllmcl.core.io import write_bytes_atomic
 from mllmcl.data.mllm_cl import Sample, Task
 from mllmcl.data.styles import diversify
@@ -97,7 +97,5 @@ class SEFE(SummedLoRA):
         self.keys = {}
         if not learned:
             return
-        if not (folder / STATE).is_file():
-            raise UserError(f"{folder / STATE}: the SEFE key positions saved after {len(learned)} tasks are "
-                            "missing; the run cannot resume from here (start it in another --out)")
-        self.keys = {k: v.bool() for k, v in load_file(str(folder / STATE)).items()}
+        saved = require_saved(folder / STATE, "the SEFE key positions", learned)
+        self.keys = {k: v.bool() for k, v in load_file(str(saved)).items()}

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mllmcl.cl.context import Context, fresh_adapter, train_adapter
-from mllmcl.cl.methods.base import OneAdapterMethod
-from mllmcl.core.errors import UserError
+from mllmcl.cl.methods.base import OneAdapterMethod, require_saved
 from mllmcl.data.mllm_cl import Sample, Task
 from mllmcl.engine.adapters import delete_adapter, load_adapter, save_adapter, sum_adapters
 from mllmcl.engine.settings import LoraRecipe
@@ -75,9 +74,7 @@ class SummedLoRA(OneAdapterMethod):
         self.learned = list(learned)
         self.tasks = [f"{self.adapter}_t{i + 1}" for i in range(len(learned))]
         for i, name in enumerate(self.tasks):
-            if not (folder / name).is_dir():
-                raise UserError(f"{folder / name}: the {self.name} adapter of task {i + 1} is missing; "
-                                "the run cannot resume from here (start it in another --out)")
+            require_saved(folder / name, f"the {self.name} adapter of task {i + 1}", learned)
             if name not in self.ctx.backbone.adapter_names:
                 load_adapter(self.ctx.backbone, name, folder / name)
         if self.tasks:

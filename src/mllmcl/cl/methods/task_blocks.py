@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from mllmcl.cl.context import Context, answer_with, fresh_adapter
-from mllmcl.cl.methods.base import Answers
+from mllmcl.cl.methods.base import Answers, require_saved
 from mllmcl.cl.methods.seq_lora import SeqLoRA
 from mllmcl.core.errors import UserError
 from mllmcl.core.io import write_bytes_atomic
@@ -29,7 +29,7 @@ from mllmcl.data.tasks import without_rule_suffix
 from mllmcl.engine import blocks
 from mllmcl.engine.adapters import adapter_parameters
 from mllmcl.engine.generate import pooled_features
-from mllmcl.engine.settings import BlockLoraRecipe
+from mllmcl.engine.settings import BlockLoraRecipe, in_parts
 
 STATE = "identities.safetensors"
 
@@ -49,7 +49,7 @@ class TaskBlockMethod(SeqLoRA):
         return len(self.ctx.task_names)
 
     def recipe(self):
-        return _block_recipe(self.ctx.config.lora, self.blocks)
+        return in_parts(self.ctx.config.lora, BlockLoraRecipe, self.blocks, blocks=self.blocks)
 
     # -- what a subclass decides
     def weights(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -78,18 +78,12 @@ class TaskBlockMethod(SeqLoRA):
     def _keep_other_blocks(self, before: dict[str, torch.Tensor], index: int) -> None:
         """Put back every block but `index` as it was before the task (only weight decay could move them: they
         get no gradient). The projector copy, shared by every task as MCITlib carries it, keeps training."""
+        keep = torch.ones(self.blocks, dtype=torch.bool)
+        keep[index] = False
         with torch.no_grad():
             for key, p in adapter_parameters(self.ctx.backbone, self.adapter).items():
-                if key not in before or not (".lora_A." in key or ".lora_B." in key):
-                    continue
-                keep = torch.ones(self.blocks, dtype=torch.bool)
-                keep[index] = False
-                dim = 0 if ".lora_A." in key else 1
-                rows = keep.repeat_interleave(p.shape[dim] // self.blocks)
-                if dim == 0:
-                    p[rows] = before[key][rows]
-                else:
-                    p[:, rows] = before[key][:, rows]
+                if key in before and (".lora_A." in key or ".lora_B." in key):
+                    p.copy_(torch.where(blocks.per_block(keep, key, p), before[key], p))
 
     # -- identities and answering
     def _features(self, queries: Sequence[Query]) -> dict[str, torch.Tensor]:
@@ -129,19 +123,9 @@ class TaskBlockMethod(SeqLoRA):
         self.identities = {kind: [] for kind in self.features}
         if not learned:
             return
-        if not (folder / STATE).is_file():
-            raise UserError(f"{folder / STATE}: the {self.name} task identities saved after {len(learned)} tasks "
-                            "are missing; the run cannot resume from here (start it in another --out)")
-        tensors = load_file(str(folder / STATE))
+        tensors = load_file(str(require_saved(folder / STATE, f"the {self.name} task identities", learned)))
         for kind in self.features:
             self.identities[kind] = [tensors[f"{kind}/{i}"] for i in range(len(learned))]
-
-
-def _block_recipe(lora, blocks: int) -> BlockLoraRecipe:
-    """The run's LoRA recipe as `blocks` task blocks of its rank, at its scale (alpha / rank) per block."""
-    values = lora.to_dict()
-    values.pop("kind")
-    return BlockLoraRecipe(**{**values, "rank": lora.rank * blocks, "alpha": lora.alpha * blocks, "blocks": blocks})
 
 
 def cosine(features: torch.Tensor, identities: Sequence[torch.Tensor]) -> torch.Tensor:
