@@ -225,3 +225,14 @@ def test_the_replay_budget_follows_the_release_share_by_task_position_or_a_count
     assert [release.size(1500, t) for t in (2, 3, 4, 5, 6)] == [450, 450, 300, 300, 300]
     assert ReplaySettings(k=200).size(1500, 5) == 200 and ReplaySettings(k=200).size(50, 2) == 50
     assert ReplaySettings(share=(0.001,)).size(100, 2) == 1  # never an empty buffer
+
+
+@pytest.mark.parametrize("spec, extra", [("hide-llava", {}), ("sefe", {}), ("cl-moe", {"cl-moe": {"merge": True}}),
+                                         ("ewc", {})])
+def test_a_resume_without_the_methods_saved_state_names_the_missing_file(micro, toy, tmp_path, spec, extra):
+    from mllmcl.core.errors import UserError
+
+    ctx = context(micro, toy, tmp_path, spec, **extra)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"empty/.*saved after 1 tasks is missing; the run cannot resume"):
+        build_method(spec, ctx).restore(tmp_path / "empty", ctx.benchmark.tasks[:1])
