@@ -439,5 +439,20 @@ def test_grid_pooled_image_features_are_the_regions_means_of_the_image_tokens(mi
     assert not torch.allclose(grid[:, :width], grid[:, width:2 * width])  # the regions differ
     with pytest.raises(ValueError, match="pools image tokens only"):
         pooled_features(micro, images, questions, tokens="all", grid=2)
-    with pytest.raises(ValueError, match="at least 5x5 image tokens"):
-        pooled_features(micro, images, questions, tokens="image", grid=5)
+    finer = pooled_features(micro, images, questions, layer=1, tokens="image", grid=5)
+    assert finer.shape == (3, 25 * width) and torch.isfinite(finer).all()  # fewer tokens than cells: repeated
+
+
+def test_grid_regions_follow_each_prompts_own_token_layout():
+    from mllmcl.engine.generate import _regions
+
+    hidden = torch.arange(2 * 8 * 1, dtype=torch.float32).view(2, 8, 1)
+    image = torch.zeros(2, 8, dtype=torch.bool)
+    image[0, 1:7] = True   # 2 x 3 tokens
+    image[1, 0:4] = True   # 2 x 2 tokens
+    cells = _regions(hidden, image, [(2, 3), (2, 2)], grid=2)
+    # row 0: tokens 1..6 as [[1, 2, 3], [4, 5, 6]]; columns split 0:2 | 2:3 (rounded), rows 0:1 | 1:2
+    assert cells[0].tolist() == [1.5, 3.0, 4.5, 6.0]
+    assert cells[1].tolist() == [8.0, 9.0, 10.0, 11.0]
+    with pytest.raises(ValueError, match="not the 3x3 its image makes"):
+        _regions(hidden, image, [(3, 3), (2, 2)], grid=2)

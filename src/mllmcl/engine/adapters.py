@@ -24,6 +24,7 @@ from mllmcl.core.io import is_dir, is_file, read_json
 from mllmcl.engine import blocks, moe
 from mllmcl.engine.settings import BlockLoraRecipe, LoraRecipe, MoELoraRecipe
 from mllmcl.models.backbone import Backbone
+from mllmcl.models.families import FAMILIES
 
 BASE = "__base__"  # peft's name for "no adapter" inside a mixed batch
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no '.': peft keeps adapters in a ModuleDict
@@ -32,8 +33,12 @@ EXTRA_STATE = "mllmcl_extra.safetensors"
 
 def peft_config(backbone: Backbone, recipe: LoraRecipe):
     """The peft LoraConfig of `recipe` on `backbone`."""
-    modules_to_save = projector_linears(backbone.base_model) if recipe.projector else None
-    target = recipe.target_regex(used_vision_layers(backbone.base_model))
+    family = FAMILIES.get(backbone.family)
+    if recipe.projector and family.projector is None:
+        raise UserError(f"backbone {backbone.name}: the {backbone.family} family's projector maps every image's "
+                        "patches at once, so an adapter cannot carry a per-sample copy of it; set lora.projector=false")
+    modules_to_save = projector_linears(backbone.base_model, family.projector) if recipe.projector else None
+    target = recipe.target_regex(used_vision_layers(backbone.base_model), backbone.family)
     return LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
                       target_modules=target, modules_to_save=modules_to_save, bias="none")
 
@@ -83,14 +88,21 @@ def _unnamed(key: str, name: str) -> str:
     return key.replace(f".{name}.", ".<adapter>.", 1)
 
 
-def projector_linears(model: torch.nn.Module) -> list[str]:
-    """Names of the projector's linear layers (`modules_to_save` targets that keep mixed batching), found
-    the same way whether or not earlier adapters already wrapped them."""
+def _renamed(key: str, name: str, other: str) -> str:
+    """The key of the same tensor in adapter `other`."""
+    return key.replace(f".{name}.", f".{other}.", 1)
+
+
+def projector_linears(model: torch.nn.Module, pattern: str) -> list[str]:
+    """Names of the projector's linear layers (`modules_to_save` targets that keep mixed batching; `pattern`
+    is the family's, models/families.py), found the same way whether or not earlier adapters wrapped them."""
     names = []
     for name, module in model.named_modules():
-        if "multi_modal_projector" not in name or not isinstance(module, torch.nn.Linear) or ".modules_to_save." in name:
+        if not isinstance(module, torch.nn.Linear) or ".modules_to_save." in name:
             continue
         name = name.removesuffix(".original_module")
+        if not re.search(pattern, name):
+            continue
         if name not in names:
             names.append(name)
     return names
@@ -430,15 +442,60 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def sum_adapters(backbone: Backbone, names: list[str], into: str) -> None:
-    """A new adapter `into` whose update is exactly the sum of the plain LoRA adapters `names` (their ranks
-    concatenated: peft's "cat" combination), e.g. to answer with every task's LoRA in one pass. Adapters
-    with a projector copy or a recipe of their own cannot be summed."""
+def sum_adapters(backbone: Backbone, names: list[str], into: str,
+                 projector: dict[str, torch.Tensor] | None = None) -> None:
+    """A new adapter `into` whose update is exactly the sum of the plain LoRA adapters `names`: their A rows and
+    B columns concatenated (peft's "cat" combination; the tasks share one alpha / rank scale), e.g. to answer
+    with every task's LoRA in one pass. `projector` (a `projector_state`) gives `into` a projector copy with
+    those weights. Adapters with a projector copy or a recipe of their own cannot be summed."""
     require(backbone, names)
-    check_name(into)
     recipes = [recipe_of(backbone, name) for name in names]
     if any(not r.plain or r.projector for r in recipes):
         raise ValueError("only plain LoRA adapters without a projector copy can be summed")
-    backbone.model.add_weighted_adapter(names, [1.0] * len(names), into, combination_type="cat")
-    config = backbone.model.peft_config[into]
-    _recipes(backbone)[into] = replace(recipes[0], rank=config.r, alpha=float(config.lora_alpha))
+    if len({r.alpha / r.rank for r in recipes}) > 1:
+        raise ValueError("the summed adapters must share one alpha / rank scale")
+    rank = sum(r.rank for r in recipes)
+    add_adapter(backbone, into, replace(recipes[0], rank=rank, alpha=recipes[0].alpha / recipes[0].rank * rank,
+                                        projector=projector is not None))
+    sources = [adapter_parameters(backbone, name) for name in names]
+    with torch.no_grad():
+        for key, param in adapter_parameters(backbone, into).items():
+            if ".modules_to_save." in key:
+                param.copy_(projector[_unnamed(key, into)])
+                continue
+            parts = [source[_renamed(key, into, name)] for name, source in zip(names, sources)]
+            param.copy_(torch.cat(parts, dim=0 if ".lora_A." in key else 1))
+            param.requires_grad_(False)
+
+
+def projector_state(backbone: Backbone, name: str) -> dict[str, torch.Tensor]:
+    """A copy of adapter `name`'s projector copy, keyed without the adapter's name (empty without one)."""
+    return {_unnamed(k, name): p.detach().clone() for k, p in adapter_parameters(backbone, name).items()
+            if ".modules_to_save." in k}
+
+
+def load_projector_state(backbone: Backbone, name: str, state: dict[str, torch.Tensor]) -> None:
+    """Set adapter `name`'s projector copy to `state` (a `projector_state`, of this or another adapter)."""
+    params = {_unnamed(k, name): p for k, p in adapter_parameters(backbone, name).items() if ".modules_to_save." in k}
+    if set(params) != set(state):
+        raise ValueError(f"adapter {name!r}'s projector copy holds {sorted(params)[:2]}…, the state {sorted(state)[:2]}…")
+    with torch.no_grad():
+        for key, param in params.items():
+            param.copy_(state[key])
+
+
+def drop_projector(backbone: Backbone, name: str) -> dict[str, torch.Tensor]:
+    """Make adapter `name` plain LoRA: its projector copy is removed (and returned, as `projector_state`), its
+    LoRA weights stay. A plain adapter can be summed, and can stay active beside another adapter's copy."""
+    recipe, projector = recipe_of(backbone, name), projector_state(backbone, name)
+    lora = {_unnamed(k, name): p.detach().clone() for k, p in adapter_parameters(backbone, name).items()
+            if ".lora_" in k}
+    others = [n for n in backbone.adapter_names if n != name]
+    if others:  # peft warns when the active adapter is deleted
+        backbone.model.set_adapter(others[0])
+    delete_adapter(backbone, name)
+    add_adapter(backbone, name, replace(recipe, projector=False))
+    with torch.no_grad():
+        for key, param in adapter_parameters(backbone, name).items():
+            param.copy_(lora[_unnamed(key, name)])
+    return projector

@@ -207,7 +207,7 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
                 hidden = backbone.model(**batch, output_hidden_states=True).hidden_states[layer].float()
             image = (batch["input_ids"] == backbone.image_token_id)
             if grid > 1:
-                pooled = _regions(hidden, image, grid)
+                pooled = _regions(hidden, image, backbone.image_token_layouts(batch), grid)
             else:
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 if tokens != "all":
@@ -219,22 +219,25 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
     return torch.stack([done[i] for i in range(len(questions))]) if questions else torch.empty(0)
 
 
-def _regions(hidden: torch.Tensor, image: torch.Tensor, grid: int) -> torch.Tensor:
-    """Each row's image tokens (a square of side s, row-major) averaged over a grid×grid layout of regions
-    and concatenated: shape (rows, grid² · hidden)."""
-    rows, width = hidden.shape[0], hidden.shape[-1]
-    counts = image.sum(1)
-    side = int(round(float(counts[0]) ** 0.5)) if rows else 0
-    if rows and (side * side != int(counts[0]) or bool((counts != counts[0]).any())):
-        raise ValueError("grid pooling needs the same square number of image tokens in every prompt "
-                         f"(got {counts.tolist()})")
-    if side < grid:
-        raise ValueError(f"a {grid}x{grid} grid needs at least {grid}x{grid} image tokens, got {side}x{side}")
-    square = hidden[image].view(rows, side, side, width)
-    edges = [round(i * side / grid) for i in range(grid + 1)]
-    cells = [square[:, edges[r]:edges[r + 1], edges[c]:edges[c + 1]].mean((1, 2))
-             for r in range(grid) for c in range(grid)]
-    return torch.cat(cells, dim=1)
+def _regions(hidden: torch.Tensor, image: torch.Tensor, layouts: list[tuple[int, int]], grid: int) -> torch.Tensor:
+    """Each row's image tokens (`layouts`: their rows × columns, row-major) averaged over a grid×grid layout of
+    regions and concatenated: shape (rows, grid² · hidden). A side with fewer tokens than `grid` repeats them."""
+    out = []
+    for row, (height, width) in enumerate(layouts):
+        tokens = hidden[row][image[row]]
+        if tokens.shape[0] != height * width:
+            raise ValueError(f"prompt {row}: {tokens.shape[0]} image tokens, not the {height}x{width} its image makes")
+        square = tokens.view(height, width, -1)
+        cells = [square[_cell(r, height, grid), _cell(c, width, grid)].mean((0, 1))
+                 for r in range(grid) for c in range(grid)]
+        out.append(torch.cat(cells))
+    return torch.stack(out) if out else hidden.new_zeros(0, grid * grid * hidden.shape[-1])
+
+
+def _cell(i: int, side: int, grid: int) -> slice:
+    """The `i`-th of `grid` bands over `side` tokens (never empty)."""
+    start = min(round(i * side / grid), side - 1)
+    return slice(start, max(start + 1, round((i + 1) * side / grid)))
 
 
 def _bar(total: int, progress: bool):

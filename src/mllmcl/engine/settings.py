@@ -13,10 +13,10 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mllmcl.core.errors import UserError
+from mllmcl.models.families import FAMILIES
 
 _STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 _LM_LINEAR = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-_VISION_LINEAR = r"(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
 
 
 @pydantic_dataclass(frozen=True, config=_STRICT)
@@ -82,15 +82,20 @@ class LoraRecipe:
     def to_dict(self) -> dict:
         return {"kind": self.kind, **asdict(self)}
 
-    def target_regex(self, vision_layers: int | None = None) -> str:
-        """The peft target regex. `vision_layers`: how many vision encoder layers feed the projector; LoRA
-        on later layers would get no gradient (LLaVA-1.5 reads the second-to-last layer), which DDP rejects."""
+    def target_regex(self, vision_layers: int | None = None, family: str = "llava") -> str:
+        """The peft target regex on a model of `family` (models/families.py). `vision_layers`: how many vision
+        encoder layers feed the projector; LoRA on later layers would get no gradient (LLaVA-1.5 reads the
+        second-to-last layer), which DDP rejects."""
         parts = []
         if self.language:
             parts.append(rf".*language_model.*\.{_LM_LINEAR}")
         if self.vision:
+            vision = FAMILIES.get(family).vision
+            if vision is None:
+                raise UserError(f"the {family} family's vision encoder runs over every image's patches at once, so "
+                                "a per-sample adapter cannot reach it; set lora.vision=false")
             layers = r"\d+" if vision_layers is None else "(?:" + "|".join(map(str, range(vision_layers))) + ")"
-            parts.append(rf".*vision_tower.*\.layers\.{layers}\..*\.{_VISION_LINEAR}")
+            parts.append(".*" + vision.format(layers=layers))
         if self.lm_head:
             parts.append(r"lm_head")
         if self.extra_targets:

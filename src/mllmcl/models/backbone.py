@@ -1,10 +1,10 @@
-"""`Backbone`: a LLaVA-family model with its processor and chat template, and the two encodings every
+"""`Backbone`: a vision-language model with its processor and chat template, and the two encodings every
 part of mllmcl uses — training batches with masked labels, and left-padded prompts for generation (the
 engine trains and generates with them: engine/train.py, engine/generate.py).
 
 The model is a transformers `*ForConditionalGeneration`; once an adapter is added it is wrapped in a
-`peft.PeftModel` holding any number of named LoRA adapters. The tiny embedded model and a LLaVA-1.5-7B
-checkpoint take exactly the same path.
+`peft.PeftModel` holding any number of named LoRA adapters. The tiny embedded model, a LLaVA-1.5-7B and a
+Qwen2.5-VL checkpoint take exactly the same path.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PIL import Image
 
 from mllmcl.core.errors import UserError
 from mllmcl.data.records import ImageLike, load_image
-from mllmcl.models.template import ChatTemplate
+from mllmcl.models.template import ChatTemplate, ProcessorTemplate
 
 IGNORE_INDEX = -100
 
@@ -28,8 +28,9 @@ class Backbone:
     name: str
     model: torch.nn.Module
     processor: object
-    template: ChatTemplate
+    template: ChatTemplate | ProcessorTemplate
     max_length: int | None = None  # longer training sequences are an error, not silently cut
+    family: str = "llava"          # models/families.py: where its projector and vision layers are
 
     # ----------------------------------------------------------------- properties
     @property
@@ -111,6 +112,19 @@ class Backbone:
     @property
     def image_token_id(self) -> int:
         return self.tokenizer.convert_tokens_to_ids(self.template.image_token)
+
+    def image_token_layouts(self, batch: dict) -> list[tuple[int, int]]:
+        """Rows × columns of each prompt's image tokens in `batch` (one image each): from the processor's patch
+        grid where the resolution is dynamic (Qwen-VL: `image_grid_thw`, merged `merge_size`²), else a square."""
+        grids = batch.get("image_grid_thw")
+        if grids is not None:
+            merge = getattr(self.processor.image_processor, "merge_size", 1)
+            return [(int(h) // merge, int(w) // merge) for _, h, w in grids.tolist()]
+        counts = (batch["input_ids"] == self.image_token_id).sum(1).tolist()
+        sides = [round(c ** 0.5) for c in counts]
+        if any(side * side != count for side, count in zip(sides, counts)):
+            raise ValueError(f"image tokens per prompt {counts}: not a square layout")
+        return [(side, side) for side in sides]
 
     def _prefix_length(self, prefix: str, full_ids: torch.Tensor, image_id: int) -> int:
         """Length of a text prefix inside the processed full conversation ids: the prefix's own tokens with

@@ -1,8 +1,12 @@
-"""Load a LLaVA checkpoint saved by transformers (`save_pretrained`), e.g. a local copy of
-`llava-hf/llava-1.5-7b-hf`, through `AutoModelForImageTextToText` and `AutoProcessor`. Nothing is
-downloaded: the path must hold the checkpoint. Tested with LlavaForConditionalGeneration (LLaVA-1.5
-layout, vicuna conversation template); variants with another chat format or several image crops per
-sample (LLaVA-NeXT) load but are not validated yet."""
+"""Load a vision-language checkpoint saved by transformers (`save_pretrained`), e.g. a local copy of
+`llava-hf/llava-1.5-7b-hf` or `Qwen/Qwen2.5-VL-7B-Instruct`, through `AutoModelForImageTextToText` and
+`AutoProcessor`. Nothing is downloaded: the path must hold the checkpoint. Its family (models/families.py)
+comes from `config.json` and says how prompts are written: LLaVA-1.5's vicuna template, or the processor's
+own chat template.
+
+Without torchvision (this project's stack: it does not import beside the pinned torch), transformers cannot
+build the processors that also take videos (Qwen-VL); those load with their image processor and tokenizer
+only, the same class otherwise, so images are processed exactly as the full processor would."""
 from __future__ import annotations
 
 import os
@@ -10,12 +14,14 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
+import transformers
+from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
 from mllmcl.core.errors import UserError, one_line
-from mllmcl.core.io import is_dir, is_file
+from mllmcl.core.io import is_dir, is_file, read_json
 from mllmcl.models.backbone import Backbone
-from mllmcl.models.template import ChatTemplate
+from mllmcl.models.families import FAMILIES, family_of
+from mllmcl.models.template import VICUNA_SYSTEM, ChatTemplate, ProcessorTemplate
 
 
 def default_device() -> torch.device:
@@ -25,11 +31,12 @@ def default_device() -> torch.device:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def load_checkpoint(path: str | Path, name: str, template: ChatTemplate, device: str | torch.device | None = None,
-                    dtype: str | torch.dtype | None = None, max_length: int | None = None,
-                    processor_kwargs: dict | None = None) -> Backbone:
-    """Load model and processor from a local directory. `dtype`: None keeps the checkpoint's float32 on CPU
-    and uses bfloat16 on GPU; a torch dtype or its name forces one."""
+def load_checkpoint(path: str | Path, name: str, template: ChatTemplate | None = None,
+                    device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                    max_length: int | None = None, processor_kwargs: dict | None = None) -> Backbone:
+    """Load model and processor from a local directory. `template`: None picks the family's (LLaVA-1.5: the
+    vicuna template with its system prompt; others: the processor's chat template). `dtype`: None keeps the
+    checkpoint's float32 on CPU and uses bfloat16 on GPU; a torch dtype or its name forces one."""
     path = Path(path).expanduser()
     if not is_dir(path):
         raise UserError(f"{path}: not a directory holding a transformers checkpoint")
@@ -37,13 +44,15 @@ def load_checkpoint(path: str | Path, name: str, template: ChatTemplate, device:
     if missing or not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise UserError(f"{path}: no checkpoint here (need config.json and model weights, "
                         "as written by save_pretrained)")
+    config = read_json(path / "config.json", "checkpoint configuration")
+    family, _ = family_of(config.get("model_type") if isinstance(config, dict) else None, str(path / "config.json"))
     device = torch.device(device) if device is not None else default_device()
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     elif isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     try:
-        processor = AutoProcessor.from_pretrained(path, **(processor_kwargs or {}))
+        processor = _processor(path, processor_kwargs or {})
         # straight onto the target device: no full CPU copy per process on multi-GPU machines
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map={"": device})
     except Exception as err:  # a corrupt or partial folder fails in transformers in many ways (SafetensorError, …)
@@ -58,12 +67,56 @@ def load_checkpoint(path: str | Path, name: str, template: ChatTemplate, device:
         raise UserError(f"{path}: the tokenizer has no padding, unknown or end-of-sequence token "
                         "(tokenizer_config.json missing or incomplete?)")
     image_token = getattr(processor, "image_token", None) or "<image>"
-    template = ChatTemplate(system=template.system, image_token=image_token)
+    template = _template(path, family, processor, image_token, template)
     if max_length is None:
         max_length = getattr(getattr(model.config, "text_config", model.config), "max_position_embeddings", None)
-    backbone = Backbone(name=name, model=model, processor=processor, template=template, max_length=max_length)
+    backbone = Backbone(name=name, model=model, processor=processor, template=template, max_length=max_length,
+                        family=family)
     _check_answers(path, backbone)
     return backbone
+
+
+def _processor(path: Path, kwargs: dict):
+    """The checkpoint's processor; one that also takes videos (Qwen-VL) as its image-only self when the full one
+    cannot be built here (no torchvision, or no video processor saved)."""
+    try:
+        return AutoProcessor.from_pretrained(path, **kwargs)
+    except Exception:  # the image-only processor below, where the processor takes videos; else the error stands
+        saved = read_json(path / "processor_config.json", "processor configuration") \
+            if is_file(path / "processor_config.json") else {}
+        cls = getattr(transformers, str(saved.get("processor_class", "")), None) if isinstance(saved, dict) else None
+        if cls is None or "video_processor" not in cls.get_attributes():
+            raise
+    return image_only(cls)(image_processor=AutoImageProcessor.from_pretrained(path, **kwargs),
+                           tokenizer=AutoTokenizer.from_pretrained(path), chat_template=_chat_template(path))
+
+
+def image_only(cls: type) -> type:
+    """Processor class `cls` without its video processor: the same image processing, tokenizer and template,
+    and the same class name (saved as `processor_class`, so a machine with torchvision loads the full one)."""
+    @classmethod
+    def get_attributes(_cls):
+        return [a for a in cls.get_attributes() if a != "video_processor"]
+    return type(cls.__name__, (cls,), {"get_attributes": get_attributes, "__doc__": "without its video processor"})
+
+
+def _chat_template(path: Path) -> str | None:
+    if is_file(path / "chat_template.jinja"):
+        return (path / "chat_template.jinja").read_text(encoding="utf-8")
+    saved = read_json(path / "chat_template.json") if is_file(path / "chat_template.json") else {}
+    return saved.get("chat_template") if isinstance(saved, dict) else None
+
+
+def _template(path: Path, family: str, processor, image_token: str, given: ChatTemplate | None):
+    if given is not None:
+        return ChatTemplate(system=given.system, image_token=image_token)
+    if FAMILIES.get(family).chat == "vicuna":
+        return ChatTemplate(system=VICUNA_SYSTEM, image_token=image_token)
+    try:
+        return ProcessorTemplate(processor, image_token)
+    except ValueError as err:
+        raise UserError(f"{path}: {err} (chat_template.jinja missing?); the {family} family answers in its chat "
+                        "template") from None
 
 
 def _check_answers(path: Path, backbone: Backbone) -> None:

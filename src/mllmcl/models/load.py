@@ -1,5 +1,5 @@
-"""Loading a backbone by name: `tiny` (the embedded LLaVA) or `hf:<path>` (any LLaVA-family checkpoint on
-disk), both through the same transformers path (models/hf.py).
+"""Loading a backbone by name: `tiny` (the embedded LLaVA) or `hf:<path>` (a checkpoint on disk of any family in
+models/families.py), both through the same transformers path (models/hf.py).
 
     >>> from mllmcl.models.load import load_backbone
     >>> backbone = load_backbone("tiny")
@@ -12,7 +12,7 @@ from mllmcl.core.errors import UserError
 from mllmcl.models.backbone import Backbone
 from mllmcl.models.catalog import parse_backbone
 from mllmcl.models.hf import load_checkpoint
-from mllmcl.models.template import VICUNA_SYSTEM, ChatTemplate
+from mllmcl.models.template import ChatTemplate
 from mllmcl.models.tiny import WEIGHTS_DIR, TinyConfig
 
 
@@ -25,7 +25,7 @@ def _tiny(path: str, device=None, dtype=None) -> Backbone:
 
 
 def _hf(path: str, device=None, dtype=None) -> Backbone:
-    return load_checkpoint(path, f"hf:{path}", ChatTemplate(system=VICUNA_SYSTEM), device=device, dtype=dtype)
+    return load_checkpoint(path, f"hf:{path}", device=device, dtype=dtype)
 
 
 LOADERS = {"tiny": _tiny, "hf": _hf}

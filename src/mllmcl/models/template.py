@@ -1,8 +1,12 @@
-"""The LLaVA-1.5 conversation template (vicuna_v1): `{system} USER: <image>\n{question} ASSISTANT: {answer}</s>`,
-with further turns appended as `USER: {question} ASSISTANT: {answer}</s>`.
+"""Conversation templates: how a question becomes a prompt and a conversation becomes training text.
+
+`ChatTemplate` is LLaVA-1.5's (vicuna_v1): `{system} USER: <image>\n{question} ASSISTANT: {answer}</s>`, with
+further turns appended as `USER: {question} ASSISTANT: {answer}</s>`; LLaVA-1.5 checkpoints ship no template
+of their own. `ProcessorTemplate` renders the processor's own chat template (`apply_chat_template`), as the
+model was instruction-tuned with (Qwen-VL and the other families, models/families.py).
 
 Training text is prompt, target, prompt, target, …; the loss covers the target tokens only. Generation
-feeds the prompt and decodes what follows `ASSISTANT:`.
+feeds the prompt and decodes what follows it.
 """
 from __future__ import annotations
 
@@ -47,3 +51,55 @@ class ChatTemplate:
     def target(self, answer: str, eos_token: str) -> str:
         """The assistant's turn as trained: a space, the answer, then the end-of-sequence token."""
         return f" {answer.strip()}{eos_token}"
+
+
+class ProcessorTemplate:
+    """The processor's chat template (a Jinja template in `chat_template.jinja`), rendered by transformers.
+    A question's image goes first in its user turn, as an image content part; an `<image>` placeholder written
+    in the question (as official test files do) is taken out. The same interface as `ChatTemplate`."""
+
+    def __init__(self, processor, image_token: str):
+        if not getattr(processor, "chat_template", None):
+            raise ValueError("the processor has no chat template")
+        self.processor = processor
+        self.image_token = image_token
+        self.system = ""
+        # what the template writes between the generation prompt and the answer's text ("" for ChatML)
+        probe = "\x00"
+        head = self._render([self._user("?", True), {"role": "assistant", "content": probe}], generation=False)
+        self._answer_prefix = head[len(self.prompt("?")):head.index(probe)]
+
+    def _user(self, question: str, first: bool) -> dict:
+        question = " ".join(question.replace("<image>", " ").replace(self.image_token, " ").split())
+        parts = ([{"type": "image"}] if first else []) + [{"type": "text", "text": question}]
+        return {"role": "user", "content": parts}
+
+    def _render(self, messages: list[dict], generation: bool) -> str:
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+
+    def prompt(self, question: str) -> str:
+        """The text up to where the assistant's answer begins (the template's generation prompt)."""
+        return self._render([self._user(question, True)], generation=True)
+
+    def pieces(self, turns, eos_token: str) -> list[tuple[str, bool]]:
+        """The rendered conversation cut into (text, is_target) pieces: each user turn up to the generation
+        prompt, then the assistant's turn as the template closes it (its end-of-turn marker is the target's
+        end, not `eos_token`)."""
+        out: list[tuple[str, bool]] = []
+        messages: list[dict] = []
+        done = ""
+        for i, (question, answer) in enumerate(turns):
+            messages.append(self._user(question, i == 0))
+            prompt = self._render(messages, generation=True)
+            messages.append({"role": "assistant", "content": answer.strip()})
+            full = self._render(messages, generation=False)
+            if not prompt.startswith(done) or not full.startswith(prompt):
+                raise ValueError("the chat template does not render a conversation as a prefix of its continuation; "
+                                 "the label mask cannot be exact")
+            out += [(prompt[len(done):], False), (full[len(prompt):], True)]
+            done = full
+        return out
+
+    def target(self, answer: str, eos_token: str) -> str:
+        """How the assistant's answer begins right after `prompt` (then `eos_token`)."""
+        return f"{self._answer_prefix}{answer.strip()}{eos_token}"

@@ -1,0 +1,65 @@
+"""The model families `hf:<path>` loads, as data: where each keeps its language model, vision encoder and
+projector, how its prompts are written, and what an adapter can reach in it (`mllmcl ls`, docs/engine.md).
+
+A family is found from the checkpoint's `config.json` (`model_type`). The language model's linear layers are
+named alike in every family here (`…language_model.layers.N.{q,k,v,o,gate,up,down}_proj`), so one LoRA
+target list serves them all; the vision encoder and the projector differ:
+
+- `projector`: a regex over module names of the projector's linear layers, which a recipe with
+  `lora.projector` copies per adapter (peft `modules_to_save`). None where the family's projector does not
+  run one row per sample: Qwen's `visual.merger` maps the patches of every image in the batch at once, so a
+  per-sample copy cannot be told which rows are whose.
+- `vision`: the regex of the vision encoder's layers that `lora.vision` adapts (`{layers}` is filled in), or
+  None where its layers, too, run over all the batch's patches at once.
+- `chat`: "vicuna" for LLaVA-1.5 (its checkpoints ship no chat template; models/template.py writes it),
+  "processor" for every family whose processor carries a chat template (used as it is).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mllmcl.core.errors import UserError
+from mllmcl.core.registry import Registry
+
+
+@dataclass(frozen=True)
+class Family:
+    """What mllmcl needs to know about one transformers model family (see the module docstring)."""
+
+    model_types: tuple[str, ...]
+    classes: str
+    projector: str | None
+    vision: str | None
+    chat: Literal["vicuna", "processor"] = "processor"
+    checkpoints: str = ""
+
+    @property
+    def takes_projector_copy(self) -> bool:
+        return self.projector is not None
+
+
+FAMILIES: Registry[Family] = Registry("model family")
+FAMILIES.add("llava", Family(
+    ("llava",), "LlavaForConditionalGeneration", projector=r"multi_modal_projector\.linear_\d+$",
+    vision=r"vision_tower.*\.layers\.{layers}\..*\.(?:q_proj|k_proj|v_proj|out_proj|fc1|fc2)", chat="vicuna",
+    checkpoints="llava-hf/llava-1.5-7b-hf, llava-hf/llava-1.5-13b-hf"),
+    "LLaVA-1.5: CLIP + a 2-layer MLP projector + Vicuna; the vicuna_v1 prompt")
+FAMILIES.add("qwen2-vl", Family(
+    ("qwen2_vl",), "Qwen2VLForConditionalGeneration", projector=None, vision=None,
+    checkpoints="Qwen/Qwen2-VL-2B-Instruct, Qwen/Qwen2-VL-7B-Instruct"),
+    "Qwen2-VL: dynamic-resolution ViT + patch merger + Qwen2; its processor's chat template")
+FAMILIES.add("qwen2.5-vl", Family(
+    ("qwen2_5_vl",), "Qwen2_5_VLForConditionalGeneration", projector=None, vision=None,
+    checkpoints="Qwen/Qwen2.5-VL-3B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct"),
+    "Qwen2.5-VL: windowed dynamic-resolution ViT + patch merger + Qwen2.5; its processor's chat template")
+
+
+def family_of(model_type: str, where: str = "config.json") -> tuple[str, Family]:
+    """The family of a checkpoint whose config names `model_type`; a UserError naming the families there are."""
+    for name in FAMILIES.names():
+        family = FAMILIES.get(name)
+        if model_type in family.model_types:
+            return name, family
+    known = ", ".join(t for n in FAMILIES.names() for t in FAMILIES.get(n).model_types)
+    raise UserError(f"{where}: model_type {model_type!r} is not a family mllmcl knows (known: {known})")

@@ -1,0 +1,115 @@
+"""A random-weight checkpoint of a model family (models/families.py) at a chosen shape, written with
+`save_pretrained` so that it loads through `hf:<dir>` like a downloaded one: built offline from the family's
+transformers configuration class, with a small byte-level BPE tokenizer trained on the given texts, the
+family's special tokens, and a chat template in the family's format.
+
+Tests build them tiny (what must hold is that every path runs, not what a random model answers); a 7B-class
+shape gives the real layer sizes for timing (`mllmcl bench scale`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                          Qwen2_5_VLProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil,
+                          Qwen2VLProcessor)
+
+from mllmcl.models.hf import image_only
+from mllmcl.models.tiny import TinyConfig, build_tiny
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Sizes of a random checkpoint (a tiny default)."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    kv_heads: int = 1
+    vision_hidden: int = 32
+    vision_layers: int = 1
+    vision_heads: int = 2
+    vocab: int = 600
+
+
+# ChatML, as the Qwen-VL processors render it (written for these checkpoints; a real one ships its own)
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+          "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|>"
+          "<|vision_end|>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+          "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+QWEN_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+               "<|image_pad|>", "<|video_pad|>")
+
+
+def _tokenizer(texts: Iterable[str], vocab: int, special: tuple[str, ...], **names) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(list(texts), trainers.BpeTrainer(
+        vocab_size=vocab, special_tokens=list(special), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side="left", model_max_length=4096, **names)
+
+
+QWEN_CLASSES = {"qwen2-vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor),
+                "qwen2.5-vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor)}
+
+
+def _qwen(family: str, texts: Iterable[str], shape: Shape):
+    Config, Model, Processor = QWEN_CLASSES[family]
+    if family == "qwen2-vl":
+        vision = {"depth": shape.vision_layers, "embed_dim": shape.vision_hidden, "hidden_size": shape.hidden,
+                  "num_heads": shape.vision_heads}
+    else:
+        vision = {"depth": shape.vision_layers, "hidden_size": shape.vision_hidden, "out_hidden_size": shape.hidden,
+                  "intermediate_size": 2 * shape.vision_hidden, "num_heads": shape.vision_heads,
+                  "window_size": 56, "fullatt_block_indexes": [shape.vision_layers - 1]}
+    tokenizer = _tokenizer(texts, shape.vocab, QWEN_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                           extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    ids = tokenizer.convert_tokens_to_ids
+    half = shape.hidden // shape.heads // 2  # multimodal rope: time, height, width sections summing to half
+    side = (half - half // 4) // 2
+    text = {"vocab_size": len(tokenizer), "hidden_size": shape.hidden, "intermediate_size": 2 * shape.hidden,
+            "num_hidden_layers": shape.layers, "num_attention_heads": shape.heads,
+            "num_key_value_heads": shape.kv_heads, "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                "mrope_section": [half - 2 * side, side, side]},
+            "bos_token_id": None, "eos_token_id": ids("<|im_end|>"), "pad_token_id": ids("<|endoftext|>")}
+    config = Config(text_config=text, vision_config={**vision, "patch_size": 14, "spatial_merge_size": 2,
+                                                      "temporal_patch_size": 2},
+                    image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+                    vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+                    tie_word_embeddings=False)
+    model = Model(config)
+    model.generation_config.eos_token_id = ids("<|im_end|>")
+    model.generation_config.pad_token_id = ids("<|endoftext|>")
+    model.generation_config.bos_token_id = None
+    # a small pixel budget: 28x28 pixels make one image token after the 2x2 merge
+    images = Qwen2VLImageProcessorPil(min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28, patch_size=14, merge_size=2,
+                                      temporal_patch_size=2)
+    processor = image_only(Processor)(image_processor=images, tokenizer=tokenizer, chat_template=CHATML)
+    return model, processor
+
+
+FAMILY_BUILDERS = {"qwen2-vl": _qwen, "qwen2.5-vl": _qwen}
+
+
+def build_random_checkpoint(family: str, out: str | Path, texts: Iterable[str], shape: Shape = Shape(),
+                            seed: int = 0) -> Path:
+    """Write a random-weight checkpoint of `family` at `shape` into `out` (created) and return it."""
+    out = Path(out)
+    torch.manual_seed(seed)
+    if family == "llava":
+        model, processor = build_tiny(texts, TinyConfig.micro(), seed=seed)
+    elif family in FAMILY_BUILDERS:
+        model, processor = FAMILY_BUILDERS[family](family, texts, shape)
+    else:
+        raise ValueError(f"no random-checkpoint builder for family {family!r}; known: llava, "
+                         + ", ".join(FAMILY_BUILDERS))
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

@@ -1,0 +1,136 @@
+"""Every model family `hf:` loads (models/families.py), end to end on a tiny random-weight checkpoint built in
+the test from the family's transformers configuration (models/random_checkpoint.py), offline: the prompt
+format, the label mask, batched answers equal to one-at-a-time answers with mixed adapters and different
+image sizes, adapter save and load, a two-task `mllmcl run` with seq-lora and MR-LoRA under both routers,
+and one request through the OpenAI client. A random model's accuracies mean nothing; the paths must run
+and agree."""
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from mllmcl.core.errors import UserError
+from mllmcl.engine.adapters import BASE, add_adapter, load_adapter, save_adapter
+from mllmcl.engine.generate import generate, next_token_logits
+from mllmcl.engine.settings import LoraRecipe
+from mllmcl.models.backbone import IGNORE_INDEX
+from mllmcl.models.families import FAMILIES
+from mllmcl.models.load import load_backbone
+from mllmcl.models.random_checkpoint import build_random_checkpoint
+from mllmcl.models.template import ProcessorTemplate
+from conftest import TEXTS, random_images
+
+pytestmark = pytest.mark.slow
+FAMILY_NAMES = FAMILIES.names()
+PLAIN = LoraRecipe(rank=4, alpha=8.0, vision=False, projector=False)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, str]:
+    """One tiny random checkpoint per family, built once per test run."""
+    root = tmp_path_factory.mktemp("families")
+    texts = [*TEXTS, "Experts: A Colors; B Codes. Which expert? A B"] * 2  # the MLLM router's letters: one token each
+    return {name: str(build_random_checkpoint(name, root / name, texts)) for name in FAMILY_NAMES}
+
+
+@pytest.fixture(params=FAMILY_NAMES)
+def backbone(request, checkpoints):
+    return load_backbone(f"hf:{checkpoints[request.param]}", device="cpu")
+
+
+def test_the_family_is_read_from_the_checkpoint_and_writes_its_own_prompts(backbone):
+    family = FAMILIES.get(backbone.family)
+    assert type(backbone.base_model).__name__ == family.classes
+    prompt = backbone.template.prompt("<image>\nWhat colour?")
+    assert prompt.count(backbone.template.image_token) == 1 and "What colour?" in prompt
+    if family.chat == "processor":
+        assert isinstance(backbone.template, ProcessorTemplate)
+        assert prompt == backbone.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}]}],
+            tokenize=False, add_generation_prompt=True)
+
+
+def test_the_loss_covers_the_answers_and_their_end_of_turn_only(backbone):
+    images = [Image.new("RGB", (40, 40)), Image.new("RGB", (90, 50))]
+    batch = backbone.encode_conversations(images, [[("What colour?", "red")], [("Shape?", "star"), ("More?", "no")]])
+    decoded = [backbone.tokenizer.decode(ids[labels != IGNORE_INDEX])
+               for ids, labels in zip(batch["input_ids"], batch["labels"])]
+    ends = [text for text, target in backbone.template.pieces([("q", "a")], backbone.tokenizer.eos_token) if target]
+    end = ends[0][ends[0].index("a") + 1:]
+    assert decoded[0].strip() == f"red{end}".strip()
+    assert "star" in decoded[1] and "no" in decoded[1] and "Shape" not in decoded[1] and "colour" not in decoded[0]
+
+
+def _two_adapters(backbone) -> None:
+    for i, name in enumerate(("one", "two")):
+        add_adapter(backbone, name, PLAIN)
+        generator = torch.Generator().manual_seed(i)
+        with torch.no_grad():  # non-zero updates, different per adapter
+            for key, param in backbone.model.named_parameters():
+                if f".lora_B.{name}." in key:
+                    param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+
+
+def test_mixed_adapter_batches_of_different_image_sizes_answer_as_one_at_a_time(backbone):
+    _two_adapters(backbone)
+    images = [random_images(1, size, seed=size)[0] for size in (28, 56, 84, 40)]
+    images[3] = images[3].resize((96, 40))  # not square: another number of image tokens where it is dynamic
+    questions = ["What colour?", "How many squares are there?", "Is there a star?", "left or right"]
+    adapters = ["one", "two", BASE, "one"]
+    batched = next_token_logits(backbone, images, questions, adapters=adapters, batch_size=4)
+    alone = torch.cat([next_token_logits(backbone, [i], [q], adapters=[a], batch_size=1)
+                       for i, q, a in zip(images, questions, adapters)])
+    assert torch.allclose(batched, alone, atol=1e-4)
+    assert not torch.allclose(batched[0], next_token_logits(backbone, images[:1], questions[:1], batch_size=1)[0],
+                              atol=1e-3)  # the adapter acts
+    texts = generate(backbone, images, questions, adapters=adapters, max_new_tokens=4, batch_size=4)
+    assert texts == [generate(backbone, [i], [q], adapters=[a], max_new_tokens=4, batch_size=1)[0]
+                     for i, q, a in zip(images, questions, adapters)]
+
+
+def test_an_adapter_saved_and_loaded_answers_the_same(backbone, tmp_path):
+    _two_adapters(backbone)
+    images, questions = random_images(2, 56), ["What colour?", "Is there a star?"]
+    before = next_token_logits(backbone, images, questions, adapters=["two", "two"])
+    save_adapter(backbone, "two", tmp_path)
+    load_adapter(backbone, "again", tmp_path / "two")
+    assert torch.equal(next_token_logits(backbone, images, questions, adapters=["again", "again"]), before)
+
+
+def test_what_a_family_cannot_adapt_is_refused_by_name(backbone):
+    family = FAMILIES.get(backbone.family)
+    if family.projector is None:
+        with pytest.raises(UserError, match="projector.*lora.projector=false"):
+            add_adapter(backbone, "copy", LoraRecipe(rank=4, alpha=8.0, vision=False, projector=True))
+    else:
+        add_adapter(backbone, "copy", LoraRecipe(rank=4, alpha=8.0, vision=False, projector=True))
+    if family.vision is None:
+        with pytest.raises(UserError, match="vision.*lora.vision=false"):
+            add_adapter(backbone, "seeing", LoraRecipe(rank=4, alpha=8.0, vision=True, projector=False))
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_a_two_task_run_exports_and_serves_through_the_openai_client(family, checkpoints, toy, tmp_path):
+    from mllmcl.run.protocol import run
+    from mllmcl.serve.grow import export_run
+    from mllmcl.serve.routed import RoutedModel
+    from mllmcl.serve.settings import ServeSettings
+    from test_runner import config_for
+    from test_serve import KEY, Server, ask, inputs
+
+    projector = FAMILIES.get(family).projector is not None
+    config = config_for(toy, ["seq-lora", "mr-lora", "mr-lora[mllm]"], backbone=f"hf:{checkpoints[family]}",
+                        lora={"projector": projector, "vision": False}, router={"epochs": 2.0})
+    results = run(config, tmp_path / "run", log=lambda _: None, progress=False)
+    assert set(results.methods) == {"seq-lora", "mr-lora", "mr-lora[mllm]"}
+    assert all(len(results.methods[m].final) == 2 for m in results.methods)
+    assert results.methods["mr-lora"].routing is not None
+    export_run(tmp_path / "run", tmp_path / "lib", log=lambda _: None)
+    model = RoutedModel.load(tmp_path / "lib")
+    images, questions = inputs("Colors", 1)
+    expected = model.answer(images, questions, max_new_tokens=4)
+    with Server(model, ServeSettings(api_key=KEY, max_tokens=8, max_wait=0.02, watch=0)) as server:
+        response = ask(server.client(), "auto", questions[0], images[0])
+    assert response.choices[0].message.content == expected.texts[0]
+    assert response.model == expected.experts[0]
