@@ -7,6 +7,7 @@ that mechanism off — so switching the mechanism off inside the method's code f
 | ewc | the Fisher-weighted penalty | the adapter moves less, Fisher-weighted, than seq-lora's from the same anchor |
 | lwf | the distillation term | the adapter stays closer to its teacher on the new data than seq-lora's |
 | o-lora | the orthogonality loss | the new A overlaps the earlier A less than with λ1 = 0 |
+| o-lora, sefe | the carried projector (`projector: true`) | task 2's projector starts where task 1's ended |
 | moelora, cl-moe | the per-token gate | the trained gate changes the answers' logits |
 | cl-moe | the momentum merge | the experts after a task are the merge of before and after |
 | +replay | the replay buffer | the earlier task's rows reach the training call |
@@ -108,6 +109,27 @@ def test_o_lora_keeps_the_new_lora_orthogonal_to_the_earlier_one(micro, toy, tmp
     assert overlap(with_loss) < 0.5 * overlap(without)
 
 
+@pytest.mark.parametrize("spec", ["o-lora", "sefe"])
+def test_the_carried_projector_goes_on_from_the_earlier_tasks(micro, toy, tmp_path, spec):
+    """Task 2 trains the projector that task 1 left: it ends nearer that one than the base's (where a copy
+    started afresh at every task would end), and the answering adapter holds it."""
+    method = learned(micro, toy, tmp_path, spec, tasks=1, **{spec: {"projector": True}})
+    after_first = dict(method.projector)
+    method.learn(method.ctx.benchmark.tasks[1])
+    after_second = method.projector
+
+    def distance(a, b):
+        return sum((a[k] - b[k]).norm() ** 2 for k in a).sqrt().item()
+    model = dict(method.ctx.backbone.model.named_parameters())
+    as_base = {k: model[k.replace("modules_to_save.<adapter>", "original_module")] for k in after_second}
+    assert distance(after_second, after_first) < 0.8 * distance(after_second, as_base)
+    answering = {k: p for k, p in _params(method).items() if ".modules_to_save." in k}
+    assert answering and all(torch.equal(p, after_second[k.replace(f".{method.adapter}.", ".<adapter>.")])
+                             for k, p in answering.items())
+    assert all(".modules_to_save." not in k for name in method.tasks
+               for k in adapter_parameters(method.ctx.backbone, name))  # the task LoRAs stay plain, summable
+
+
 @pytest.mark.parametrize("spec", ["moelora", "cl-moe"])
 def test_the_trained_gate_shapes_the_answers(micro, toy, tmp_path, spec):
     method = learned(micro, toy, tmp_path, spec, tasks=1, moelora={"experts": 4})
@@ -192,7 +214,8 @@ def test_disco_weighs_each_tasks_own_subspace(micro, worded, tmp_path):
 
 
 @pytest.mark.parametrize("spec, extra", [("hide-llava", {}), ("disco", {}), ("sefe", {}),
-                                         ("cl-moe", {"cl-moe": {"merge": True}})])
+                                         ("cl-moe", {"cl-moe": {"merge": True}}),
+                                         ("o-lora", {"o-lora": {"projector": True}})])
 def test_a_method_saved_after_one_task_resumes_to_the_same_answers(micro, toy, tmp_path, spec, extra):
     whole = learned(micro, toy, tmp_path / "whole", spec, **extra)
     first = learned(micro, toy, tmp_path / "first", spec, tasks=1, **extra)

@@ -117,6 +117,25 @@ def test_the_sum_of_loras_answers_like_both_active(micro):
 
 
 @pytest.mark.slow
+def test_a_projector_copy_moves_from_a_trained_adapter_to_a_sum(micro):
+    """drop_projector keeps the LoRA and hands back the copy; a sum given that copy answers as the adapter did."""
+    from mllmcl.engine.adapters import drop_projector, recipe_of
+    from mllmcl.engine.generate import next_token_logits
+
+    add_adapter(micro, "carried", LoraRecipe(rank=4, alpha=8.0, projector=True))
+    train(micro, colour_examples(16, seed=3), "carried", QUICK)
+    examples = colour_examples(6, seed=9)
+    images, questions = [e.image for e in examples], [e.question for e in examples]
+    before = next_token_logits(micro, images, questions, adapters=["carried"] * 6)
+    projector = drop_projector(micro, "carried")
+    assert projector and not recipe_of(micro, "carried").projector
+    plain = next_token_logits(micro, images, questions, adapters=["carried"] * 6)
+    sum_adapters(micro, ["carried"], "again", projector=projector)
+    again = next_token_logits(micro, images, questions, adapters=["again"] * 6)
+    assert torch.allclose(again, before, atol=1e-4) and not torch.allclose(plain, before, atol=1e-3)
+
+
+@pytest.mark.slow
 def test_moelora_gates_sum_to_one_and_every_expert_gets_gradient(micro):
     recipe = MoELoraRecipe(rank=8, alpha=16.0, experts=4)
     add_adapter(micro, "moe", recipe)

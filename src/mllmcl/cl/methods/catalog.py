@@ -116,6 +116,8 @@ class OLoRASettings(Settings):
     """weight of the orthogonality loss Σ ‖A_t A_jᵀ‖₁ (0.5 in O-LoRA; MCITlib uses 0.05)"""
     lambda2: float = Field(0.0, ge=0)
     """weight of an L2 penalty on the new task's LoRA (0 in O-LoRA)"""
+    projector: bool = False
+    """train one projector copy across the tasks, as MCITlib does (needs lora.projector; false: the base's)"""
 
 
 class CLMoESettings(Settings):
@@ -154,6 +156,8 @@ class SEFESettings(Settings):
     """share of each matrix's largest |B A| entries that become key positions after a task"""
     asd: float = Field(0.0, ge=0, le=1)
     """share of each task's training rows rewritten into another answer style (0 = off, the paper's row)"""
+    projector: bool = False
+    """train one projector copy across the tasks, as MCITlib does (needs lora.projector; false: the base's)"""
 
 
 # --- the catalog -----------------------------------------------------------------------------------------------

@@ -42,9 +42,12 @@ class OLoRA(SummedLoRA):
     def rank(self) -> int:
         return self.settings.rank
 
+    def carry_projector(self) -> bool:
+        return self.settings.projector
+
     def loss(self, new: str) -> LossFn:
         backbone, settings = self.ctx.backbone, self.settings
-        params = adapter_parameters(backbone, new)
+        params = {k: p for k, p in adapter_parameters(backbone, new).items() if ".lora_" in k}  # no projector
         a_new = lora_a_matrices(params)
         earlier = [lora_a_matrices(adapter_parameters(backbone, name)) for name in self.tasks]
         if not earlier and settings.lambda2 == 0:

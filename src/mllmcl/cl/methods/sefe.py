@@ -67,6 +67,9 @@ class SEFE(SummedLoRA):
         self.settings: SEFESettings = ctx.config.block("sefe")
         self.keys: dict[str, torch.Tensor] = {}
 
+    def carry_projector(self) -> bool:
+        return self.settings.projector
+
     def data(self, task: Task) -> list[Sample]:
         rows = super().data(task)
         if self.settings.asd == 0:
