@@ -80,10 +80,13 @@ def test_every_shipped_configuration_loads():
     from mllmcl.cl.config import profiles
 
     names = profiles()
-    assert {"full", "llava-7b-dcl", "llava-7b-acl"} <= set(names) and all(names.values())
+    assert {"full", "llava-7b-dcl", "llava-7b-acl", "qwen2.5-vl-7b-dcl", "qwen2.5-vl-7b-acl",
+            "qwen2-vl-2b-dcl"} <= set(names) and all(names.values())
     for name in names:  # the 7B ones name a checkpoint folder that exists only where the user has one
         config = load_config(name, ["backbone=tiny"])
         assert config.methods
+    qwen = load_config("qwen2.5-vl-7b-dcl", ["backbone=tiny"])  # a dotted name is a profile, not a file suffix
+    assert not qwen.lora.projector and not qwen.lora.vision and qwen.model.max_pixels == 1280 * 28 * 28
     full = load_config("full")
     assert full.data.train == 2000 and full.data.test == 300 and full.lora.rank == 64
     assert full.train.epochs == 2 and full.train.batch_size == 32 and full.lora.vision

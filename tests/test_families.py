@@ -134,3 +134,15 @@ def test_a_two_task_run_exports_and_serves_through_the_openai_client(family, che
         response = ask(server.client(), "auto", questions[0], images[0])
     assert response.choices[0].message.content == expected.texts[0]
     assert response.model == expected.experts[0]
+
+
+def test_the_model_block_reaches_transformers(checkpoints):
+    from mllmcl.cl.config import load_config
+
+    model = load_config(None, {"model": {"attention": "eager", "max_pixels": 4 * 28 * 28}}).model
+    small = load_backbone(f"hf:{checkpoints['qwen2-vl']}", device="cpu", **model.load_options())
+    default = load_backbone(f"hf:{checkpoints['qwen2-vl']}", device="cpu")
+    image = Image.new("RGB", (200, 200))
+    assert small.image_token_layouts(small.encode_prompts([image], ["q"])) == [(2, 2)]  # the pixel budget
+    assert default.image_token_layouts(default.encode_prompts([image], ["q"])) == [(4, 4)]
+    assert small.base_model.config._attn_implementation == "eager"

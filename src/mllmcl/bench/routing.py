@@ -32,7 +32,7 @@ def run_routing_bench(run_dir: str | Path, method: str, repeats: int) -> dict:
         raise UserError(f"{folder.path}: no finished {method!r} run here; run `mllmcl run --out {folder.path}` first")
     config = load_config(folder.path / "config.yaml")
     bench = prepare_benchmark(config, progress=False)
-    ctx = Context(load_backbone(config.backbone), bench, config, folder.path)
+    ctx = Context(load_backbone(config.backbone, **config.model.load_options()), bench, config, folder.path)
     mr = build_method(method, ctx)
     mr.restore(folder.state(method, len(bench.tasks)), bench.tasks)
     tasks = bench.tasks

@@ -107,6 +107,27 @@ class EvalConfig(Settings):
     """the split every evaluation reads: tune recipes and thresholds on val, report test"""
 
 
+class ModelConfig(Settings):
+    """How the backbone loads: passed to transformers as they are (models/hf.py)."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """weights' dtype (auto: float32 on a CPU, bfloat16 on a GPU)"""
+    attention: Literal["", "eager", "sdpa", "flash_attention_2"] = ""
+    """attention implementation (empty: transformers' default for the model)"""
+    device_map: Literal["", "auto"] = ""
+    """empty: the whole model on this process's device; auto: spread over the visible GPUs (one process)"""
+    min_pixels: int | None = Field(None, ge=1)
+    """dynamic-resolution families (Qwen-VL): the fewest pixels an image is resized to (empty: the checkpoint's)"""
+    max_pixels: int | None = Field(None, ge=1)
+    """dynamic-resolution families (Qwen-VL): the most pixels, which bounds the image tokens per sample"""
+
+    def load_options(self) -> dict:
+        """Keyword arguments of `load_backbone` (models/load.py)."""
+        pixels = {k: v for k, v in (("min_pixels", self.min_pixels), ("max_pixels", self.max_pixels)) if v}
+        return {"dtype": None if self.dtype == "auto" else self.dtype, "attention": self.attention or None,
+                "device_map": self.device_map or None, "processor_options": pixels}
+
+
 class RouterConfig(Settings):
     """MR-LoRA's router: which one, what it learns from. The fields of every router's own block
     (cl/routing/catalog.py) join this section, e.g. `router.shrinkage` (prototype) or `router.lr` (mllm)."""
@@ -144,7 +165,8 @@ class RunConfig(Settings):
     methods: tuple[str, ...] = DEFAULT_METHODS
     """in order; `mllmcl ls` lists them (mr-lora[router] picks a router, name+replay adds replay)"""
     backbone: str = "tiny"
-    """tiny, or hf:<path> of a LLaVA checkpoint saved by transformers"""
+    """tiny, or hf:<path> of a checkpoint saved by transformers (LLaVA-1.5, Qwen2-VL, Qwen2.5-VL, Qwen3-VL)"""
+    model: ModelConfig = ModelConfig()
     seed: int = 0
     """default of data.seed (what is drawn) and train.seed (inits, data order)"""
     threads: int = Field(0, ge=0)
@@ -293,7 +315,7 @@ def profiles() -> dict[str, str]:
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping from `path`, or from the shipped profile of that name when no such file exists."""
     path = Path(path)
-    if not path.exists() and path.suffix == "" and profile_path(str(path)):
+    if not path.exists() and path.suffix not in (".yaml", ".yml") and profile_path(str(path)):
         path = profile_path(str(path))
     try:
         data = yaml.safe_load(path.read_text())

@@ -15,6 +15,7 @@ from mllmcl.cli.options import default_of, positive_float, positive_int
 from mllmcl.core.errors import UserError
 from mllmcl.eval import SCORERS
 from mllmcl.models.catalog import BACKBONES
+from mllmcl.models.families import FAMILIES
 
 DEFAULT_BACKBONE = default_of(RunConfig, "backbone")
 
@@ -78,6 +79,12 @@ def _ls(args: argparse.Namespace) -> int:
                 default = field.get_default(call_default_factory=True)
                 help_text = " ".join((field.description or "").split())
                 print(f"      {section}.{field.alias or key} = {default!r}  {help_text}".rstrip())
+    print("model families (backbone=hf:<path>; found from its config.json):")
+    for name, description in FAMILIES.describe():
+        family = FAMILIES.get(name)
+        print(f"  {name:<10} {description}")
+        print(f"      {family.classes}; projector copy (lora.projector): {'yes' if family.projector else 'no'}; "
+              f"vision LoRA (lora.vision): {'yes' if family.vision else 'no'}; e.g. {family.checkpoints}")
     print("configurations (--config NAME):")
     for name, description in profiles().items():
         print(f"  {name:<10} {description}")

@@ -20,7 +20,7 @@ class BackboneKind:
 BACKBONES: Registry[BackboneKind] = Registry("backbone")
 BACKBONES.add("tiny", BackboneKind(), "embedded tiny LLaVA (CLIP + Llama), pretrained by mllmcl, ships with the package")
 BACKBONES.add("hf", BackboneKind(takes_path=True),
-              "hf:<local path>: a LLaVA checkpoint saved by transformers (e.g. llava-1.5-7b-hf)")
+              "hf:<local path>: a checkpoint saved by transformers, of a family below (e.g. llava-1.5-7b-hf)")
 
 
 def parse_backbone(name: str) -> tuple[str, str]:

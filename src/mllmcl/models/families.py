@@ -54,6 +54,11 @@ FAMILIES.add("qwen2.5-vl", Family(
     checkpoints="Qwen/Qwen2.5-VL-3B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct"),
     "Qwen2.5-VL: windowed dynamic-resolution ViT + patch merger + Qwen2.5; its processor's chat template")
 
+FAMILIES.add("qwen3-vl", Family(
+    ("qwen3_vl",), "Qwen3VLForConditionalGeneration", projector=None, vision=None,
+    checkpoints="Qwen/Qwen3-VL-2B-Instruct, Qwen/Qwen3-VL-8B-Instruct"),
+    "Qwen3-VL: dynamic-resolution ViT with DeepStack mergers + Qwen3; its processor's chat template")
+
 
 def family_of(model_type: str, where: str = "config.json") -> tuple[str, Family]:
     """The family of a checkpoint whose config names `model_type`; a UserError naming the families there are."""

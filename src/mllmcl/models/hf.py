@@ -33,10 +33,12 @@ def default_device() -> torch.device:
 
 def load_checkpoint(path: str | Path, name: str, template: ChatTemplate | None = None,
                     device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-                    max_length: int | None = None, processor_kwargs: dict | None = None) -> Backbone:
+                    max_length: int | None = None, processor_kwargs: dict | None = None,
+                    attention: str | None = None, device_map: str | None = None) -> Backbone:
     """Load model and processor from a local directory. `template`: None picks the family's (LLaVA-1.5: the
     vicuna template with its system prompt; others: the processor's chat template). `dtype`: None keeps the
-    checkpoint's float32 on CPU and uses bfloat16 on GPU; a torch dtype or its name forces one."""
+    checkpoint's float32 on CPU and uses bfloat16 on GPU; a torch dtype or its name forces one. `attention`:
+    transformers' attn_implementation; `device_map` "auto" spreads the model over the visible GPUs."""
     path = Path(path).expanduser()
     if not is_dir(path):
         raise UserError(f"{path}: not a directory holding a transformers checkpoint")
@@ -54,7 +56,9 @@ def load_checkpoint(path: str | Path, name: str, template: ChatTemplate | None =
     try:
         processor = _processor(path, processor_kwargs or {})
         # straight onto the target device: no full CPU copy per process on multi-GPU machines
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map={"": device})
+        extra = {"attn_implementation": attention} if attention else {}
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map=device_map or {"": device},
+                                                            **extra)
     except Exception as err:  # a corrupt or partial folder fails in transformers in many ways (SafetensorError, …)
         raise UserError(f"{path}: cannot load the checkpoint ({type(err).__name__}: {one_line(str(err))[:300]})") from err
     if getattr(processor, "tokenizer", None) is None or getattr(processor, "image_processor", None) is None:

@@ -15,7 +15,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
                           Qwen2_5_VLProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil,
-                          Qwen2VLProcessor)
+                          Qwen2VLProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor)
 
 from mllmcl.models.hf import image_only
 from mllmcl.models.tiny import TinyConfig, build_tiny
@@ -55,7 +55,8 @@ def _tokenizer(texts: Iterable[str], vocab: int, special: tuple[str, ...], **nam
 
 
 QWEN_CLASSES = {"qwen2-vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor),
-                "qwen2.5-vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor)}
+                "qwen2.5-vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor),
+                "qwen3-vl": (Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor)}
 
 
 def _qwen(family: str, texts: Iterable[str], shape: Shape):
@@ -63,10 +64,15 @@ def _qwen(family: str, texts: Iterable[str], shape: Shape):
     if family == "qwen2-vl":
         vision = {"depth": shape.vision_layers, "embed_dim": shape.vision_hidden, "hidden_size": shape.hidden,
                   "num_heads": shape.vision_heads}
-    else:
+    elif family == "qwen2.5-vl":
         vision = {"depth": shape.vision_layers, "hidden_size": shape.vision_hidden, "out_hidden_size": shape.hidden,
                   "intermediate_size": 2 * shape.vision_hidden, "num_heads": shape.vision_heads,
                   "window_size": 56, "fullatt_block_indexes": [shape.vision_layers - 1]}
+    else:
+        vision = {"depth": shape.vision_layers, "hidden_size": shape.vision_hidden, "out_hidden_size": shape.hidden,
+                  "intermediate_size": 2 * shape.vision_hidden, "num_heads": shape.vision_heads,
+                  "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
+    patch = 16 if family == "qwen3-vl" else 14
     tokenizer = _tokenizer(texts, shape.vocab, QWEN_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
     ids = tokenizer.convert_tokens_to_ids
@@ -77,8 +83,9 @@ def _qwen(family: str, texts: Iterable[str], shape: Shape):
             "num_key_value_heads": shape.kv_heads, "max_position_embeddings": 4096,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
                                 "mrope_section": [half - 2 * side, side, side]},
-            "bos_token_id": None, "eos_token_id": ids("<|im_end|>"), "pad_token_id": ids("<|endoftext|>")}
-    config = Config(text_config=text, vision_config={**vision, "patch_size": 14, "spatial_merge_size": 2,
+            "head_dim": 2 * half, "bos_token_id": None, "eos_token_id": ids("<|im_end|>"),
+            "pad_token_id": ids("<|endoftext|>")}
+    config = Config(text_config=text, vision_config={**vision, "patch_size": patch, "spatial_merge_size": 2,
                                                       "temporal_patch_size": 2},
                     image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
                     vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
@@ -87,14 +94,15 @@ def _qwen(family: str, texts: Iterable[str], shape: Shape):
     model.generation_config.eos_token_id = ids("<|im_end|>")
     model.generation_config.pad_token_id = ids("<|endoftext|>")
     model.generation_config.bos_token_id = None
-    # a small pixel budget: 28x28 pixels make one image token after the 2x2 merge
-    images = Qwen2VLImageProcessorPil(min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28, patch_size=14, merge_size=2,
-                                      temporal_patch_size=2)
+    # a small pixel budget: one image token per (2 x patch)² pixels after the 2x2 merge
+    side = 2 * patch
+    images = Qwen2VLImageProcessorPil(min_pixels=4 * side * side, max_pixels=16 * side * side, patch_size=patch,
+                                      merge_size=2, temporal_patch_size=2)
     processor = image_only(Processor)(image_processor=images, tokenizer=tokenizer, chat_template=CHATML)
     return model, processor
 
 
-FAMILY_BUILDERS = {"qwen2-vl": _qwen, "qwen2.5-vl": _qwen}
+FAMILY_BUILDERS = {"qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
 
 
 def build_random_checkpoint(family: str, out: str | Path, texts: Iterable[str], shape: Shape = Shape(),

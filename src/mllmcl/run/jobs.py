@@ -242,7 +242,7 @@ def _run_part(part: Part, results: Results, config: dict, out: str, experts: str
         run_config = build_config(config)
         folder = RunFolder(out)
         bench = prepare_benchmark(run_config, progress=False)
-        ctx = Context(load_backbone(run_config.backbone), bench, run_config, folder.path, Path(experts),
+        ctx = Context(load_backbone(run_config.backbone, **run_config.model.load_options()), bench, run_config, folder.path, Path(experts),
                       progress=True, processes=None)
         if part.expert is not None:
             start = time.perf_counter()

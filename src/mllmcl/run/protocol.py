@@ -85,7 +85,7 @@ def run(config: RunConfig, out: str | Path, log: Log = write_line, progress: boo
         write_text_atomic(folder.path / "config.yaml", to_yaml(config))
     log(f"run: {config.setting} · {len(bench.tasks)} tasks ({', '.join(bench.names)}) · backbone {config.backbone} · "
         f"methods {', '.join(config.methods)} · out {folder.path}")
-    backbone = backbone or load_backbone(config.backbone)
+    backbone = backbone or load_backbone(config.backbone, **config.model.load_options())
     ctx = Context(backbone, bench, config, folder.path, experts, progress and main, processes)
 
     if results.zero_shot is None:

@@ -206,7 +206,7 @@ def library_context(folder: Path, config: RunConfig, backbone: Backbone | None =
     empty benchmark (nothing is drawn from one: experts bring their buffers)."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    backbone = backbone or load_backbone(config.backbone)
+    backbone = backbone or load_backbone(config.backbone, **config.model.load_options())
     if backbone.name != config.backbone:
         raise UserError(f"{folder}: its experts were trained on backbone {config.backbone!r}, not {backbone.name!r}")
     return Context(backbone, Benchmark(config.setting, Path(folder), ()), config, Path(folder), progress=False)
