@@ -220,11 +220,12 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
 
 
 def _regions(hidden: torch.Tensor, image: torch.Tensor, layouts: list[tuple[int, int]], grid: int) -> torch.Tensor:
-    """Each row's image tokens (`layouts`: their rows × columns, row-major) averaged over a grid×grid layout of
-    regions and concatenated: shape (rows, grid² · hidden). A side with fewer tokens than `grid` repeats them."""
+    """Each row's last `layouts` image tokens (rows × columns, row-major: the whole image, or the thumbnail of a
+    tiled one) averaged over a grid×grid layout of regions and concatenated: shape (rows, grid² · hidden). A
+    side with fewer tokens than `grid` repeats them."""
     out = []
     for row, (height, width) in enumerate(layouts):
-        tokens = hidden[row][image[row]]
+        tokens = hidden[row][image[row]][-height * width:]
         if tokens.shape[0] != height * width:
             raise ValueError(f"prompt {row}: {tokens.shape[0]} image tokens, not the {height}x{width} its image makes")
         square = tokens.view(height, width, -1)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from mllmcl.core.errors import UserError
 from mllmcl.data.records import ImageLike, load_image
+from mllmcl.models.families import FAMILIES
 from mllmcl.models.template import ChatTemplate, ProcessorTemplate
 
 IGNORE_INDEX = -100
@@ -97,14 +98,15 @@ class Backbone:
                 f"a training sequence has {ids.shape[1]} tokens, more than backbone {self.name}'s maximum "
                 f"{self.max_length}: question {conversations[longest][0][0][:60]!r}")
         labels = torch.full_like(ids, IGNORE_INDEX)
-        image_id = self.image_token_id
         for row, row_pieces in enumerate(pieces):
+            # what the processor put in for the image beyond the text's own tokens (all of it in the first turn)
+            added = int(batch["attention_mask"][row].sum()) - len(self.tokenizer(texts[row]).input_ids)
             prefix = ""
             for text, is_target in row_pieces:
-                start = self._prefix_length(prefix, ids[row], image_id) if prefix else 0
+                start = self._prefix_length(prefix, ids[row], added) if prefix else 0
                 prefix += text
                 if is_target:
-                    end = self._prefix_length(prefix, ids[row], image_id)
+                    end = self._prefix_length(prefix, ids[row], added)
                     labels[row, start:end] = ids[row, start:end]
         batch["labels"] = labels
         return batch
@@ -114,23 +116,28 @@ class Backbone:
         return self.tokenizer.convert_tokens_to_ids(self.template.image_token)
 
     def image_token_layouts(self, batch: dict) -> list[tuple[int, int]]:
-        """Rows × columns of each prompt's image tokens in `batch` (one image each): from the processor's patch
-        grid where the resolution is dynamic (Qwen-VL: `image_grid_thw`, merged `merge_size`²), else a square."""
+        """Rows × columns of each prompt's image tokens in `batch` (one image each), of the whole image's last
+        view: from the processor's patch grid where the resolution is dynamic (Qwen-VL: `image_grid_thw`,
+        merged `merge_size`²), one tile's square where images are tiled (InternVL: the thumbnail comes last),
+        else a square of all of them."""
         grids = batch.get("image_grid_thw")
         if grids is not None:
             merge = getattr(self.processor.image_processor, "merge_size", 1)
             return [(int(h) // merge, int(w) // merge) for _, h, w in grids.tolist()]
         counts = (batch["input_ids"] == self.image_token_id).sum(1).tolist()
+        if FAMILIES.get(self.family).tiled:
+            counts = [min(count, self.processor.image_seq_length) for count in counts]
         sides = [round(c ** 0.5) for c in counts]
         if any(side * side != count for side, count in zip(sides, counts)):
             raise ValueError(f"image tokens per prompt {counts}: not a square layout")
         return [(side, side) for side in sides]
 
-    def _prefix_length(self, prefix: str, full_ids: torch.Tensor, image_id: int) -> int:
-        """Length of a text prefix inside the processed full conversation ids: the prefix's own tokens with
-        its image placeholder expanded to as many image tokens as the processor put in the full sequence."""
+    def _prefix_length(self, prefix: str, full_ids: torch.Tensor, added: int) -> int:
+        """Length of a text prefix inside the processed full conversation ids: the prefix's own tokens plus the
+        `added` tokens the processor expanded its image placeholder into (image tokens, and the markers around
+        them that some families add)."""
         prefix_ids = self.tokenizer(prefix).input_ids
-        expanded = len(prefix_ids) - prefix_ids.count(image_id) + int((full_ids == image_id).sum())
+        expanded = len(prefix_ids) + added
         if expanded > len(full_ids) or int(full_ids[expanded - 1]) != prefix_ids[-1]:
             raise ValueError(
                 "the tokenizer merges a turn boundary; the label mask cannot be exact "

@@ -8,9 +8,11 @@ target list serves them all; the vision encoder and the projector differ:
 - `projector`: a regex over module names of the projector's linear layers, which a recipe with
   `lora.projector` copies per adapter (peft `modules_to_save`). None where the family's projector does not
   run one row per sample: Qwen's `visual.merger` maps the patches of every image in the batch at once, so a
-  per-sample copy cannot be told which rows are whose.
+  per-sample copy cannot be told which rows are whose; InternVL's projector maps tiles, several per image.
 - `vision`: the regex of the vision encoder's layers that `lora.vision` adapts (`{layers}` is filled in), or
   None where its layers, too, run over all the batch's patches at once.
+- `tiled`: an image becomes several tiles of `image_seq_length` tokens each (InternVL), the whole image's
+  thumbnail last where there are several; the prototype router's grid pools that thumbnail.
 - `chat`: "vicuna" for LLaVA-1.5 (its checkpoints ship no chat template; models/template.py writes it),
   "processor" for every family whose processor carries a chat template (used as it is).
 """
@@ -33,6 +35,7 @@ class Family:
     vision: str | None
     chat: Literal["vicuna", "processor"] = "processor"
     checkpoints: str = ""
+    tiled: bool = False
 
     @property
     def takes_projector_copy(self) -> bool:
@@ -58,6 +61,12 @@ FAMILIES.add("qwen3-vl", Family(
     ("qwen3_vl",), "Qwen3VLForConditionalGeneration", projector=None, vision=None,
     checkpoints="Qwen/Qwen3-VL-2B-Instruct, Qwen/Qwen3-VL-8B-Instruct"),
     "Qwen3-VL: dynamic-resolution ViT with DeepStack mergers + Qwen3; its processor's chat template")
+
+FAMILIES.add("internvl", Family(
+    ("internvl",), "InternVLForConditionalGeneration", projector=None, vision=None, tiled=True,
+    checkpoints="OpenGVLab/InternVL3-2B-hf, OpenGVLab/InternVL3-8B-hf"),
+    "InternVL (the transformers port): InternViT + MLP projector + Qwen2.5 or InternLM; dynamic tiles; "
+    "its processor's chat template")
 
 
 def family_of(model_type: str, where: str = "config.json") -> tuple[str, Family]:

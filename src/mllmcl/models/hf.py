@@ -91,8 +91,9 @@ def _processor(path: Path, kwargs: dict):
         cls = getattr(transformers, str(saved.get("processor_class", "")), None) if isinstance(saved, dict) else None
         if cls is None or "video_processor" not in cls.get_attributes():
             raise
+    own = {k: v for k, v in saved.items() if k != "processor_class" and not isinstance(v, dict)}  # image_seq_length, …
     return image_only(cls)(image_processor=AutoImageProcessor.from_pretrained(path, **kwargs),
-                           tokenizer=AutoTokenizer.from_pretrained(path), chat_template=_chat_template(path))
+                           tokenizer=AutoTokenizer.from_pretrained(path), chat_template=_chat_template(path), **own)
 
 
 def image_only(cls: type) -> type:

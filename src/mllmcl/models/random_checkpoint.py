@@ -13,7 +13,8 @@ from typing import Iterable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+from transformers import (GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor,
+                          PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
                           Qwen2_5_VLProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil,
                           Qwen2VLProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor)
 
@@ -40,6 +41,9 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'
           "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|>"
           "<|vision_end|>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
           "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+# InternVL's port to transformers: the same ChatML, the image as its context token on a line of its own
+INTERNVL_CHAT = CHATML.replace("<|vision_start|><|image_pad|><|vision_end|>", "<IMG_CONTEXT>\n")
+INTERNVL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>")
 QWEN_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                "<|image_pad|>", "<|video_pad|>")
 
@@ -102,7 +106,35 @@ def _qwen(family: str, texts: Iterable[str], shape: Shape):
     return model, processor
 
 
-FAMILY_BUILDERS = {"qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
+def _internvl(family: str, texts: Iterable[str], shape: Shape):
+    tokenizer = _tokenizer(texts, shape.vocab, INTERNVL_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                           extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
+                                                 "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"})
+    ids = tokenizer.convert_tokens_to_ids
+    tile, patch = 56, 14  # a 56-pixel tile of 4x4 patches, pixel-shuffled by 0.5: 4 image tokens per tile
+    vision = {"hidden_size": shape.vision_hidden, "num_hidden_layers": shape.vision_layers,
+              "num_attention_heads": shape.vision_heads, "intermediate_size": 2 * shape.vision_hidden,
+              "image_size": [tile, tile], "patch_size": [patch, patch]}
+    text = {"model_type": "qwen2", "vocab_size": len(tokenizer), "hidden_size": shape.hidden,
+            "intermediate_size": 2 * shape.hidden, "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads, "bos_token_id": None,
+            "eos_token_id": ids("<|im_end|>"), "pad_token_id": ids("<|endoftext|>"), "tie_word_embeddings": False}
+    config = InternVLConfig(vision_config=vision, text_config=text, image_token_id=ids("<IMG_CONTEXT>"),
+                            downsample_ratio=0.5, vision_feature_layer=-1, tie_word_embeddings=False)
+    model = InternVLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids("<|im_end|>")
+    model.generation_config.pad_token_id = ids("<|endoftext|>")
+    model.generation_config.bos_token_id = None
+    # a wide image is cut into up to 4 tiles plus a thumbnail, as InternVL's dynamic tiling does
+    images = GotOcr2ImageProcessorPil(size={"height": tile, "width": tile}, crop_to_patches=True, min_patches=1,
+                                      max_patches=4)
+    per_tile = (tile // patch // 2) ** 2
+    processor = image_only(InternVLProcessor)(image_processor=images, tokenizer=tokenizer, image_seq_length=per_tile,
+                                              chat_template=INTERNVL_CHAT)
+    return model, processor
+
+
+FAMILY_BUILDERS = {"internvl": _internvl, "qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
 
 
 def build_random_checkpoint(family: str, out: str | Path, texts: Iterable[str], shape: Shape = Shape(),
