@@ -81,7 +81,7 @@ def test_every_shipped_configuration_loads():
 
     names = profiles()
     assert {"full", "llava-7b-dcl", "llava-7b-acl", "qwen2.5-vl-7b-dcl", "qwen2.5-vl-7b-acl",
-            "qwen2-vl-2b-dcl"} <= set(names) and all(names.values())
+            "qwen2-vl-2b-dcl", "internvl-8b-dcl"} <= set(names) and all(names.values())
     for name in names:  # the 7B ones name a checkpoint folder that exists only where the user has one
         config = load_config(name, ["backbone=tiny"])
         assert config.methods
