@@ -65,9 +65,12 @@ class ProcessorTemplate:
         self.image_token = image_token
         self.system = ""
         # what the template writes between the generation prompt and the answer's text ("" for ChatML)
-        probe = "\x00"
+        probe, prompt = "\x00", self.prompt("?")
         head = self._render([self._user("?", True), {"role": "assistant", "content": probe}], generation=False)
-        self._answer_prefix = head[len(self.prompt("?")):head.index(probe)]
+        if not head.startswith(prompt) or probe not in head:
+            raise ValueError("the chat template does not render an answered question as its prompt followed by "
+                             "the answer; the label mask cannot be exact")
+        self._answer_prefix = head[len(prompt):head.index(probe)]
 
     def _user(self, question: str, first: bool) -> dict:
         question = " ".join(question.replace("<image>", " ").replace(self.image_token, " ").split())
