@@ -146,3 +146,24 @@ def test_the_model_block_reaches_transformers(checkpoints):
     assert small.image_token_layouts(small.encode_prompts([image], ["q"])) == [(2, 2)]  # the pixel budget
     assert default.image_token_layouts(default.encode_prompts([image], ["q"])) == [(4, 4)]
     assert small.base_model.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("closing", ["<think></think>", ""])
+def test_a_chat_template_that_rewrites_the_prompt_once_answered_is_refused(closing):
+    """A template whose answered turn is not its prompt followed by the answer (a thinking model's, which
+    closes earlier turns differently) would put the label mask on the wrong tokens."""
+
+    class Processor:
+        chat_template = "jinja"
+
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            text = "".join(f"<{m['role']}>" + (m["content"] if isinstance(m["content"], str) else
+                                                 m["content"][-1]["text"]) for m in messages)
+            answered = messages[-1]["role"] == "assistant"
+            return (closing if answered else "") + text + ("<assistant>" if add_generation_prompt else "")
+
+    if closing:
+        with pytest.raises(ValueError, match="label mask cannot be exact"):
+            ProcessorTemplate(Processor(), "<image>")
+    else:
+        assert ProcessorTemplate(Processor(), "<image>").pieces([("q", "a")], "")[1] == ("a", True)
