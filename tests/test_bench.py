@@ -55,10 +55,12 @@ def test_bench_scale_computes_in_bf16_only_where_it_is_fast(monkeypatch):
     assert bf16_autocast("cpu", "auto") and bf16_autocast("cpu", "fp32")
 
 
-def test_bench_scale(capsys):
-    assert main(["bench", "scale", "--layers", "1", "--steps", "1", "--samples", "1", "--batch-size", "1",
-                 "--grad-accum", "1"]) == 0
-    assert "samples/s" in capsys.readouterr().out
+@pytest.mark.parametrize("family", ["llava", "qwen2.5-vl"])
+def test_bench_scale(capsys, family):
+    assert main(["bench", "scale", "--family", family, "--layers", "1", "--steps", "1", "--samples", "1",
+                 "--batch-size", "1", "--grad-accum", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "samples/s" in out and "batch 1 x accum 1" in out
 
 
 def test_bench_serve(served, tmp_path, capsys):

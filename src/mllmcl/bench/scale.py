@@ -1,13 +1,15 @@
-"""Scale benchmark: what does the engine cost at LLaVA-1.5-7B's shape?
+"""Scale benchmark: what does the engine cost at a 7B-class model's shape?
 
-The model is built from LLaVA-1.5-7B's configuration with random weights — no download: a CLIP ViT-L/14 at
-336 px (576 image tokens, the second-to-last layer read) and a 4096-wide Llama of 32 layers, vocabulary
-32064 — with `--layers K` to keep the first K layers of both towers (a CPU cannot hold or train the full
-depth in reasonable time). The tokenizer is the tiny backbone's (the vocabulary only sizes the embeddings
-here), so prompt lengths are given in its tokens. Through the engine's own calls, on one device, it times:
+The model is built from the configuration of LLaVA-1.5-7B (`--family llava`, the default) or of another
+family's 7B-class model (`models/random_checkpoint.py`, `SHAPES_7B`: Qwen2/2.5-VL-7B, Qwen3-VL-8B,
+InternVL3-8B) with random weights — no download. LLaVA: a CLIP ViT-L/14 at 336 px (576 image tokens, the
+second-to-last layer read) and a 4096-wide Llama of 32 layers, vocabulary 32064. `--layers K` keeps the first
+K layers of both towers (a CPU cannot hold or train the full depth in reasonable time). The tokenizers are
+small ones (the vocabulary only sizes the embeddings here), so prompt lengths are given in their tokens.
+Through the engine's own calls, on one device, it times:
 
 - expert training with MR-LoRA's 7B recipe (rank 128, alpha 256, dropout 0.05, every LM linear, projector
-  trained; bf16 autocast where it is fast, see `bf16_autocast`; the official per-device batch 4 and gradient
+  trained where the family takes a copy; bf16 autocast where it is fast, see `bf16_autocast`; the official per-device batch 4 and gradient
   accumulation 2);
 - greedy generation with one adapter, and routed generation where every batch mixes 4 adapters;
 - the MLLM router's scoring pass (one forward pass over the official DCL router prompt, letters scored)
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from PIL import Image
@@ -34,7 +36,9 @@ from mllmcl.engine.generate import generate, next_token_logits
 from mllmcl.engine.settings import LoraRecipe, TrainConfig
 from mllmcl.engine.train import train
 from mllmcl.models.backbone import Backbone
-from mllmcl.models.template import VICUNA_SYSTEM, ChatTemplate
+from mllmcl.models.families import FAMILIES
+from mllmcl.models.random_checkpoint import SHAPES_7B, build_random
+from mllmcl.models.template import VICUNA_SYSTEM, ChatTemplate, ProcessorTemplate
 from mllmcl.models.tiny import WEIGHTS_DIR
 
 RECIPE = LoraRecipe(rank=128, alpha=256.0, dropout=0.05, vision=False, lm_head=False, projector=True)
@@ -44,7 +48,7 @@ QUESTION = ("Is there a residential building in the image? Look at the whole sce
 
 @dataclass(frozen=True)
 class ScaleConfig:
-    layers: int | None          # keep this many layers of each tower (None: all, 24 vision + 32 language)
+    layers: int | None          # keep this many layers of each tower (None: all, e.g. 24 vision + 32 language)
     device: str
     dtype: str                  # auto: bfloat16 on GPU, float32 on CPU (bf16 autocast where fast: `bf16_autocast`)
     steps: int                  # timed optimizer steps (after one warm-up step)
@@ -52,6 +56,7 @@ class ScaleConfig:
     batch_size: int             # per device
     grad_accum: int
     max_new_tokens: int = 8
+    family: str = "llava"
 
 
 def cuda_available() -> bool:
@@ -81,6 +86,15 @@ def build_7b_shaped(layers: int | None, device: str, dtype: torch.dtype) -> Back
                                num_additional_image_tokens=1, image_token="<image>")
     return Backbone(f"llava-1.5-7b-shaped({layers or 'full'} layers)", model, processor,
                     ChatTemplate(system=VICUNA_SYSTEM))
+
+
+def build_family_shaped(family: str, layers: int | None, device: str, dtype: torch.dtype) -> Backbone:
+    """A random-weight backbone of `family` at its 7B-class shape (`SHAPES_7B`), the first `layers` layers kept."""
+    texts = [QUESTION, official_prompt(QUESTION, "dcl")] * 4
+    model, processor = build_random(family, texts, SHAPES_7B[family].cut(layers))
+    model = model.to(device=device, dtype=dtype).eval()
+    return Backbone(f"{family}-7b-shaped({layers or 'full'} layers)", model, processor,
+                    ProcessorTemplate(processor, processor.image_token), family=family)
 
 
 def _images(n: int, seed: int = 0):
@@ -120,16 +134,22 @@ def run_scale_bench(config: ScaleConfig) -> dict:
              "bf16": torch.bfloat16, "fp32": torch.float32}[config.dtype]
     bf16 = bf16_autocast(device, config.dtype)
     start = time.perf_counter()
-    backbone = build_7b_shaped(config.layers, device, dtype)
+    if config.family == "llava":
+        backbone = build_7b_shaped(config.layers, device, dtype)
+    else:
+        backbone = build_family_shaped(config.family, config.layers, device, dtype)
     params = sum(p.numel() for p in backbone.model.parameters())
     build_seconds = time.perf_counter() - start
-    report: dict = {"device": device, "dtype": str(dtype).removeprefix("torch."), "bf16_autocast": bf16,
-                    "layers": config.layers or "full",
+    recipe = replace(RECIPE, projector=FAMILIES.get(backbone.family).projector is not None)
+    image_tokens = int((backbone.encode_prompts(_images(1), [QUESTION])["input_ids"] == backbone.image_token_id).sum())
+    report: dict = {"family": config.family, "device": device, "dtype": str(dtype).removeprefix("torch."),
+                    "bf16_autocast": bf16, "layers": config.layers or "full", "projector_copy": recipe.projector,
+                    "batch_size": config.batch_size, "grad_accum": config.grad_accum,
                     "parameters": params, "build_seconds": round(build_seconds, 1)}
 
     # expert training with the 7B recipe
     for name in ("expert_a", "expert_b", "expert_c", "expert_d"):
-        add_adapter(backbone, name, RECIPE)
+        add_adapter(backbone, name, recipe)
     report["adapter_parameters"] = sum(p.numel() for n, p in backbone.model.named_parameters() if ".expert_a" in n)
     per_step = config.batch_size * config.grad_accum
     examples = [Example(image, QUESTION, "Yes") for image in _images(per_step * (config.steps + 1))]
@@ -178,17 +198,20 @@ def run_scale_bench(config: ScaleConfig) -> dict:
     report["router"] = {"samples_per_second": round(config.samples / router_seconds, 3),
                         "router_vs_expert_time": round(router_seconds / single, 3),
                         "prompt_tokens": {"router": len(tokens(prompts[0]).input_ids),
-                                          "expert": len(tokens(QUESTION).input_ids), "image": 576}}
+                                          "expert": len(tokens(QUESTION).input_ids), "image": image_tokens}}
     return report
 
 
 def print_scale_report(report: dict) -> None:
-    print(f"scale benchmark: LLaVA-1.5-7B shape, {report['layers']} layers, {report['parameters'] / 1e9:.2f} B "
-          f"parameters ({report['adapter_parameters'] / 1e6:.1f} M per rank-128 expert), {report['device']}, "
+    shape = "LLaVA-1.5-7B" if report["family"] == "llava" else f"{report['family']} 7B-class"
+    print(f"scale benchmark: {shape} shape, {report['layers']} layers, {report['parameters'] / 1e9:.2f} B "
+          f"parameters ({report['adapter_parameters'] / 1e6:.1f} M per rank-128 expert"
+          f"{'' if report['projector_copy'] else ', no projector copy'}), {report['device']}, "
           f"{report['dtype']} weights, {'bf16 autocast' if report['bf16_autocast'] else 'float32 compute'}; built in "
           f"{report['build_seconds']} s")
     train_, gen, router = report["train"], report["generate"], report["router"]
-    print(f"   expert training (batch 4 x accum 2):  {train_['samples_per_second']:.3f} samples/s "
+    batch = f"batch {report['batch_size']} x accum {report['grad_accum']}"
+    print(f"   expert training ({batch}):{' ' * max(1, 15 - len(batch))}{train_['samples_per_second']:.3f} samples/s "
           f"({train_['seconds_per_step']} s/step), peak {train_['peak_mib']} MiB")
     print(f"   generation, one adapter:              {gen['single_samples_per_second']:.3f} samples/s")
     print(f"   generation, 4 adapters mixed:         {gen['routed_samples_per_second']:.3f} samples/s "

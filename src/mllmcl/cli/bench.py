@@ -7,6 +7,7 @@ import argparse
 
 from mllmcl.cli.options import fractions, positive_int
 from mllmcl.core.errors import UserError
+from mllmcl.models.families import FAMILIES
 
 
 def register(commands) -> None:
@@ -50,10 +51,13 @@ def register(commands) -> None:
     q.add_argument("--train", type=positive_int, default=400,
                    help="training items of each of the two tasks (default: %(default)s)")
 
-    q = bench.add("scale", _scale, "the engine at LLaVA-1.5-7B's shape (random weights, no download): expert "
+    q = bench.add("scale", _scale, "the engine at a 7B-class model's shape (random weights, no download): expert "
                   "training, single and routed generation, the MLLM router's pass; samples/s and peak memory")
+    q.add_argument("--family", choices=FAMILIES.names(), default="llava",
+                   help="llava: LLaVA-1.5-7B; qwen2-vl, qwen2.5-vl: 7B; qwen3-vl: 8B; internvl: InternVL3-8B "
+                        "(default: %(default)s)")
     q.add_argument("--layers", type=positive_int, default=None,
-                   help="keep the first K layers of both towers (default: all 24 + 32; a CPU needs 1 or 2)")
+                   help="keep the first K layers of both towers (default: all; a CPU needs 1 or 2)")
     q.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: %(default)s)")
     q.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
                    help="weights: auto = bf16 on GPU, fp32 on CPU (training uses bf16 autocast either way)")
@@ -124,7 +128,8 @@ def _scale(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not cuda_available():
         raise UserError(f"--device {args.device}: no CUDA device here")
-    print_scale_report(run_scale_bench(ScaleConfig(layers=args.layers, device=args.device, dtype=args.dtype,
+    print_scale_report(run_scale_bench(ScaleConfig(layers=args.layers, family=args.family, device=args.device,
+                                                   dtype=args.dtype,
                                                    steps=args.steps, samples=args.samples, batch_size=args.batch_size,
                                                    grad_accum=args.grad_accum)))
     return 0

@@ -7,7 +7,7 @@ Tests build them tiny (what must hold is that every path runs, not what a random
 shape gives the real layer sizes for timing (`mllmcl bench scale`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -24,16 +24,38 @@ from mllmcl.models.tiny import TinyConfig, build_tiny
 
 @dataclass(frozen=True)
 class Shape:
-    """Sizes of a random checkpoint (a tiny default)."""
+    """Sizes of a random checkpoint: a tiny default; `SHAPES_7B` holds each family's 7B-class sizes."""
 
     hidden: int = 64
+    intermediate: int = 128
     layers: int = 2
     heads: int = 2
     kv_heads: int = 1
+    vocab: int = 600                  # the BPE tokenizer's vocabulary
+    embeddings: int | None = None     # rows of the embedding table and head (None: the tokenizer's size)
     vision_hidden: int = 32
+    vision_intermediate: int = 64
     vision_layers: int = 1
     vision_heads: int = 2
-    vocab: int = 600
+    image_tokens: tuple[int, int] = (4, 16)  # Qwen: fewest and most image tokens per image (the pixel budget)
+    tile: int = 56                    # InternVL: a tile's side in pixels (4 tokens at 56, 256 at 448)
+
+    def cut(self, layers: int | None) -> "Shape":
+        """The same widths with only the first `layers` layers of each tower (None: all)."""
+        return self if layers is None else replace(self, layers=layers, vision_layers=layers)
+
+
+# The 7B-class models' sizes (their config.json): Qwen2/2.5-VL-7B, Qwen3-VL-8B, InternVL3-8B (InternViT-300M).
+SHAPES_7B = {
+    "qwen2-vl": Shape(3584, 18944, 28, 28, 4, embeddings=152064, vision_hidden=1280, vision_intermediate=5120,
+                      vision_layers=32, vision_heads=16, image_tokens=(4, 16384)),
+    "qwen2.5-vl": Shape(3584, 18944, 28, 28, 4, embeddings=152064, vision_hidden=1280, vision_intermediate=3420,
+                        vision_layers=32, vision_heads=16, image_tokens=(4, 16384)),
+    "qwen3-vl": Shape(4096, 12288, 36, 32, 8, embeddings=151936, vision_hidden=1152, vision_intermediate=4304,
+                      vision_layers=27, vision_heads=16, image_tokens=(4, 16384)),
+    "internvl": Shape(3584, 18944, 28, 28, 4, embeddings=151674, vision_hidden=1024, vision_intermediate=4096,
+                      vision_layers=24, vision_heads=16, tile=448),
+}
 
 
 # ChatML, as the Qwen-VL processors render it (written for these checkpoints; a real one ships its own)
@@ -65,26 +87,27 @@ QWEN_CLASSES = {"qwen2-vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwe
 
 def _qwen(family: str, texts: Iterable[str], shape: Shape):
     Config, Model, Processor = QWEN_CLASSES[family]
-    if family == "qwen2-vl":
-        vision = {"depth": shape.vision_layers, "embed_dim": shape.vision_hidden, "hidden_size": shape.hidden,
-                  "num_heads": shape.vision_heads}
-    elif family == "qwen2.5-vl":
-        vision = {"depth": shape.vision_layers, "hidden_size": shape.vision_hidden, "out_hidden_size": shape.hidden,
-                  "intermediate_size": 2 * shape.vision_hidden, "num_heads": shape.vision_heads,
-                  "window_size": 56, "fullatt_block_indexes": [shape.vision_layers - 1]}
-    else:
-        vision = {"depth": shape.vision_layers, "hidden_size": shape.vision_hidden, "out_hidden_size": shape.hidden,
-                  "intermediate_size": 2 * shape.vision_hidden, "num_heads": shape.vision_heads,
-                  "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
+    depth = shape.vision_layers
+    vision = {"depth": depth, "hidden_size": shape.vision_hidden, "out_hidden_size": shape.hidden,
+              "intermediate_size": shape.vision_intermediate, "num_heads": shape.vision_heads}
+    if family == "qwen2-vl":  # a ViT of embed_dim with an MLP ratio, merged into the language model's width
+        vision = {"depth": depth, "embed_dim": shape.vision_hidden, "hidden_size": shape.hidden,
+                  "mlp_ratio": shape.vision_intermediate // shape.vision_hidden, "num_heads": shape.vision_heads}
+    elif family == "qwen2.5-vl":  # windowed attention but in a few full-attention blocks
+        vision |= {"window_size": 112, "fullatt_block_indexes": [i for i in (7, 15, 23, 31) if i < depth] or [depth - 1]}
+    else:  # DeepStack: features of a few vision layers also enter early language layers
+        vision |= {"num_position_embeddings": 2304,
+                   "deepstack_visual_indexes": [i for i in (8, 16, 24) if i < min(depth, shape.layers)] or [0]}
     patch = 16 if family == "qwen3-vl" else 14
     tokenizer = _tokenizer(texts, shape.vocab, QWEN_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
     ids = tokenizer.convert_tokens_to_ids
     half = shape.hidden // shape.heads // 2  # multimodal rope: time, height, width sections summing to half
     side = (half - half // 4) // 2
-    text = {"vocab_size": len(tokenizer), "hidden_size": shape.hidden, "intermediate_size": 2 * shape.hidden,
-            "num_hidden_layers": shape.layers, "num_attention_heads": shape.heads,
-            "num_key_value_heads": shape.kv_heads, "max_position_embeddings": 4096,
+    text = {"vocab_size": shape.embeddings or len(tokenizer), "hidden_size": shape.hidden,
+            "intermediate_size": shape.intermediate, "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads,
+            "max_position_embeddings": 32768,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
                                 "mrope_section": [half - 2 * side, side, side]},
             "head_dim": 2 * half, "bos_token_id": None, "eos_token_id": ids("<|im_end|>"),
@@ -98,9 +121,10 @@ def _qwen(family: str, texts: Iterable[str], shape: Shape):
     model.generation_config.eos_token_id = ids("<|im_end|>")
     model.generation_config.pad_token_id = ids("<|endoftext|>")
     model.generation_config.bos_token_id = None
-    # a small pixel budget: one image token per (2 x patch)² pixels after the 2x2 merge
-    side = 2 * patch
-    images = Qwen2VLImageProcessorPil(min_pixels=4 * side * side, max_pixels=16 * side * side, patch_size=patch,
+    # the pixel budget: one image token per (2 x patch)² pixels after the 2x2 merge
+    pixels = (2 * patch) ** 2
+    fewest, most = shape.image_tokens
+    images = Qwen2VLImageProcessorPil(min_pixels=fewest * pixels, max_pixels=most * pixels, patch_size=patch,
                                       merge_size=2, temporal_patch_size=2)
     processor = image_only(Processor)(image_processor=images, tokenizer=tokenizer, chat_template=CHATML)
     return model, processor
@@ -111,12 +135,12 @@ def _internvl(family: str, texts: Iterable[str], shape: Shape):
                            extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
                                                  "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"})
     ids = tokenizer.convert_tokens_to_ids
-    tile, patch = 56, 14  # a 56-pixel tile of 4x4 patches, pixel-shuffled by 0.5: 4 image tokens per tile
+    tile, patch = shape.tile, 14  # (tile/14)² patches, pixel-shuffled by 0.5: 4 tokens at 56 px, 256 at 448
     vision = {"hidden_size": shape.vision_hidden, "num_hidden_layers": shape.vision_layers,
-              "num_attention_heads": shape.vision_heads, "intermediate_size": 2 * shape.vision_hidden,
+              "num_attention_heads": shape.vision_heads, "intermediate_size": shape.vision_intermediate,
               "image_size": [tile, tile], "patch_size": [patch, patch]}
-    text = {"model_type": "qwen2", "vocab_size": len(tokenizer), "hidden_size": shape.hidden,
-            "intermediate_size": 2 * shape.hidden, "num_hidden_layers": shape.layers,
+    text = {"model_type": "qwen2", "vocab_size": shape.embeddings or len(tokenizer), "hidden_size": shape.hidden,
+            "intermediate_size": shape.intermediate, "num_hidden_layers": shape.layers,
             "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads, "bos_token_id": None,
             "eos_token_id": ids("<|im_end|>"), "pad_token_id": ids("<|endoftext|>"), "tie_word_embeddings": False}
     config = InternVLConfig(vision_config=vision, text_config=text, image_token_id=ids("<IMG_CONTEXT>"),
@@ -137,18 +161,22 @@ def _internvl(family: str, texts: Iterable[str], shape: Shape):
 FAMILY_BUILDERS = {"internvl": _internvl, "qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
 
 
+def build_random(family: str, texts: Iterable[str], shape: Shape = Shape(), seed: int = 0):
+    """A random-weight model of `family` at `shape` and its processor: `(model, processor)`."""
+    torch.manual_seed(seed)
+    if family == "llava":
+        return build_tiny(texts, TinyConfig.micro(), seed=seed)
+    if family not in FAMILY_BUILDERS:
+        raise ValueError(f"no random-checkpoint builder for family {family!r}; known: llava, "
+                         + ", ".join(FAMILY_BUILDERS))
+    return FAMILY_BUILDERS[family](family, texts, shape)
+
+
 def build_random_checkpoint(family: str, out: str | Path, texts: Iterable[str], shape: Shape = Shape(),
                             seed: int = 0) -> Path:
     """Write a random-weight checkpoint of `family` at `shape` into `out` (created) and return it."""
     out = Path(out)
-    torch.manual_seed(seed)
-    if family == "llava":
-        model, processor = build_tiny(texts, TinyConfig.micro(), seed=seed)
-    elif family in FAMILY_BUILDERS:
-        model, processor = FAMILY_BUILDERS[family](family, texts, shape)
-    else:
-        raise ValueError(f"no random-checkpoint builder for family {family!r}; known: llava, "
-                         + ", ".join(FAMILY_BUILDERS))
+    model, processor = build_random(family, texts, shape, seed)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
