@@ -34,6 +34,7 @@ from fuzzkit import (assert_keeps_promise, assert_one_line_error, assert_user_er
 from toy_serve import QUESTIONS, draw, write_rows
 
 KEY = "test-key"
+BRIGHT_EPOCHS = 12  # the toy recipe's 2 epochs (4 steps) leave the Bright expert answering as the base model
 
 
 def quiet(_: str) -> None:
@@ -272,7 +273,8 @@ def test_add_gate_rollback_and_remove_through_the_cli(served, tmp_path, capsys):
     lib = copy_library(served, tmp_path)
     bright = served["bright"]
     assert main(["expert", "add", str(lib), "--name", "Bright", "--train", str(bright / "train.json"),
-                 "--test", str(bright / "test.json"), "--description", "brightness: bright or dark"]) == 0
+                 "--test", str(bright / "test.json"), "--description", "brightness: bright or dark",
+                 "--epochs", str(BRIGHT_EPOCHS)]) == 0
     assert "gate passed: version 2" in capsys.readouterr().out
     library = Library(lib)
     assert library.current == 2 and [e.name for e in library.experts()] == ["Colors", "Codes", "Bright"]
@@ -311,6 +313,22 @@ def test_add_gate_rollback_and_remove_through_the_cli(served, tmp_path, capsys):
     assert [h["action"] for h in library.manifest["history"]] == ["export", "add", "rollback", "rollback", "remove"]
     assert main(["expert", "rollback", str(lib), "--to", "9"]) == 2
     assert "no version 9" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_gate_refuses_an_expert_that_learned_too_little_to_beat_the_base_model(served, tmp_path, capsys):
+    lib = copy_library(served, tmp_path)
+    bright = served["bright"]
+    args = ["expert", "add", str(lib), "--name", "Bright", "--train", str(bright / "train.json"), "--test",
+            str(bright / "test.json"), "--description", "brightness: bright or dark"]
+    assert main([*args, "--epochs", "0.05"]) == 1  # two optimizer steps: it routes well, it answers as the base
+    out = capsys.readouterr().out
+    assert "gate FAILED" in out and "against the base model's" in out
+    report = json.loads(sorted((lib / "reports").glob("*-add.json"))[-1].read_text())
+    check = next(c for c in report["gate"]["checks"] if "gain" in c)
+    assert check["gain"] < 5.0 and not check["passed"] and report["gate"]["min_gain"] == 5.0
+    assert Library(lib).current == 1
+    assert main([*args, "--epochs", "0.05", "--min-gain", "-100"]) == 0  # the margin is the only check it failed
 
 
 # --- the server -----------------------------------------------------------------------------------------------------
@@ -454,7 +472,7 @@ def test_add_serve_reload_rollback_end_to_end(served, tmp_path):
         client = running.client()
         assert ask(client, "auto", questions[0], images[0]).model == BASE  # no expert fits yet
         assert main(["expert", "add", str(lib), "--name", "Bright", "--train", str(served["bright"] / "train.json"),
-                     "--test", str(served["bright"] / "test.json")]) == 0
+                     "--test", str(served["bright"] / "test.json"), "--epochs", str(BRIGHT_EPOCHS)]) == 0
         reloaded = httpx.post(f"{running.url}/v1/library/reload").json()
         assert reloaded["version"] == 2 and reloaded["experts"] == ["Colors", "Codes", "Bright"]
         response = ask(client, "auto", questions[0], images[0])

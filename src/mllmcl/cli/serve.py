@@ -75,6 +75,9 @@ def register(commands) -> None:
     q.add_argument("--epochs", type=positive_float, default=None, help="training epochs (default: the library's train.epochs)")
     q.add_argument("--max-new-tokens", type=positive_int, default=None,
                    help="answer length when measuring (default: the library's eval.max_new_tokens)")
+    q.add_argument("--min-gain", type=float, default=GateSettings().min_gain,
+                   help="the gate: least lead, in points, of the new expert over the base model on its own held-out "
+                        "rows (default: %(default)s)")
     _gate_options(q)
     q = expert_command("ls", _expert_ls, "versions, experts, scores, history and the audit log's count")
     q.add_argument("--json", action="store_true", help="library.json and the audit log as one JSON object")
@@ -121,7 +124,7 @@ def _expert_add(args: argparse.Namespace) -> int:
 
     report = add_expert(args.library, args.name, args.train, args.test, description=args.description,
                         max_drop=args.max_drop, min_routing=args.min_routing, epochs=args.epochs, scorer=args.scorer,
-                        max_new_tokens=args.max_new_tokens)
+                        max_new_tokens=args.max_new_tokens, min_gain=args.min_gain)
     return _gate_outcome(report)
 
 

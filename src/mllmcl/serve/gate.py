@@ -1,6 +1,8 @@
 """The regression gate: measure a candidate version on every expert's held-out rows through the routed model,
 then accept it only if no existing expert got worse by more than `max_drop` points (with the router's pick;
-see `verdict`) and the router still sends at least `min_routing` % of the held-out rows to their own expert.
+see `verdict`), the router still sends at least `min_routing` % of the held-out rows to their own expert,
+and an added expert beats the base model on its own held-out rows by `min_gain` points (`gain`): an expert
+that routes well but learned nothing would otherwise pass.
 
 `measure` routes all held-out rows once, calibrates each expert's fallback threshold on the confidences of
 its own rows (serve/openworld.py), then answers each expert's rows with the experts that routing (and the fallback) chose
@@ -79,6 +81,15 @@ def measure(model: RoutedModel, heldout: Mapping[str, Sequence[Sample]], records
     return Measured(experts, routing, model.threshold, target_frr if target_frr is not None else 0.0)
 
 
+def gain(model: RoutedModel, name: str, rows: Sequence[Sample], record: ExpertRecord) -> dict:
+    """Expert `name` answering its own held-out `rows` itself, against the base model on the same rows:
+    {"expert", "base"} accuracy in %."""
+    queries, scorer = [s.query for s in rows], get_scorer(record.scorer)
+    own = model.answer_queries(queries, record.max_new_tokens, [name] * len(rows)).texts
+    base = model.answer_queries(queries, record.max_new_tokens, [BASE] * len(rows)).texts
+    return {"expert": _accuracy(scorer, rows, own), "base": _accuracy(scorer, rows, base)}
+
+
 def _accuracy(scorer, rows: Sequence[Sample], texts: Sequence[str]) -> float:
     return round(100 * sum(float(scorer.judge(s.row, t)) for s, t in zip(rows, texts)) / len(rows), 4)
 
@@ -92,15 +103,18 @@ class Verdict:
     checks: list[dict] = field(default_factory=list)
     max_drop: float = GateSettings.max_drop
     min_routing: float = GateSettings.min_routing
+    min_gain: float = GateSettings.min_gain
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def verdict(recorded: Mapping[str, float], measured: Measured, max_drop: float = GateSettings.max_drop,
-            min_routing: float = GateSettings.min_routing) -> Verdict:
+            min_routing: float = GateSettings.min_routing, gains: Mapping[str, dict] | None = None,
+            min_gain: float = GateSettings.min_gain) -> Verdict:
     """Every expert with a recorded routed accuracy keeps it within `max_drop` points; overall routing of the
-    held-out rows stays at `min_routing` % or more.
+    held-out rows stays at `min_routing` % or more; each added expert in `gains` (`gain`) answers its own rows
+    at least `min_gain` points better than the base model.
 
     The gate compares the accuracy with the router's pick, not the served accuracy: the fallback sends a
     calibrated share (the target false-reject rate) of each expert's rows to the base model in every
@@ -118,6 +132,13 @@ def verdict(recorded: Mapping[str, float], measured: Measured, max_drop: float =
         if not ok:
             failures.append(f"{name}: held-out accuracy (routed) {before:.2f} -> {after:.2f} (drop {drop:.2f} > "
                             f"{max_drop:.2f} points)")
+    for name, scores in (gains or {}).items():
+        better = round(scores["expert"] - scores["base"], 4)
+        ok = better >= min_gain - 1e-9
+        checks.append({"expert": name, **scores, "gain": better, "min_gain": min_gain, "passed": ok})
+        if not ok:
+            failures.append(f"{name}: held-out accuracy {scores['expert']:.2f} against the base model's "
+                            f"{scores['base']:.2f} (gain {better:.2f} < {min_gain:.2f} points)")
     ok = measured.routing >= min_routing - 1e-9
     checks.append({"routing": measured.routing, "min_routing": min_routing, "passed": ok})
     if not ok:
@@ -125,7 +146,7 @@ def verdict(recorded: Mapping[str, float], measured: Measured, max_drop: float =
         detail = ", ".join(f"{name} {m['routing']:.2f}%" for name, m in worst)
         failures.append(f"routing: {measured.routing:.2f}% of held-out rows reach their own expert < {min_routing:.2f}% "
                         f"(lowest: {detail})")
-    return Verdict(not failures, failures, checks, max_drop, min_routing)
+    return Verdict(not failures, failures, checks, max_drop, min_routing, min_gain)
 
 
-__all__ = ["Measured", "Verdict", "measure", "verdict"]
+__all__ = ["Measured", "Verdict", "gain", "measure", "verdict"]

@@ -26,7 +26,7 @@ from mllmcl.data.tasks import TaskSpec
 from mllmcl.engine.adapters import delete_adapter, save_adapter
 from mllmcl.eval import SCORERS
 from mllmcl.run.benchmark import prepare_benchmark
-from mllmcl.serve.gate import Measured, measure, verdict
+from mllmcl.serve.gate import Measured, gain, measure, verdict
 from mllmcl.serve.library import (ExpertRecord, Library, check_expert_name, data_fingerprint, folder_sha256,
                                   write_expert_rows)
 from mllmcl.serve.routed import RoutedModel, ServedExpert, attach
@@ -87,10 +87,12 @@ def add_expert(library_path: str | Path, name: str, train: str | Path, test: str
                description: str | None = None, max_drop: float = GateSettings.max_drop,
                min_routing: float = GateSettings.min_routing, epochs: float | None = None,
                scorer: str = ExpertSettings.scorer, max_new_tokens: int | None = None,
-               heldout: int = ExpertSettings.heldout, log: Log = _stderr) -> dict:
+               heldout: int = ExpertSettings.heldout, min_gain: float = GateSettings.min_gain,
+               log: Log = _stderr) -> dict:
     """Train expert `name` on the LLaVA conversation rows of `train`, refit the router on every expert's
     buffer, measure every expert's held-out rows (the new one's: `test`, else a seeded 20% of `train` kept
-    out of training) and promote the candidate only if the gate passes. Returns the report (`passed`)."""
+    out of training) and promote the candidate only if the gate passes, the new expert beating the base model
+    on its own rows by `min_gain` points. Returns the report (`passed`)."""
     library = Library(library_path)
     check_expert_name(name)
     SCORERS.get(scorer)
@@ -117,7 +119,7 @@ def add_expert(library_path: str | Path, name: str, train: str | Path, test: str
             return _change(library, current, experts, {record.name: buffer}, {record.name: held},
                            {"command": _command("expert add", library_path, name=name, train=train, test=test),
                             "action": "add", "expert": name, "data": record.data},
-                           max_drop, min_routing, staged=(staged, name, record.sha256), log=log)
+                           max_drop, min_routing, staged=(staged, name, record.sha256), min_gain=min_gain, log=log)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
 
@@ -159,9 +161,10 @@ def rollback(library_path: str | Path, to: int | None = None, log: Log = _stderr
 
 def _change(library: Library, current: RoutedModel, records: Sequence[ExpertRecord], new_buffers: dict,
             new_heldout: dict, change: dict, max_drop: float, min_routing: float, log: Log,
-            staged: tuple[Path, str, str] | None = None) -> dict:
-    """Refit the router on `records`' buffers, measure the candidate, gate it, then commit it or leave the
-    library as it was. The report is written either way."""
+            staged: tuple[Path, str, str] | None = None, min_gain: float = GateSettings.min_gain) -> dict:
+    """Refit the router on `records`' buffers, measure the candidate, gate it (an added expert, the one in
+    `new_heldout`, also against the base model), then commit it or leave the library as it was. The report is
+    written either way."""
     ctx = current.ctx
     buffers = {r.name: new_buffers.get(r.name) or library.buffer(r) for r in records}
     heldout = {r.name: new_heldout.get(r.name) or library.heldout(r) for r in records}
@@ -177,7 +180,8 @@ def _change(library: Library, current: RoutedModel, records: Sequence[ExpertReco
     target_frr = library.version().get("target_frr", ExpertSettings.target_frr)
     measured = measure(candidate, heldout, {r.name: r for r in records}, target_frr)
     recorded = {r.name: r.scores["routed_accuracy"] for r in library.experts() if "routed_accuracy" in r.scores}
-    decision = verdict(recorded, measured, max_drop, min_routing)
+    gains = {r.name: gain(candidate, r.name, heldout[r.name], r) for r in records if r.name in new_heldout}
+    decision = verdict(recorded, measured, max_drop, min_routing, gains, min_gain)
     report = {"action": change["action"], "expert": change.get("expert"), "base_version": library.current,
               "passed": decision.passed, "failures": decision.failures, "gate": decision.to_dict(),
               "measured": _measured(measured), "version": None}

@@ -27,11 +27,13 @@ class ServeSettings:
 @dataclass(frozen=True)
 class GateSettings:
     """The regression gate a library change passes (serve/gate.py): no existing expert's held-out accuracy
-    (with the router's pick) drops by more than `max_drop` points, and at least `min_routing` % of the
-    held-out rows reach their own expert."""
+    (with the router's pick) drops by more than `max_drop` points, at least `min_routing` % of the held-out
+    rows reach their own expert, and an added expert answers its own held-out rows at least `min_gain`
+    points better than the base model does."""
 
     max_drop: float = 1.0
     min_routing: float = 95.0
+    min_gain: float = 5.0
 
 
 @dataclass(frozen=True)
