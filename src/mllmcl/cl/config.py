@@ -165,7 +165,7 @@ class RunConfig(Settings):
     methods: tuple[str, ...] = DEFAULT_METHODS
     """in order; `mllmcl ls` lists them (mr-lora[router] picks a router, name+replay adds replay)"""
     backbone: str = "tiny"
-    """tiny, or hf:<path> of a checkpoint saved by transformers (LLaVA-1.5, Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL)"""
+    """tiny, or hf:<path> of a checkpoint saved by transformers (docs/engine.md, "Model families")"""
     model: ModelConfig = ModelConfig()
     seed: int = 0
     """default of data.seed (what is drawn) and train.seed (inits, data order)"""

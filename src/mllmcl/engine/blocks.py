@@ -22,6 +22,7 @@ from typing import Iterable, Iterator
 import torch
 
 from mllmcl.models.backbone import Backbone
+from mllmcl.models.families import FAMILIES
 
 
 @dataclass
@@ -60,11 +61,11 @@ def layers(backbone: Backbone, name: str) -> dict[str, torch.nn.Module]:
 def top_layer_keys(backbone: Backbone, name: str) -> set[str]:
     """The layer keys of adapter `name` in the language model's last decoder layer, and the output head: what
     HiDe-LLaVA keeps task-specific."""
-    keys = layers(backbone, name)
-    index = [int(m.group(1)) for k in keys if (m := re.search(r"language_model.*\.layers\.(\d+)\.", k))]
+    keys, language = layers(backbone, name), FAMILIES.get(backbone.family).language
+    index = [int(m.group(1)) for k in keys if (m := re.search(rf"{language}.*\.layers\.(\d+)\.", k))]
     if not index:
         raise ValueError(f"adapter {name!r} adapts no decoder layer of the language model")
-    top = re.compile(rf"language_model.*\.layers\.{max(index)}\.")
+    top = re.compile(rf"{language}.*\.layers\.{max(index)}\.")
     return {k for k in keys if top.search(k) or k.endswith("lm_head")}
 
 

@@ -88,7 +88,7 @@ class LoraRecipe:
         second-to-last layer), which DDP rejects."""
         parts = []
         if self.language:
-            parts.append(rf".*language_model.*\.{_LM_LINEAR}")
+            parts.append(rf".*{FAMILIES.get(family).language}.*\.{_LM_LINEAR}")
         if self.vision:
             vision = FAMILIES.get(family).vision
             if vision is None:

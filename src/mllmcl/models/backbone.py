@@ -126,7 +126,8 @@ class Backbone:
             return [(int(h) // merge, int(w) // merge) for _, h, w in grids.tolist()]
         counts = (batch["input_ids"] == self.image_token_id).sum(1).tolist()
         if FAMILIES.get(self.family).tiled:
-            counts = [min(count, self.processor.image_seq_length) for count in counts]
+            tile = getattr(self.processor, "image_seq_length", None) or self.processor.image_seq_len
+            counts = [min(count, tile) for count in counts]
         sides = [round(c ** 0.5) for c in counts]
         if any(side * side != count for side, count in zip(sides, counts)):
             raise ValueError(f"image tokens per prompt {counts}: not a square layout")

@@ -2,8 +2,9 @@
 projector, how its prompts are written, and what an adapter can reach in it (`mllmcl ls`, docs/engine.md).
 
 A family is found from the checkpoint's `config.json` (`model_type`). The language model's linear layers are
-named alike in every family here (`…language_model.layers.N.{q,k,v,o,gate,up,down}_proj`), so one LoRA
-target list serves them all; the vision encoder and the projector differ:
+named alike in every family here (`…<language>.layers.N.{q,k,v,o,gate,up,down}_proj`, `language` being
+`language_model`, or `text_model` in Idefics3), so one LoRA target list serves them all; the vision encoder
+and the projector differ:
 
 - `projector`: a regex over module names of the projector's linear layers, which a recipe with
   `lora.projector` copies per adapter (peft `modules_to_save`). None where the family's projector does not
@@ -11,8 +12,9 @@ target list serves them all; the vision encoder and the projector differ:
   per-sample copy cannot be told which rows are whose; InternVL's projector maps tiles, several per image.
 - `vision`: the regex of the vision encoder's layers that `lora.vision` adapts (`{layers}` is filled in), or
   None where its layers, too, run over all the batch's patches at once.
-- `tiled`: an image becomes several tiles of `image_seq_length` tokens each (InternVL), the whole image's
-  thumbnail last where there are several; the prototype router's grid pools that thumbnail.
+- `tiled`: an image becomes several tiles of the processor's `image_seq_length` (or `image_seq_len`) tokens
+  each (InternVL, Idefics3), the whole image's view last where there are several; the prototype router's
+  grid pools that view.
 - `chat`: "vicuna" for LLaVA-1.5 (its checkpoints ship no chat template; models/template.py writes it),
   "processor" for every family whose processor carries a chat template (used as it is).
 """
@@ -36,6 +38,7 @@ class Family:
     chat: Literal["vicuna", "processor"] = "processor"
     checkpoints: str = ""
     tiled: bool = False
+    language: str = "language_model"
 
     @property
     def takes_projector_copy(self) -> bool:
@@ -67,6 +70,13 @@ FAMILIES.add("internvl", Family(
     checkpoints="OpenGVLab/InternVL3-2B-hf, OpenGVLab/InternVL3-8B-hf"),
     "InternVL (the transformers port): InternViT + MLP projector + Qwen2.5 or InternLM; dynamic tiles; "
     "its processor's chat template")
+
+FAMILIES.add("idefics3", Family(
+    ("idefics3",), "Idefics3ForConditionalGeneration", projector=None, vision=None, tiled=True,
+    language="text_model",
+    checkpoints="HuggingFaceTB/SmolVLM-256M-Instruct, HuggingFaceTB/SmolVLM-Instruct, HuggingFaceM4/Idefics3-8B-Llama3"),
+    "Idefics3 and SmolVLM (v1): SigLIP + pixel-shuffle connector + Llama / SmolLM; image splitting; its "
+    "processor's chat template")
 
 
 def family_of(model_type: str, where: str = "config.json") -> tuple[str, Family]:

@@ -13,7 +13,8 @@ from typing import Iterable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor,
+from transformers import (GotOcr2ImageProcessorPil, Idefics3Config, Idefics3ForConditionalGeneration,
+                          Idefics3ImageProcessorPil, Idefics3Processor, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor,
                           PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
                           Qwen2_5_VLProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil,
                           Qwen2VLProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor)
@@ -66,6 +67,12 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'
 # InternVL's port to transformers: the same ChatML, the image as its context token on a line of its own
 INTERNVL_CHAT = CHATML.replace("<|vision_start|><|image_pad|><|vision_end|>", "<IMG_CONTEXT>\n")
 INTERNVL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>")
+# Idefics3 / SmolVLM: "User:<image>question<end_of_utterance>\nAssistant: answer<end_of_utterance>\n"
+IDEFICS3_CHAT = ("{% for m in messages %}{{ m['role'] | capitalize }}:{% if m['content'] is string %}"
+                 "{{ ' ' + m['content'] }}{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>"
+                 "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<end_of_utterance>\n"
+                 "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+IDEFICS3_TOKENS = ("<|endoftext|>", "<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>")
 QWEN_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                "<|image_pad|>", "<|video_pad|>")
 
@@ -158,7 +165,37 @@ def _internvl(family: str, texts: Iterable[str], shape: Shape):
     return model, processor
 
 
-FAMILY_BUILDERS = {"internvl": _internvl, "qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
+def _idefics3(family: str, texts: Iterable[str], shape: Shape):
+    tokenizer = _tokenizer(texts, shape.vocab, IDEFICS3_TOKENS, eos_token="<end_of_utterance>",
+                           pad_token="<|endoftext|>",
+                           extra_special_tokens={"image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
+                                                 "global_image_token": "<global-img>",
+                                                 "end_of_utterance_token": "<end_of_utterance>"})
+    ids = tokenizer.convert_tokens_to_ids
+    tile, patch = shape.tile, 14  # (tile/14)² patches, pixel-shuffled by 2 per side: 4 tokens at 56 px
+    vision = {"hidden_size": shape.vision_hidden, "intermediate_size": shape.vision_intermediate,
+              "num_hidden_layers": shape.vision_layers, "num_attention_heads": shape.vision_heads,
+              "image_size": tile, "patch_size": patch}
+    text = {"model_type": "llama", "vocab_size": shape.embeddings or len(tokenizer), "hidden_size": shape.hidden,
+            "intermediate_size": shape.intermediate, "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads, "bos_token_id": None,
+            "eos_token_id": ids("<end_of_utterance>"), "pad_token_id": ids("<|endoftext|>"),
+            "tie_word_embeddings": False}
+    config = Idefics3Config(vision_config=vision, text_config=text, image_token_id=ids("<image>"), scale_factor=2,
+                            tie_word_embeddings=False)
+    model = Idefics3ForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids("<end_of_utterance>")
+    model.generation_config.pad_token_id = ids("<|endoftext|>")
+    model.generation_config.bos_token_id = None
+    # images up to two tiles a side are split into tiles plus the whole image, as SmolVLM splits them
+    images = Idefics3ImageProcessorPil(do_image_splitting=True, size={"longest_edge": 2 * tile},
+                                       max_image_size={"longest_edge": tile})
+    processor = Idefics3Processor(image_processor=images, tokenizer=tokenizer,
+                                  image_seq_len=(tile // patch // 2) ** 2, chat_template=IDEFICS3_CHAT)
+    return model, processor
+
+
+FAMILY_BUILDERS = {"idefics3": _idefics3, "internvl": _internvl, "qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
 
 
 def build_random(family: str, texts: Iterable[str], shape: Shape = Shape(), seed: int = 0):
