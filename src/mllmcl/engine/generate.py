@@ -19,6 +19,7 @@ from mllmcl.data.records import ImageLike
 from mllmcl.engine.adapters import BASE, require
 from mllmcl.engine.mixed import mixed_adapters, supports
 from mllmcl.models.backbone import Backbone
+from mllmcl.models.families import FAMILIES
 
 
 def _adapter_list(backbone: Backbone, adapters: Sequence[str | None] | None, n: int) -> list[str] | None:
@@ -207,7 +208,8 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
                 hidden = backbone.model(**batch, output_hidden_states=True).hidden_states[layer].float()
             image = (batch["input_ids"] == backbone.image_token_id)
             if grid > 1:
-                pooled = _regions(hidden, image, backbone.image_token_layouts(batch), grid)
+                pooled = _regions(hidden, image, backbone.image_token_layouts(batch), grid,
+                                  first=FAMILIES.get(backbone.family).whole_view == "first")
             else:
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 if tokens != "all":
@@ -219,13 +221,15 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
     return torch.stack([done[i] for i in range(len(questions))]) if questions else torch.empty(0)
 
 
-def _regions(hidden: torch.Tensor, image: torch.Tensor, layouts: list[tuple[int, int]], grid: int) -> torch.Tensor:
-    """Each row's last `layouts` image tokens (rows × columns, row-major: the whole image, or the thumbnail of a
-    tiled one) averaged over a grid×grid layout of regions and concatenated: shape (rows, grid² · hidden). A
-    side with fewer tokens than `grid` repeats them."""
+def _regions(hidden: torch.Tensor, image: torch.Tensor, layouts: list[tuple[int, int]], grid: int,
+             first: bool = False) -> torch.Tensor:
+    """Each row's image tokens that show the whole image (`layouts`: rows × columns, row-major; the last ones,
+    or the `first` ones, of a tiled image) averaged over a grid×grid layout of regions and concatenated:
+    shape (rows, grid² · hidden). A side with fewer tokens than `grid` repeats them."""
     out = []
     for row, (height, width) in enumerate(layouts):
-        tokens = hidden[row][image[row]][-height * width:]
+        tokens = hidden[row][image[row]]
+        tokens = tokens[:height * width] if first else tokens[-height * width:]
         if tokens.shape[0] != height * width:
             raise ValueError(f"prompt {row}: {tokens.shape[0]} image tokens, not the {height}x{width} its image makes")
         square = tokens.view(height, width, -1)

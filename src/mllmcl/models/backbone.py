@@ -116,22 +116,30 @@ class Backbone:
         return self.tokenizer.convert_tokens_to_ids(self.template.image_token)
 
     def image_token_layouts(self, batch: dict) -> list[tuple[int, int]]:
-        """Rows × columns of each prompt's image tokens in `batch` (one image each), of the whole image's last
-        view: from the processor's patch grid where the resolution is dynamic (Qwen-VL: `image_grid_thw`,
-        merged `merge_size`²), one tile's square where images are tiled (InternVL: the thumbnail comes last),
-        else a square of all of them."""
+        """Rows × columns of each prompt's image tokens in `batch` (one image each) that show the whole image:
+        from the processor's patch grid where the resolution is dynamic (Qwen-VL: `image_grid_thw`, merged
+        `merge_size`²), one tile's square where images are tiled (`image_view_tokens`), else a square of all."""
         grids = batch.get("image_grid_thw")
         if grids is not None:
             merge = getattr(self.processor.image_processor, "merge_size", 1)
             return [(int(h) // merge, int(w) // merge) for _, h, w in grids.tolist()]
         counts = (batch["input_ids"] == self.image_token_id).sum(1).tolist()
-        if FAMILIES.get(self.family).tiled:
-            tile = getattr(self.processor, "image_seq_length", None) or self.processor.image_seq_len
-            counts = [min(count, tile) for count in counts]
+        if FAMILIES.get(self.family).whole_view:
+            counts = [min(count, self.image_view_tokens) for count in counts]
         sides = [round(c ** 0.5) for c in counts]
         if any(side * side != count for side, count in zip(sides, counts)):
             raise ValueError(f"image tokens per prompt {counts}: not a square layout")
         return [(side, side) for side in sides]
+
+    @property
+    def image_view_tokens(self) -> int:
+        """Image tokens of one tile of a tiled family: the processor's `image_seq_length` (InternVL),
+        `image_seq_len` (Idefics3), or its crop's patches (LLaVA-NeXT)."""
+        processor = self.processor
+        tokens = getattr(processor, "image_seq_length", None) or getattr(processor, "image_seq_len", None)
+        if tokens:
+            return int(tokens)
+        return (processor.image_processor.crop_size["height"] // processor.patch_size) ** 2
 
     def _prefix_length(self, prefix: str, full_ids: torch.Tensor, added: int) -> int:
         """Length of a text prefix inside the processed full conversation ids: the prefix's own tokens plus the

@@ -12,9 +12,9 @@ and the projector differ:
   per-sample copy cannot be told which rows are whose; InternVL's projector maps tiles, several per image.
 - `vision`: the regex of the vision encoder's layers that `lora.vision` adapts (`{layers}` is filled in), or
   None where its layers, too, run over all the batch's patches at once.
-- `tiled`: an image becomes several tiles of the processor's `image_seq_length` (or `image_seq_len`) tokens
-  each (InternVL, Idefics3), the whole image's view last where there are several; the prototype router's
-  grid pools that view.
+- `whole_view`: where an image becomes several tiles (InternVL, Idefics3, LLaVA-NeXT), whether the whole
+  image's own view comes "first" or "last" among its tokens ("" where an image is one view); the prototype
+  router's grid pools that view.
 - `chat`: "vicuna" for LLaVA-1.5 (its checkpoints ship no chat template; models/template.py writes it),
   "processor" for every family whose processor carries a chat template (used as it is).
 """
@@ -37,7 +37,7 @@ class Family:
     vision: str | None
     chat: Literal["vicuna", "processor"] = "processor"
     checkpoints: str = ""
-    tiled: bool = False
+    whole_view: Literal["", "first", "last"] = ""
     language: str = "language_model"
 
     @property
@@ -66,17 +66,23 @@ FAMILIES.add("qwen3-vl", Family(
     "Qwen3-VL: dynamic-resolution ViT with DeepStack mergers + Qwen3; its processor's chat template")
 
 FAMILIES.add("internvl", Family(
-    ("internvl",), "InternVLForConditionalGeneration", projector=None, vision=None, tiled=True,
+    ("internvl",), "InternVLForConditionalGeneration", projector=None, vision=None, whole_view="last",
     checkpoints="OpenGVLab/InternVL3-2B-hf, OpenGVLab/InternVL3-8B-hf"),
     "InternVL (the transformers port): InternViT + MLP projector + Qwen2.5 or InternLM; dynamic tiles; "
     "its processor's chat template")
 
 FAMILIES.add("idefics3", Family(
-    ("idefics3",), "Idefics3ForConditionalGeneration", projector=None, vision=None, tiled=True,
+    ("idefics3",), "Idefics3ForConditionalGeneration", projector=None, vision=None, whole_view="last",
     language="text_model",
     checkpoints="HuggingFaceTB/SmolVLM-256M-Instruct, HuggingFaceTB/SmolVLM-Instruct, HuggingFaceM4/Idefics3-8B-Llama3"),
     "Idefics3 and SmolVLM (v1): SigLIP + pixel-shuffle connector + Llama / SmolLM; image splitting; its "
     "processor's chat template")
+
+FAMILIES.add("llava-next", Family(
+    ("llava_next",), "LlavaNextForConditionalGeneration", projector=None, vision=None, whole_view="first",
+    checkpoints="llava-hf/llava-v1.6-vicuna-7b-hf, llava-hf/llava-v1.6-mistral-7b-hf"),
+    "LLaVA-NeXT (1.6): CLIP + MLP projector + Vicuna / Mistral; any-resolution tiles after the whole image; "
+    "its processor's chat template")
 
 
 def family_of(model_type: str, where: str = "config.json") -> tuple[str, Family]:

@@ -13,8 +13,9 @@ from typing import Iterable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (GotOcr2ImageProcessorPil, Idefics3Config, Idefics3ForConditionalGeneration,
-                          Idefics3ImageProcessorPil, Idefics3Processor, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor,
+from transformers import (CLIPVisionConfig, GotOcr2ImageProcessorPil, Idefics3Config, Idefics3ForConditionalGeneration,
+                          Idefics3ImageProcessorPil, Idefics3Processor, InternVLConfig, LlavaNextConfig,
+                          LlavaNextForConditionalGeneration, LlavaNextImageProcessorPil, LlavaNextProcessor, InternVLForConditionalGeneration, InternVLProcessor,
                           PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
                           Qwen2_5_VLProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil,
                           Qwen2VLProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor)
@@ -73,6 +74,12 @@ IDEFICS3_CHAT = ("{% for m in messages %}{{ m['role'] | capitalize }}:{% if m['c
                  "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<end_of_utterance>\n"
                  "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
 IDEFICS3_TOKENS = ("<|endoftext|>", "<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>")
+# LLaVA-NeXT (vicuna): "USER: <image>\nquestion ASSISTANT: answer</s>"
+LLAVA_NEXT_CHAT = ("{% for m in messages %}{% if m['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+                   "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+                   "{% if c['type'] == 'image' %}<image>\n{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+                   "{% endfor %}{% endif %}{% if m['role'] == 'assistant' %}</s>{% else %} {% endif %}{% endfor %}"
+                   "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
 QWEN_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                "<|image_pad|>", "<|video_pad|>")
 
@@ -195,7 +202,35 @@ def _idefics3(family: str, texts: Iterable[str], shape: Shape):
     return model, processor
 
 
-FAMILY_BUILDERS = {"idefics3": _idefics3, "internvl": _internvl, "qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
+def _llava_next(family: str, texts: Iterable[str], shape: Shape):
+    tokenizer = _tokenizer(texts, shape.vocab, ("<pad>", "<s>", "</s>", "<image>"), eos_token="</s>",
+                           pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+    ids = tokenizer.convert_tokens_to_ids
+    tile, patch = shape.tile, 14  # (tile/14)² tokens a tile: 16 at 56 px
+    pinpoints = [[tile, 2 * tile], [2 * tile, tile], [2 * tile, 2 * tile]]
+    vision = CLIPVisionConfig(hidden_size=shape.vision_hidden, intermediate_size=shape.vision_intermediate,
+                              num_hidden_layers=shape.vision_layers, num_attention_heads=shape.vision_heads,
+                              image_size=tile, patch_size=patch, projection_dim=shape.vision_hidden)
+    text = {"model_type": "llama", "vocab_size": shape.embeddings or len(tokenizer), "hidden_size": shape.hidden,
+            "intermediate_size": shape.intermediate, "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads, "bos_token_id": None,
+            "eos_token_id": ids("</s>"), "pad_token_id": ids("<pad>"), "tie_word_embeddings": False}
+    config = LlavaNextConfig(vision_config=vision.to_dict(), text_config=text, image_token_index=ids("<image>"),
+                             image_grid_pinpoints=pinpoints, vision_feature_layer=-1, tie_word_embeddings=False)
+    model = LlavaNextForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids("</s>")
+    model.generation_config.pad_token_id = ids("<pad>")
+    model.generation_config.bos_token_id = None
+    # the whole image, then up to 2 x 2 tiles at the pinpoint resolution nearest its shape (any-resolution)
+    images = LlavaNextImageProcessorPil(size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile},
+                                        image_grid_pinpoints=pinpoints)
+    processor = LlavaNextProcessor(image_processor=images, tokenizer=tokenizer, patch_size=patch,
+                                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                   chat_template=LLAVA_NEXT_CHAT)
+    return model, processor
+
+
+FAMILY_BUILDERS = {"idefics3": _idefics3, "llava-next": _llava_next, "internvl": _internvl, "qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
 
 
 def build_random(family: str, texts: Iterable[str], shape: Shape = Shape(), seed: int = 0):
