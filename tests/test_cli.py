@@ -19,7 +19,7 @@ def test_ls_lists_every_component_and_every_setting_with_its_default(capsys):
             for key, field in getattr(blocks.get(name), "model_fields", {}).items():
                 line = f"{prefix or name}.{field.alias or key} = {field.default!r}"
                 assert line in out, f"`mllmcl ls` does not show {line!r}"
-    assert "ewc.lambda = 5000.0" in out and "router.shrinkage = 0.3" in out  # a method's and a router's, spelled out
+    assert "ewc.lambda = 5000.0" in out and "router.shrinkage = 0.01" in out  # a method's and a router's, spelled out
     assert all(f"  {name} " in out for name in profiles())
 
 

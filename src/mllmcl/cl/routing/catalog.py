@@ -32,7 +32,7 @@ class PrototypeSettings(Settings):
     """tokens pooled: the question's text tokens, the image tokens, or all"""
     grid: int = Field(3, ge=1)
     """image tokens pooled per region of a grid x grid layout (tokens=image): where things are, not only what"""
-    shrinkage: float = Field(0.3, gt=0.0, le=1.0)
+    shrinkage: float = Field(0.01, gt=0.0, le=1.0)
     """how far the shared covariance is shrunk toward a scaled identity"""
 
 
