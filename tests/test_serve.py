@@ -299,7 +299,9 @@ def test_add_gate_rollback_and_remove_through_the_cli(served, tmp_path, capsys):
     assert len(audit[2]["data"]) == 64 and "Colors2" in audit[2]["command"]
     reports = sorted((lib / "reports").glob("*-add.json"))
     rejected_report = json.loads(reports[-1].read_text())
-    assert not rejected_report["passed"] and rejected_report["measured"]["experts"]["Colors2"]["routing"] < 50
+    colors2 = rejected_report["measured"]["experts"]["Colors2"]
+    assert not rejected_report["passed"] and any(f.startswith("routing:") for f in rejected_report["failures"])
+    assert colors2["routing"] <= 50 and set(colors2["confusion"]) == {"Colors", "Colors2"}  # split between twins
 
     assert main(["expert", "ls", str(lib)]) == 0
     listing = capsys.readouterr().out
