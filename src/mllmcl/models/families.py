@@ -40,10 +40,6 @@ class Family:
     whole_view: Literal["", "first", "last"] = ""
     language: str = "language_model"
 
-    @property
-    def takes_projector_copy(self) -> bool:
-        return self.projector is not None
-
 
 FAMILIES: Registry[Family] = Registry("model family")
 FAMILIES.add("llava", Family(
