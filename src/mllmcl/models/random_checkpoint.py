@@ -40,14 +40,15 @@ class Shape:
     vision_layers: int = 1
     vision_heads: int = 2
     image_tokens: tuple[int, int] = (4, 16)  # Qwen: fewest and most image tokens per image (the pixel budget)
-    tile: int = 56                    # InternVL: a tile's side in pixels (4 tokens at 56, 256 at 448)
+    tile: int = 56                    # tiled families: a tile's side in pixels
 
     def cut(self, layers: int | None) -> "Shape":
         """The same widths with only the first `layers` layers of each tower (None: all)."""
         return self if layers is None else replace(self, layers=layers, vision_layers=layers)
 
 
-# The 7B-class models' sizes (their config.json): Qwen2/2.5-VL-7B, Qwen3-VL-8B, InternVL3-8B (InternViT-300M).
+# The 7B-class models' sizes (their config.json): Qwen2/2.5-VL-7B, Qwen3-VL-8B, InternVL3-8B (InternViT-300M),
+# Idefics3-8B (SigLIP-so400m + Llama-3-8B), LLaVA-NeXT-7B (vicuna).
 SHAPES_7B = {
     "qwen2-vl": Shape(3584, 18944, 28, 28, 4, embeddings=152064, vision_hidden=1280, vision_intermediate=5120,
                       vision_layers=32, vision_heads=16, image_tokens=(4, 16384)),
@@ -57,6 +58,10 @@ SHAPES_7B = {
                       vision_layers=27, vision_heads=16, image_tokens=(4, 16384)),
     "internvl": Shape(3584, 18944, 28, 28, 4, embeddings=151674, vision_hidden=1024, vision_intermediate=4096,
                       vision_layers=24, vision_heads=16, tile=448),
+    "idefics3": Shape(4096, 14336, 32, 32, 8, embeddings=128259, vision_hidden=1152, vision_intermediate=4304,
+                      vision_layers=27, vision_heads=16, tile=364),
+    "llava-next": Shape(4096, 11008, 32, 32, 32, embeddings=32064, vision_hidden=1024, vision_intermediate=4096,
+                        vision_layers=24, vision_heads=16, tile=336),
 }
 
 
