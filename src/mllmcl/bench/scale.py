@@ -1,16 +1,16 @@
 """Scale benchmark: what does the engine cost at a 7B-class model's shape?
 
 The model is built from the configuration of LLaVA-1.5-7B (`--family llava`, the default) or of another
-family's 7B-class model (`models/random_checkpoint.py`, `SHAPES_7B`: Qwen2/2.5-VL-7B, Qwen3-VL-8B,
-InternVL3-8B) with random weights — no download. LLaVA: a CLIP ViT-L/14 at 336 px (576 image tokens, the
+family's 7B-class model (`models/random_checkpoint.py`, `SHAPES_7B`: LLaVA-NeXT-7B, Qwen2/2.5-VL-7B,
+Qwen3-VL-8B, InternVL3-8B, Idefics3-8B) with random weights — no download. LLaVA: a CLIP ViT-L/14 at 336 px (576 image tokens, the
 second-to-last layer read) and a 4096-wide Llama of 32 layers, vocabulary 32064. `--layers K` keeps the first
 K layers of both towers (a CPU cannot hold or train the full depth in reasonable time). The tokenizers are
 small ones (the vocabulary only sizes the embeddings here), so prompt lengths are given in their tokens.
 Through the engine's own calls, on one device, it times:
 
 - expert training with MR-LoRA's 7B recipe (rank 128, alpha 256, dropout 0.05, every LM linear, projector
-  trained where the family takes a copy; bf16 autocast where it is fast, see `bf16_autocast`; the official per-device batch 4 and gradient
-  accumulation 2);
+  trained where the family takes a copy; bf16 autocast where it is fast, see `bf16_autocast`; the official
+  per-device batch 4 and gradient accumulation 2);
 - greedy generation with one adapter, and routed generation where every batch mixes 4 adapters;
 - the MLLM router's scoring pass (one forward pass over the official DCL router prompt, letters scored)
   against an expert's generation of the same samples.
