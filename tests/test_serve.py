@@ -336,12 +336,13 @@ def test_the_gate_refuses_an_expert_that_learned_too_little_to_beat_the_base_mod
 # --- the server -----------------------------------------------------------------------------------------------------
 
 class Server:
-    """uvicorn on 127.0.0.1 (a free port) in a thread, stopped at the end."""
+    """uvicorn on 127.0.0.1 (a free port) in a thread, stopped at the end: mllmcl's app for `model`, or `app`."""
 
-    def __init__(self, model: RoutedModel, settings: ServeSettings):
+    def __init__(self, model: RoutedModel | None = None, settings: ServeSettings = ServeSettings(), upstream=None,
+                 app=None):
         import uvicorn
 
-        self.app = create_app(model, settings)
+        self.app = app if app is not None else create_app(model, settings, upstream)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -8,6 +8,7 @@ import json
 import os
 
 from mllmcl.cli.options import positive_float, positive_int
+from mllmcl.core.errors import UserError
 from mllmcl.serve.library import Library
 from mllmcl.serve.settings import ExpertSettings, GateSettings, ServeSettings
 
@@ -38,13 +39,33 @@ def register(commands) -> None:
                         "(0: only POST /v1/library/reload; default: %(default)s)")
     p.add_argument("--no-fallback", action="store_true",
                    help="route every auto request to an expert, never to the base model")
+    p.add_argument("--backend", choices=["local", "vllm"], default="local",
+                   help="who answers: local (this process, default) or vllm (an OpenAI-compatible engine at "
+                        "--upstream serving the adapters of `library export --format vllm`; this process routes)")
+    p.add_argument("--upstream", default=None, metavar="URL",
+                   help="the engine's base URL for --backend vllm, e.g. http://127.0.0.1:8001/v1")
+    p.add_argument("--upstream-key", default=None, metavar="KEY",
+                   help="the engine's API key (default: $MLLMCL_UPSTREAM_KEY, else none)")
+    p.add_argument("--upstream-model", default=None, metavar="NAME",
+                   help="the engine's name for the base model, which answers the fallback (default: the model "
+                        "its /v1/models lists without a parent)")
 
     expert = ExpertSettings()
     p = commands.add("library", _library, "expert libraries: `mllmcl library export --run RUN --out LIB` builds one "
                      "from a finished run (docs/serving.md)")
     p.add_argument("action", choices=["export"], help="export")
-    p.add_argument("--run", required=True, help="a finished run folder (e.g. runs/dcl)")
-    p.add_argument("--out", required=True, help="the new library's folder (must not exist or be empty)")
+    p.add_argument("--format", choices=["library", "vllm"], default="library",
+                   help="library (default): a new expert library from --run; vllm: the experts of --library as "
+                        "adapters vLLM's multi-LoRA serving loads, with the `vllm serve` command that matches")
+    p.add_argument("--run", default=None, help="a finished run folder (e.g. runs/dcl), for --format library")
+    p.add_argument("--library", default=None, help="an expert library, for --format vllm (its current version)")
+    p.add_argument("--out", required=True, help="the new folder (must not exist or be empty)")
+    p.add_argument("--no-lm-head", action="store_true",
+                   help="--format vllm: drop the experts' LoRA on the output head too (vLLM takes it for some "
+                        "models only); the held-out cost is measured and printed")
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="--format vllm: refuse the export when what it drops costs an expert more than this many "
+                        f"points on its held-out rows (default: {GateSettings().max_drop}; inf accepts any loss)")
     p.add_argument("--method", default=expert.method, help="the run's routed method to export (default: %(default)s)")
     p.add_argument("--heldout", type=positive_int, default=expert.heldout,
                    help="held-out rows kept per expert, from the validation split where the data has one, else "
@@ -105,12 +126,34 @@ def _serve(args: argparse.Namespace) -> int:
                              max_tokens=args.max_tokens, max_image_bytes=args.max_image_bytes,
                              max_image_pixels=args.max_image_pixels, max_batch=args.max_batch,
                              max_wait=args.max_wait_ms / 1000, watch=args.watch, fallback=not args.no_fallback)
-    serve(args.path, args.host, args.port, settings)
+    upstream = None
+    if args.backend == "vllm":
+        if not args.upstream:
+            raise UserError("--backend vllm needs --upstream URL: the engine serving the exported adapters")
+        from mllmcl.serve.upstream import Upstream  # the HTTP client: only when the command runs
+
+        upstream = Upstream(args.upstream, args.upstream_key or os.environ.get("MLLMCL_UPSTREAM_KEY") or None,
+                            args.upstream_model)
+    elif args.upstream or args.upstream_model or args.upstream_key:
+        raise UserError("--upstream, --upstream-key and --upstream-model go with --backend vllm")
+    serve(args.path, args.host, args.port, settings, upstream=upstream)
     return 0
 
 
 def _library(args: argparse.Namespace) -> int:
-    """`mllmcl library export`: a new expert library from a finished run."""
+    """`mllmcl library export`: a new expert library from a finished run, or a library's experts for vLLM."""
+    if args.format == "vllm":
+        if args.run or not args.library:
+            raise UserError("--format vllm exports an expert library: pass --library LIB (build one from a run "
+                            "with `mllmcl library export --run RUN --out LIB`)")
+        from mllmcl.serve.vllm_export import export_vllm  # loads torch: only when the command runs
+
+        export_vllm(args.library, args.out, lm_head=not args.no_lm_head,
+                    max_drop=GateSettings().max_drop if args.max_drop is None else args.max_drop)
+        return 0
+    if args.library or not args.run or args.no_lm_head or args.max_drop is not None:
+        raise UserError("--format library builds a library from a run: pass --run RUN (--library, --no-lm-head "
+                        "and --max-drop go with --format vllm)")
     from mllmcl.serve.grow import export_run  # loads torch: only when the command runs
 
     manifest = export_run(args.run, args.out, method=args.method, heldout=args.heldout, target_frr=args.target_frr)

@@ -10,6 +10,7 @@ feeds the prompt and decodes what follows it.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 VICUNA_SYSTEM = (
@@ -51,6 +52,37 @@ class ChatTemplate:
     def target(self, answer: str, eos_token: str) -> str:
         """The assistant's turn as trained: a space, the answer, then the end-of-sequence token."""
         return f" {answer.strip()}{eos_token}"
+
+    def jinja(self, eos_token: str) -> str:
+        """This template as a Jinja chat template over OpenAI-style messages (content a string, or parts of
+        type text / image / image_url), for a server that renders prompts itself (vLLM's `--chat-template`):
+        with the generation prompt it renders exactly `prompt`, and answered turns exactly `target`."""
+        def lit(text: str) -> str:  # a Jinja string literal (JSON's escaping is Jinja's)
+            return json.dumps(text)
+
+        head, image = lit(f"{self.system} " if self.system else ""), lit(f"{self.image_token}\n")
+        token = lit(self.image_token)
+        return (
+            "{%- for message in messages -%}"
+            "{%- if message['role'] == 'user' -%}"
+            "{{ (" + head + " if loop.first else '') + 'USER: ' }}"
+            "{%- if message['content'] is string -%}"
+            "{%- set text = message['content'] | trim -%}"
+            "{{ (" + image + " if loop.first and " + token + " not in text else '') + text }}"
+            "{%- else -%}"
+            "{%- set ns = namespace(text='', image=false) -%}"
+            "{%- for part in message['content'] -%}"
+            "{%- if part['type'] == 'text' -%}{%- set ns.text = ns.text + part['text'] -%}"
+            "{%- elif part['type'] in ('image', 'image_url') -%}{%- set ns.image = true -%}{%- endif -%}"
+            "{%- endfor -%}"
+            "{%- set text = ns.text | trim -%}"
+            "{{ (" + image + " if ns.image and " + token + " not in text else '') + text }}"
+            "{%- endif -%}"
+            "{{ ' ASSISTANT:' }}"
+            "{%- elif message['role'] == 'assistant' -%}"
+            "{{ ' ' + (message['content'] | trim) + " + lit(eos_token) + " }}"
+            "{%- endif -%}"
+            "{%- endfor -%}")
 
 
 class ProcessorTemplate:

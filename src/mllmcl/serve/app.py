@@ -12,7 +12,11 @@ image URL that is not a data: URL: the server fetches nothing), 401 without the 
 404 unknown model, 413 an image or body over its limit. `max_tokens` is capped. Decoding is greedy
 (`temperature` and `top_p` are accepted and ignored). Only the last user message is answered (the chat
 template is single-turn, one image per sample). With `stream: true` the answer, generated in its batch,
-is sent as server-sent `chat.completion.chunk` events ending with `data: [DONE]`."""
+is sent as server-sent `chat.completion.chunk` events ending with `data: [DONE]`.
+
+With an upstream engine (`create_app(..., upstream=Upstream(url))`, serve/upstream.py) the batcher only routes,
+and the upstream answers each request with the chosen expert's adapter; its errors pass through as it sent
+them, and one that cannot be reached is a 502."""
 from __future__ import annotations
 
 import asyncio
@@ -40,6 +44,7 @@ from mllmcl.serve.images import BadImage, decode_image_url
 from mllmcl.serve.library import MANIFEST, Library
 from mllmcl.serve.routed import AUTO, RoutedModel, as_queries
 from mllmcl.serve.settings import ServeSettings
+from mllmcl.serve.upstream import Upstream, UpstreamError
 
 
 class APIError(Exception):
@@ -125,8 +130,9 @@ class _BodyLimit:
         await response(scope, receive, send)
 
 
-def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    """The FastAPI app serving `model` (a library's version is reloaded from `model.source`)."""
+def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings(), upstream: Upstream | None = None) -> FastAPI:
+    """The FastAPI app serving `model` (a library's version is reloaded from `model.source`). With `upstream`,
+    `model` only routes and the upstream engine answers (serve/upstream.py)."""
     batcher = Batcher(model, settings.max_batch, settings.max_wait)
     stop = threading.Event()
 
@@ -143,9 +149,12 @@ def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings()) ->
         finally:
             stop.set()
             batcher.stop()
+            if upstream is not None:
+                await upstream.close()
 
     app = FastAPI(title="mllmcl", summary="MR-LoRA experts behind an OpenAI-compatible API", lifespan=lifespan)
     app.state.batcher = batcher
+    app.state.upstream = upstream
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
 
     @app.exception_handler(APIError)
@@ -184,7 +193,8 @@ def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings()) ->
     async def health() -> dict:
         served = batcher.model
         return {"status": "ok", "version": served.version, "experts": served.names, "batches": batcher.batches,
-                "answered": batcher.answered, "threshold": served.threshold}
+                "answered": batcher.answered, "threshold": served.threshold,
+                "upstream": upstream.url if upstream is not None else None}
 
     @app.get("/v1/models", dependencies=[Depends(authorised)])
     async def models() -> dict:
@@ -222,9 +232,12 @@ def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings()) ->
         limit = min(requested, settings.max_tokens)
         query = as_queries([image], [question])[0]
         try:
-            done: Done = await asyncio.wrap_future(batcher.submit(query, body.model, limit))
+            done: Done = await asyncio.wrap_future(batcher.submit(query, body.model, limit,
+                                                                  route_only=upstream is not None))
         except UserError as err:
             raise APIError(400, str(err))
+        if upstream is not None:
+            return await _forward(upstream, body, limit, done)
         if body.stream:
             include_usage = bool((body.stream_options or {}).get("include_usage"))
             return StreamingResponse(_events(done, include_usage), media_type="text/event-stream",
@@ -266,13 +279,34 @@ def _user_turn(body: ChatRequest, settings: ServeSettings):
     return question, image
 
 
+async def _forward(upstream: Upstream, body: ChatRequest, limit: int, done: Done):
+    """The request as the client sent it, for the chosen expert's adapter, capped at `limit` tokens."""
+    payload = body.model_dump(exclude_none=True)
+    payload.pop("max_completion_tokens", None)
+    payload["max_tokens"] = limit
+    try:
+        payload["model"] = await upstream.model_for(done.expert)
+        if body.stream:
+            events = await upstream.stream(payload, done.expert)
+            return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        answer = await upstream.complete(payload)
+    except UpstreamError as err:
+        return JSONResponse(err.body, status_code=err.status)
+    answer["model"] = done.expert
+    answer["routing"] = _routing(done)
+    return answer
+
+
+def _routing(done: Done) -> dict:
+    return {"expert": done.expert, "confidence": round(done.confidence, 6), "version": done.version}
+
+
 def _completion(done: Done) -> dict:
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": done.expert, "system_fingerprint": _fingerprint(done),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
                          "finish_reason": "stop" if done.stopped else "length", "logprobs": None}],
-            "usage": _usage(done), "routing": {"expert": done.expert, "confidence": round(done.confidence, 6),
-                                                "version": done.version}}
+            "usage": _usage(done), "routing": _routing(done)}
 
 
 def _events(done: Done, include_usage: bool):
@@ -333,12 +367,14 @@ def _watch(batcher: Batcher, settings: ServeSettings, stop: threading.Event) -> 
 
 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings = ServeSettings(),
-          log_level: str = "warning") -> None:
-    """Load `path` (a library or a run folder) and serve it until interrupted (one process)."""
+          log_level: str = "warning", upstream: Upstream | None = None) -> None:
+    """Load `path` (a library or a run folder) and serve it until interrupted (one process); with `upstream`,
+    route here and let the upstream engine answer."""
     model = RoutedModel.load(path, fallback=settings.fallback)
-    app = create_app(model, settings)
-    print(f"mllmcl serve: {path} (version {model.version}, experts {', '.join(model.names)}) on http://{host}:{port}/v1",
-          file=sys.stderr)
+    app = create_app(model, settings, upstream)
+    answered = f", answered by {upstream.url}" if upstream is not None else ""
+    print(f"mllmcl serve: {path} (version {model.version}, experts {', '.join(model.names)}{answered}) on "
+          f"http://{host}:{port}/v1", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from mllmcl.data.records import Query
@@ -28,6 +28,7 @@ class Job:
     max_tokens: int
     future: Future
     queued: float = field(default_factory=time.monotonic)
+    route_only: bool = False  # pick the expert, answer nothing (an upstream engine answers)
 
 
 @dataclass
@@ -72,9 +73,10 @@ class Batcher:
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
 
-    def submit(self, query: Query, model: str, max_tokens: int) -> Future:
+    def submit(self, query: Query, model: str, max_tokens: int, route_only: bool = False) -> Future:
+        """Queue one request; the future gives its `Done` (with `route_only`: the expert alone, no text)."""
         future: Future = Future()
-        self._queue.put(Job(query, model, max_tokens, future))
+        self._queue.put(Job(query, model, max_tokens, future, route_only=route_only))
         return future
 
     def swap(self, load: Callable[[RoutedModel], RoutedModel]) -> Future:
@@ -117,24 +119,41 @@ class Batcher:
             return
         model = self.model
         try:
-            result = model.answer_queries([j.query for j in batch], [j.max_tokens for j in batch],
-                                          [j.model for j in batch])
+            done = self._work(model, batch)
         except Exception as err:  # noqa: BLE001 - one bad request must not fail the others
             if len(batch) == 1:
                 batch[0].future.set_exception(err)
                 return
             for job in batch:
                 retry = Future()
-                self._answer([Job(job.query, job.model, job.max_tokens, retry, job.queued)])
+                self._answer([replace(job, future=retry)])
                 _forward(retry, job.future)
             return
         self.batches += 1
         self.answered += len(batch)
         self._last_size, self._finished = len(batch), time.monotonic()  # before any client hears back
-        for k, job in enumerate(batch):
-            g = result.generations[k]
-            job.future.set_result(Done(g.text, result.experts[k], result.confidence[k], g.prompt_tokens,
-                                       g.completion_tokens, g.stopped, model.version))
+        for job, result in zip(batch, done):
+            job.future.set_result(result)
+
+    @staticmethod
+    def _work(model: RoutedModel, batch: list[Job]) -> list[Done]:
+        """Route the batch's route-only jobs and answer the others, in one call each."""
+        out: list[Done | None] = [None] * len(batch)
+        routed = [k for k, job in enumerate(batch) if job.route_only]
+        if routed:
+            routes = model.route_queries([batch[k].query for k in routed], [batch[k].model for k in routed])
+            for k, expert, confidence in zip(routed, routes.experts, routes.confidence):
+                out[k] = Done("", expert, confidence, 0, 0, True, model.version)
+        answered = [k for k, job in enumerate(batch) if not job.route_only]
+        if answered:
+            jobs = [batch[k] for k in answered]
+            result = model.answer_queries([j.query for j in jobs], [j.max_tokens for j in jobs],
+                                          [j.model for j in jobs])
+            for i, k in enumerate(answered):
+                g = result.generations[i]
+                out[k] = Done(g.text, result.experts[i], result.confidence[i], g.prompt_tokens, g.completion_tokens,
+                              g.stopped, model.version)
+        return out
 
     def _swap(self, item: _Swap) -> None:
         if not item.future.set_running_or_notify_cancel():

@@ -73,8 +73,8 @@ def measure(model: RoutedModel, heldout: Mapping[str, Sequence[Sample]], records
         scorer = get_scorer(records[name].scorer)
         hits = sum(p == name for p in pick)
         right += hits
-        experts[name] = {"accuracy": _accuracy(scorer, rows[name], served),
-                         "routed_accuracy": _accuracy(scorer, rows[name], routed),
+        experts[name] = {"accuracy": accuracy(scorer, rows[name], served),
+                         "routed_accuracy": accuracy(scorer, rows[name], routed),
                          "routing": round(100 * hits / n, 4), "fallback": round(100 * len(fallen) / n, 4), "n": n,
                          "confusion": {e: pick.count(e) for e in dict.fromkeys(pick)}}
     routing = round(100 * right / max(1, len(every)), 4)
@@ -87,10 +87,11 @@ def gain(model: RoutedModel, name: str, rows: Sequence[Sample], record: ExpertRe
     queries, scorer = [s.query for s in rows], get_scorer(record.scorer)
     own = model.answer_queries(queries, record.max_new_tokens, [name] * len(rows)).texts
     base = model.answer_queries(queries, record.max_new_tokens, [BASE] * len(rows)).texts
-    return {"expert": _accuracy(scorer, rows, own), "base": _accuracy(scorer, rows, base)}
+    return {"expert": accuracy(scorer, rows, own), "base": accuracy(scorer, rows, base)}
 
 
-def _accuracy(scorer, rows: Sequence[Sample], texts: Sequence[str]) -> float:
+def accuracy(scorer, rows: Sequence[Sample], texts: Sequence[str]) -> float:
+    """% of `rows` that `scorer` (a scorer object) judges `texts` right on."""
     return round(100 * sum(float(scorer.judge(s.row, t)) for s, t in zip(rows, texts)) / len(rows), 4)
 
 
@@ -149,4 +150,4 @@ def verdict(recorded: Mapping[str, float], measured: Measured, max_drop: float =
     return Verdict(not failures, failures, checks, max_drop, min_routing, min_gain)
 
 
-__all__ = ["Measured", "Verdict", "gain", "measure", "verdict"]
+__all__ = ["Measured", "Verdict", "accuracy", "gain", "measure", "verdict"]

@@ -46,11 +46,13 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class ServedExpert:
-    """An expert as the routed model holds it: its name, description and the adapter's name on the backbone."""
+    """An expert as the routed model holds it: its name, description, the adapter's name on the backbone and
+    the folder it was loaded from."""
 
     name: str
     description: str
     adapter: str
+    folder: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,10 @@ class RoutedModel:
         servable(manifest["router"]["kind"], library.path)
         records = [ExpertRecord.from_dict(e, library.path) for e in manifest["experts"]]
         ctx = library_context(library.path, config, backbone)
-        experts = [ServedExpert(r.name, r.description, attach(ctx.backbone, r.name, library.path / r.path / "adapter",
-                                                              r.sha256)) for r in records]
+        experts = []
+        for r in records:
+            folder = library.path / r.path / "adapter"
+            experts.append(ServedExpert(r.name, r.description, attach(ctx.backbone, r.name, folder, r.sha256), folder))
         router = build_router(manifest["router"]["kind"], ctx)
         if not router.load(library.path / manifest["router"]["state"]):
             raise UserError(f"{library.path / manifest['router']['state']}: no saved {manifest['router']['kind']} "
@@ -147,7 +151,7 @@ class RoutedModel:
         experts = []
         for name in names:
             saved = folder.path / "experts" / ExpertPool.adapter(name)
-            experts.append(ServedExpert(name, descriptions.get(name, ""), attach(ctx.backbone, name, saved)))
+            experts.append(ServedExpert(name, descriptions.get(name, ""), attach(ctx.backbone, name, saved), saved))
         router = build_router(kind, ctx)
         state = folder.state(method, len(names))
         if not router.load(state):
@@ -176,6 +180,15 @@ class RoutedModel:
     def route(self, images: Sequence[ImageLike], questions: Sequence[str]) -> Routes:
         """Which expert (or "base") `answer(..., model="auto")` would use for each query, and the confidence."""
         experts, confidence, _ = choose(self.router, as_queries(images, questions), self.names, self.threshold)
+        return Routes(experts, confidence)
+
+    def route_queries(self, queries: Sequence[Query], models: Sequence[str]) -> Routes:
+        """`route`, for queries that each name a model: "auto" is routed, an expert or "base" is kept (with
+        confidence 1): what `answer_queries` would answer each with, without answering."""
+        for model in set(models):
+            self.check_model(model)
+        forced = [None if m == AUTO else m for m in models]
+        experts, confidence, _ = choose(self.router, queries, self.names, self.threshold, forced)
         return Routes(experts, confidence)
 
     def answer(self, images: Sequence[ImageLike], questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32,
