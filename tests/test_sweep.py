@@ -12,6 +12,7 @@ from mllmcl.cli.main import main
 from mllmcl.eval.aggregate import aggregate, summarize
 from mllmcl.eval.results import Results
 from mllmcl.run.sweep import load_sweep, sweep
+from mllmcl.serve.routed import RoutedModel
 from test_runner import config_for, quiet
 
 
@@ -58,6 +59,11 @@ def test_a_sweep_shares_experts_across_orders_and_its_means_match_the_runs(toy, 
     log = []
     assert sweep(config, tmp_path / "sw", orders=2, seeds=1, log=log.append, progress=False) == summary
     assert trained == [] and sum("finished earlier" in line for line in log) == 2
+    # a cell is a run folder like any other: it serves, with the experts the sweep shares
+    cell = tmp_path / "sw" / summary["runs"][1]
+    model = RoutedModel.load(cell)
+    assert model.names == ["Codes", "Colors"]
+    assert all(e.folder.parent == tmp_path / "sw" / "experts" / "s0" for e in model.experts)
 
 
 def aggregate_file(folder):

@@ -32,6 +32,15 @@ class RunFolder:
     def state(self, method: str, step: int) -> Path:
         return self.path / "state" / slug(method) / f"step{step}"
 
+    def experts(self, seed: int) -> Path:
+        """Where MR-LoRA's experts of this run are: its own `experts/`, or, for a cell of a sweep
+        (`SWEEP/runs/<cell>`), the folder the sweep shares among the orders of `seed` (run/sweep.py)."""
+        own = self.path / "experts"
+        shared = self.path.parent.parent / "experts" / f"s{seed}"
+        if not own.is_dir() and self.path.parent.name == "runs" and shared.is_dir():
+            return shared
+        return own
+
     def load(self) -> Results | None:
         """The folder's results, None when it has none yet; a damaged results.json is an error naming it."""
         if not is_file(self.results_file):

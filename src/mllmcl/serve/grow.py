@@ -59,7 +59,7 @@ def export_run(run: str | Path, out: str | Path, method: str = ExpertSettings.me
         records, rows = [], {}
         for task, expert in zip(bench.tasks, model.experts):
             staged = library.staging()
-            shutil.copytree(Path(run) / "experts" / adapter_name("expert", task.name), staged / "adapter")
+            shutil.copytree(expert.folder, staged / "adapter")
             held = (task.val or task.test)[:heldout]
             write_expert_rows(staged, router_buffer(ctx, task, model.router.kind), held)
             sha = folder_sha256(staged / "adapter")

@@ -150,7 +150,7 @@ class RoutedModel:
         descriptions = run_descriptions(config)
         experts = []
         for name in names:
-            saved = folder.path / "experts" / ExpertPool.adapter(name)
+            saved = folder.experts(config.seed) / ExpertPool.adapter(name)
             experts.append(ServedExpert(name, descriptions.get(name, ""), attach(ctx.backbone, name, saved), saved))
         router = build_router(kind, ctx)
         state = folder.state(method, len(names))
