@@ -4,6 +4,7 @@ where a benchmark reads one (conftest.py, `served`)."""
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
 from mllmcl.cli.main import main
 
@@ -65,9 +66,11 @@ def test_bench_scale(capsys, family):
 
 def test_bench_serve(served, tmp_path, capsys):
     out = tmp_path / "serve.json"
-    assert main(["bench", "serve", "--library", str(served["lib"]), "--requests", "2", "--concurrency", "1",
+    assert main(["bench", "serve", "--library", str(served["lib"]), "--requests", "2", "--concurrency", "1,2",
                  "--repeats", "1", "--max-tokens", "4", "--out", str(out)]) == 0
     assert "answers = offline" in capsys.readouterr().out and out.is_file()
+    with Image.open(out.with_suffix(".png")) as plot:  # the figures as a picture, beside the JSON
+        assert plot.format == "PNG" and plot.width > 400
 
 
 def test_bench_openworld(served, tmp_path, capsys):

@@ -23,6 +23,7 @@ import torch
 
 from mllmcl.core.errors import UserError
 from mllmcl.core.io import write_json_atomic
+from mllmcl.report.figures import serving_plot
 from mllmcl.data.records import load_image
 from mllmcl.run.benchmark import prepare_benchmark
 from mllmcl.serve.library import Library
@@ -118,6 +119,7 @@ def run_serve_bench(path: str | Path, requests: int, concurrency: Sequence[int],
           f"{top['concurrency']} / offline = {report['served_vs_offline']:.3f} (goal >= 0.7)")
     if out:
         write_json_atomic(out, report)
+        print(f"   plot: {serving_plot(report, Path(out).with_suffix('.png'))}")
     return report
 
 

@@ -78,7 +78,8 @@ def register(commands) -> None:
     q.add_argument("--max-tokens", type=positive_int, default=32, help="answer length of each request (default: %(default)s)")
     q.add_argument("--no-fallback", action="store_true", help="every auto request to an expert (server and offline)")
     q.add_argument("--repeats", type=positive_int, default=3, help="offline runs, the best is kept (default: %(default)s)")
-    q.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    q.add_argument("--out", default=None, help="also write the figures to this JSON file, and beside it a plot of "
+                   "requests/s and latency against clients (the same name, .png)")
 
     q = bench.add("openworld", _openworld, "the open-world fallback: AUROC of seen vs unseen-domain items, how many "
                   "unseen items reach the base model, and what the fallback costs on the seen tasks (docs/serving.md)")

@@ -8,15 +8,13 @@ works on a machine without a display.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from mllmcl.core.io import write_bytes_atomic
+from mllmcl.report.figures import DPI, save_png
 
-DPI = 120
 CMAP = "viridis"
 
 
@@ -68,8 +66,4 @@ def save_heatmap(matrix: Sequence[Sequence[float | None]], tasks: Sequence[str],
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, label="accuracy (%)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    path = Path(path)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
+    return save_png(fig, path, DPI)

@@ -2,7 +2,6 @@
 spread of each method across the cells (task orders × seeds). Reads sweep.json and results.json only."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Sequence
 
@@ -11,7 +10,7 @@ from mllmcl.eval.cl_metrics import METRIC_NAMES
 from mllmcl.eval.results import Results
 from mllmcl.report.tables import markdown_table as _table
 from mllmcl.report.tables import plain_table, replay_table
-from mllmcl.core.io import write_bytes_atomic
+from mllmcl.report.figures import save_png
 
 SHOWN = ("MFN", "MAA", "BWT", "Forgetting", "FWT", "MFT")
 
@@ -89,7 +88,4 @@ def spread_plot(runs: Sequence[Results], path: Path, metrics: Sequence[str] = ("
             unique = dict(zip(labels, handles))
             axes.legend(unique.values(), unique.keys(), title="order", fontsize=7, title_fontsize=7, loc="best")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
+    return save_png(figure, path)
