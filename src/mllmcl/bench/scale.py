@@ -1,7 +1,7 @@
 """Scale benchmark: what does the engine cost at a 7B-class model's shape?
 
 The model is built from the configuration of LLaVA-1.5-7B (`--family llava`, the default) or of another
-family's 7B-class model (`models/random_checkpoint.py`, `SHAPES_7B`: LLaVA-NeXT-7B, Qwen2/2.5-VL-7B,
+family's 7B-class model (`models/random_checkpoint.py`, `SHAPES_7B`: LLaVA-NeXT-7B, LLaVA-OneVision-7B, Qwen2/2.5-VL-7B,
 Qwen3-VL-8B, InternVL3-8B, Idefics3-8B) with random weights — no download. LLaVA: a CLIP ViT-L/14 at 336 px (576 image tokens, the
 second-to-last layer read) and a 4096-wide Llama of 32 layers, vocabulary 32064. `--layers K` keeps the first
 K layers of both towers (a CPU cannot hold or train the full depth in reasonable time). The tokenizers are

@@ -54,7 +54,7 @@ def register(commands) -> None:
     q = bench.add("scale", _scale, "the engine at a 7B-class model's shape (random weights, no download): expert "
                   "training, single and routed generation, the MLLM router's pass; samples/s and peak memory")
     q.add_argument("--family", choices=FAMILIES.names(), default="llava",
-                   help="llava: LLaVA-1.5-7B; llava-next: LLaVA-NeXT-7B; qwen2-vl, qwen2.5-vl: 7B; qwen3-vl: 8B; "
+                   help="llava: LLaVA-1.5-7B; llava-next: LLaVA-NeXT-7B; llava-onevision: LLaVA-OneVision-7B; qwen2-vl, qwen2.5-vl: 7B; qwen3-vl: 8B; "
                         "internvl: InternVL3-8B; idefics3: Idefics3-8B (default: %(default)s)")
     q.add_argument("--layers", type=positive_int, default=None,
                    help="keep the first K layers of both towers (default: all; a CPU needs 1 or 2)")

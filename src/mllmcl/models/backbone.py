@@ -134,9 +134,10 @@ class Backbone:
     @property
     def image_view_tokens(self) -> int:
         """Image tokens of one tile of a tiled family: the processor's `image_seq_length` (InternVL),
-        `image_seq_len` (Idefics3), or its crop's patches (LLaVA-NeXT)."""
+        `image_seq_len` (Idefics3), `num_image_tokens` (LLaVA-OneVision), or its crop's patches (LLaVA-NeXT)."""
         processor = self.processor
-        tokens = getattr(processor, "image_seq_length", None) or getattr(processor, "image_seq_len", None)
+        tokens = (getattr(processor, "image_seq_length", None) or getattr(processor, "image_seq_len", None)
+                  or getattr(processor, "num_image_tokens", None))
         if tokens:
             return int(tokens)
         return (processor.image_processor.crop_size["height"] // processor.patch_size) ** 2

@@ -80,6 +80,12 @@ FAMILIES.add("llava-next", Family(
     "LLaVA-NeXT (1.6): CLIP + MLP projector + Vicuna / Mistral; any-resolution tiles after the whole image; "
     "its processor's chat template")
 
+FAMILIES.add("llava-onevision", Family(
+    ("llava_onevision",), "LlavaOnevisionForConditionalGeneration", projector=None, vision=None, whole_view="first",
+    checkpoints="llava-hf/llava-onevision-qwen2-0.5b-ov-hf, llava-hf/llava-onevision-qwen2-7b-ov-hf"),
+    "LLaVA-OneVision: SigLIP + MLP projector + Qwen2; any-resolution tiles after the whole image; its "
+    "processor's chat template")
+
 
 def family_of(model_type: str, where: str = "config.json") -> tuple[str, Family]:
     """The family of a checkpoint whose config names `model_type`; a UserError naming the families there are."""

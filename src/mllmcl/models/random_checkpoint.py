@@ -14,11 +14,14 @@ from typing import Iterable
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (CLIPVisionConfig, GotOcr2ImageProcessorPil, Idefics3Config, Idefics3ForConditionalGeneration,
-                          Idefics3ImageProcessorPil, Idefics3Processor, InternVLConfig, LlavaNextConfig,
-                          LlavaNextForConditionalGeneration, LlavaNextImageProcessorPil, LlavaNextProcessor, InternVLForConditionalGeneration, InternVLProcessor,
+                          Idefics3ImageProcessorPil, Idefics3Processor, InternVLConfig, InternVLForConditionalGeneration,
+                          InternVLProcessor, LlavaNextConfig, LlavaNextForConditionalGeneration,
+                          LlavaNextImageProcessorPil, LlavaNextProcessor, LlavaOnevisionConfig,
+                          LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessorPil, LlavaOnevisionProcessor,
                           PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
                           Qwen2_5_VLProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil,
-                          Qwen2VLProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor)
+                          Qwen2VLProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor,
+                          SiglipVisionConfig)
 
 from mllmcl.models.hf import image_only
 from mllmcl.models.tiny import TinyConfig, build_tiny
@@ -48,7 +51,7 @@ class Shape:
 
 
 # The 7B-class models' sizes (their config.json): Qwen2/2.5-VL-7B, Qwen3-VL-8B, InternVL3-8B (InternViT-300M),
-# Idefics3-8B (SigLIP-so400m + Llama-3-8B), LLaVA-NeXT-7B (vicuna).
+# Idefics3-8B (SigLIP-so400m + Llama-3-8B), LLaVA-NeXT-7B (vicuna), LLaVA-OneVision-7B (SigLIP + Qwen2).
 SHAPES_7B = {
     "qwen2-vl": Shape(3584, 18944, 28, 28, 4, embeddings=152064, vision_hidden=1280, vision_intermediate=5120,
                       vision_layers=32, vision_heads=16, image_tokens=(4, 16384)),
@@ -62,6 +65,8 @@ SHAPES_7B = {
                       vision_layers=27, vision_heads=16, tile=364),
     "llava-next": Shape(4096, 11008, 32, 32, 32, embeddings=32064, vision_hidden=1024, vision_intermediate=4096,
                         vision_layers=24, vision_heads=16, tile=336),
+    "llava-onevision": Shape(3584, 18944, 28, 28, 4, embeddings=152128, vision_hidden=1152, vision_intermediate=4304,
+                             vision_layers=26, vision_heads=16, tile=384),
 }
 
 
@@ -85,6 +90,9 @@ LLAVA_NEXT_CHAT = ("{% for m in messages %}{% if m['role'] == 'user' %}USER: {% 
                    "{% if c['type'] == 'image' %}<image>\n{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
                    "{% endfor %}{% endif %}{% if m['role'] == 'assistant' %}</s>{% else %} {% endif %}{% endfor %}"
                    "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+# LLaVA-OneVision (Qwen2): ChatML, the image as "<image>" on a line of its own before the question
+ONEVISION_CHAT = CHATML.replace("<|vision_start|><|image_pad|><|vision_end|>", "<image>\n")
+ONEVISION_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>")
 QWEN_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                "<|image_pad|>", "<|video_pad|>")
 
@@ -235,7 +243,36 @@ def _llava_next(family: str, texts: Iterable[str], shape: Shape):
     return model, processor
 
 
-FAMILY_BUILDERS = {"idefics3": _idefics3, "llava-next": _llava_next, "internvl": _internvl, "qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
+def _llava_onevision(family: str, texts: Iterable[str], shape: Shape):
+    tokenizer = _tokenizer(texts, shape.vocab, ONEVISION_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                           extra_special_tokens={"image_token": "<image>", "video_token": "<video>"})
+    ids = tokenizer.convert_tokens_to_ids
+    tile, patch = shape.tile, 14
+    pinpoints = [[tile, 2 * tile], [2 * tile, tile], [2 * tile, 2 * tile]]
+    vision = SiglipVisionConfig(hidden_size=shape.vision_hidden, intermediate_size=shape.vision_intermediate,
+                                num_hidden_layers=shape.vision_layers, num_attention_heads=shape.vision_heads,
+                                image_size=tile, patch_size=patch)
+    text = {"model_type": "qwen2", "vocab_size": shape.embeddings or len(tokenizer), "hidden_size": shape.hidden,
+            "intermediate_size": shape.intermediate, "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads, "bos_token_id": None,
+            "eos_token_id": ids("<|im_end|>"), "pad_token_id": ids("<|endoftext|>"), "tie_word_embeddings": False}
+    config = LlavaOnevisionConfig(vision_config=vision.to_dict(), text_config=text, image_token_index=ids("<image>"),
+                                  video_token_index=ids("<video>"), image_grid_pinpoints=pinpoints,
+                                  vision_feature_layer=-1, vision_feature_select_strategy="full",
+                                  vision_aspect_ratio="anyres_max_4", tie_word_embeddings=False)
+    model = LlavaOnevisionForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids("<|im_end|>")
+    model.generation_config.pad_token_id = ids("<|endoftext|>")
+    model.generation_config.bos_token_id = None
+    # the whole image first, then its any-resolution tiles, as LLaVA-OneVision splits them
+    images = LlavaOnevisionImageProcessorPil(size={"height": tile, "width": tile}, image_grid_pinpoints=pinpoints)
+    processor = image_only(LlavaOnevisionProcessor)(image_processor=images, tokenizer=tokenizer,
+                                        num_image_tokens=(tile // patch) ** 2, vision_feature_select_strategy="full",
+                                        vision_aspect_ratio="anyres_max_4", chat_template=ONEVISION_CHAT)
+    return model, processor
+
+
+FAMILY_BUILDERS = {"idefics3": _idefics3, "llava-next": _llava_next, "llava-onevision": _llava_onevision, "internvl": _internvl, "qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
 
 
 def build_random(family: str, texts: Iterable[str], shape: Shape = Shape(), seed: int = 0):
