@@ -141,6 +141,17 @@ def test_routers_only_choose_fitted_experts_and_restore_their_state(toy, tmp_pat
     if kind == "mllm":
         assert router.scores(samples).shape == (len(samples), 2)
         assert "colours" in router.prompt("What is this?")  # the expert's own description
+        # one scoring pass picks the letter greedy generation would write, wherever it writes a valid one
+        from mllmcl.cl.routing.mllm import ADAPTER
+        from mllmcl.data.tasks import without_rule_suffix
+        from mllmcl.engine.generate import generate
+
+        prompts = [router.prompt(without_rule_suffix(q.question)) for q in samples]
+        written = generate(ctx.backbone, [q.image for q in samples], prompts, adapters=[ADAPTER] * len(samples),
+                           max_new_tokens=4)
+        letters = router.letters()
+        valid = [(text[0], letters[k]) for text, k in zip(written, routing.experts) if text[:1] in letters]
+        assert len(valid) >= len(samples) // 2 and all(w == s for w, s in valid)
     # the saved state routes exactly as the fitted router, without refitting
     router.save(tmp_path / "state")
     restored = build_router(kind, ctx)
