@@ -134,6 +134,26 @@ def test_a_two_task_run_exports_and_serves_through_the_openai_client(family, che
         response = ask(server.client(), "auto", questions[0], images[0])
     assert response.choices[0].message.content == expected.texts[0]
     assert response.model == expected.experts[0]
+    # an expert added behind the gate (its checks relaxed: a random model learns nothing), then the library
+    # exported for vLLM: only LLaVA-1.5's experts carry a projector copy to drop
+    from mllmcl.serve.grow import add_expert
+    from mllmcl.serve.library import Library
+    from mllmcl.serve.vllm_export import TEMPLATE, export_vllm
+    from toy_serve import write_rows
+
+    bright = tmp_path / "bright"
+    report = add_expert(tmp_path / "lib", "Bright", write_rows(bright, "Bright", "train", 16, 0, "train"),
+                        write_rows(bright, "Bright", "test", 6, 0, "test"), epochs=1.0, max_drop=100.0,
+                        min_routing=0.0, min_gain=-100.0, log=lambda _: None)
+    assert report["passed"] and Library(tmp_path / "lib").current == 2
+    grown = RoutedModel.load(tmp_path / "lib")
+    assert grown.names == ["Colors", "Codes", "Bright"]
+    assert grown.answer(images, questions, max_new_tokens=4, model="Bright").experts == ["Bright"]
+    manifest = export_vllm(tmp_path / "lib", tmp_path / "vllm", max_drop=float("inf"), log=lambda _: None)
+    assert set(manifest["experts"]) == {"Colors", "Codes", "Bright"}
+    dropped = [e["dropped"] for e in manifest["experts"].values()]
+    assert all(set(d) == {"projector"} for d in dropped) if projector else not any(dropped)
+    assert (tmp_path / "vllm" / TEMPLATE).exists() == (FAMILIES.get(family).chat == "vicuna")
 
 
 def test_the_model_block_reaches_transformers(checkpoints):
