@@ -130,7 +130,8 @@ class _BodyLimit:
         await response(scope, receive, send)
 
 
-def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings(), upstream: Upstream | None = None) -> FastAPI:
+def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings(),
+               upstream: Upstream | None = None) -> FastAPI:
     """The FastAPI app serving `model` (a library's version is reloaded from `model.source`). With `upstream`,
     `model` only routes and the upstream engine answers (serve/upstream.py)."""
     batcher = Batcher(model, settings.max_batch, settings.max_wait)
@@ -154,7 +155,6 @@ def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings(), up
 
     app = FastAPI(title="mllmcl", summary="MR-LoRA experts behind an OpenAI-compatible API", lifespan=lifespan)
     app.state.batcher = batcher
-    app.state.upstream = upstream
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
 
     @app.exception_handler(APIError)
