@@ -29,6 +29,7 @@ from PIL import Image
 from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
                           LlavaForConditionalGeneration, LlavaProcessor)
 
+from mllmcl.core.errors import UserError
 from mllmcl.data.official_router import official_prompt
 from mllmcl.data.records import Example
 from mllmcl.engine.adapters import add_adapter
@@ -90,6 +91,9 @@ def build_7b_shaped(layers: int | None, device: str, dtype: torch.dtype) -> Back
 
 def build_family_shaped(family: str, layers: int | None, device: str, dtype: torch.dtype) -> Backbone:
     """A random-weight backbone of `family` at its 7B-class shape (`SHAPES_7B`), the first `layers` layers kept."""
+    if family not in SHAPES_7B:
+        raise UserError(f"bench scale --family {family}: the family has no 7B-class model to take the shape of "
+                        f"(shapes: llava, {', '.join(SHAPES_7B)})")
     texts = [QUESTION, official_prompt(QUESTION, "dcl")] * 4
     model, processor = build_random(family, texts, SHAPES_7B[family].cut(layers))
     model = model.to(device=device, dtype=dtype).eval()

@@ -63,7 +63,10 @@ class Backbone:
         saved_side = tokenizer.padding_side
         tokenizer.padding_side = padding_side
         try:
-            batch = self.processor(images=self._images(images), text=texts, return_tensors="pt", padding=True)
+            pictures = self._images(images)
+            if FAMILIES.get(self.family).nested_images:
+                pictures = [[picture] for picture in pictures]
+            batch = self.processor(images=pictures, text=texts, return_tensors="pt", padding=True)
         finally:
             tokenizer.padding_side = saved_side
         return dict(batch)

@@ -39,6 +39,7 @@ class Family:
     checkpoints: str = ""
     whole_view: Literal["", "first", "last"] = ""
     language: str = "language_model"
+    nested_images: bool = False  # the processor takes each sample's images as a list of their own (SmolVLM2)
 
 
 FAMILIES: Registry[Family] = Registry("model family")
@@ -73,6 +74,13 @@ FAMILIES.add("idefics3", Family(
     checkpoints="HuggingFaceTB/SmolVLM-256M-Instruct, HuggingFaceTB/SmolVLM-Instruct, HuggingFaceM4/Idefics3-8B-Llama3"),
     "Idefics3 and SmolVLM (v1): SigLIP + pixel-shuffle connector + Llama / SmolLM; image splitting; its "
     "processor's chat template")
+
+FAMILIES.add("smolvlm", Family(
+    ("smolvlm",), "SmolVLMForConditionalGeneration", projector=None, vision=None, whole_view="last",
+    language="text_model", nested_images=True,
+    checkpoints="HuggingFaceTB/SmolVLM2-256M-Video-Instruct, HuggingFaceTB/SmolVLM2-2.2B-Instruct"),
+    "SmolVLM2: Idefics3's architecture (SigLIP + pixel-shuffle connector + SmolLM2); image splitting; its "
+    "processor's chat template (images only here)")
 
 FAMILIES.add("llava-next", Family(
     ("llava_next",), "LlavaNextForConditionalGeneration", projector=None, vision=None, whole_view="first",

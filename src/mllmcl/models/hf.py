@@ -9,6 +9,8 @@ build the processors that also take videos (Qwen-VL); those load with their imag
 only, the same class otherwise, so images are processed exactly as the full processor would."""
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from pathlib import Path
 
@@ -92,8 +94,18 @@ def _processor(path: Path, kwargs: dict):
         if cls is None or "video_processor" not in cls.get_attributes():
             raise
     own = {k: v for k, v in saved.items() if k != "processor_class" and not isinstance(v, dict)}  # image_seq_length, …
+    if "image_seq_len" in inspect.signature(cls.__init__).parameters and "image_seq_len" not in own:
+        own["image_seq_len"] = _image_seq_len(path)
     return image_only(cls)(image_processor=AutoImageProcessor.from_pretrained(path, **kwargs),
                            tokenizer=AutoTokenizer.from_pretrained(path), chat_template=_chat_template(path), **own)
+
+
+def _image_seq_len(path: Path) -> int:
+    """Tokens per image tile of an Idefics3-style model (SmolVLM2), from config.json when the processor's settings
+    do not say: the vision tower's patches per side, pixel-shuffled by `scale_factor` per side."""
+    config = read_json(path / "config.json", "checkpoint configuration")
+    vision = config.get("vision_config") or {}
+    return int((vision.get("image_size", 512) // vision.get("patch_size", 16)) ** 2 // config.get("scale_factor", 2) ** 2)
 
 
 def image_only(cls: type) -> type:
@@ -102,7 +114,14 @@ def image_only(cls: type) -> type:
     @classmethod
     def get_attributes(_cls):
         return [a for a in cls.get_attributes() if a != "video_processor"]
-    return type(cls.__name__, (cls,), {"get_attributes": get_attributes, "__doc__": "without its video processor"})
+
+    @functools.wraps(cls.__init__)  # its signature too: save_pretrained saves the settings it names
+    def __init__(self, *args, **kwargs):
+        if "video_processor" in inspect.signature(cls.__init__).parameters:  # SmolVLM2's is a required argument
+            kwargs.setdefault("video_processor", None)
+        cls.__init__(self, *args, **kwargs)
+    return type(cls.__name__, (cls,), {"get_attributes": get_attributes, "__init__": __init__,
+                                       "__doc__": "without its video processor"})
 
 
 def _chat_template(path: Path) -> str | None:

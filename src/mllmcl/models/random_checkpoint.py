@@ -21,7 +21,8 @@ from transformers import (CLIPVisionConfig, GotOcr2ImageProcessorPil, Idefics3Co
                           PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
                           Qwen2_5_VLProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil,
                           Qwen2VLProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor,
-                          SiglipVisionConfig)
+                          SiglipVisionConfig, SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessorPil,
+                          SmolVLMProcessor)
 
 from mllmcl.models.hf import image_only
 from mllmcl.models.tiny import TinyConfig, build_tiny
@@ -201,17 +202,21 @@ def _idefics3(family: str, texts: Iterable[str], shape: Shape):
             "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads, "bos_token_id": None,
             "eos_token_id": ids("<end_of_utterance>"), "pad_token_id": ids("<|endoftext|>"),
             "tie_word_embeddings": False}
-    config = Idefics3Config(vision_config=vision, text_config=text, image_token_id=ids("<image>"), scale_factor=2,
-                            tie_word_embeddings=False)
-    model = Idefics3ForConditionalGeneration(config)
+    smolvlm = family == "smolvlm"  # SmolVLM2: Idefics3's architecture under classes of its own
+    Config, Model = (SmolVLMConfig, SmolVLMForConditionalGeneration) if smolvlm else \
+        (Idefics3Config, Idefics3ForConditionalGeneration)
+    config = Config(vision_config=vision, text_config=text, image_token_id=ids("<image>"), scale_factor=2,
+                    tie_word_embeddings=False)
+    model = Model(config)
     model.generation_config.eos_token_id = ids("<end_of_utterance>")
     model.generation_config.pad_token_id = ids("<|endoftext|>")
     model.generation_config.bos_token_id = None
     # images up to two tiles a side are split into tiles plus the whole image, as SmolVLM splits them
-    images = Idefics3ImageProcessorPil(do_image_splitting=True, size={"longest_edge": 2 * tile},
-                                       max_image_size={"longest_edge": tile})
-    processor = Idefics3Processor(image_processor=images, tokenizer=tokenizer,
-                                  image_seq_len=(tile // patch // 2) ** 2, chat_template=IDEFICS3_CHAT)
+    Images, Processor = (SmolVLMImageProcessorPil, image_only(SmolVLMProcessor)) if smolvlm else \
+        (Idefics3ImageProcessorPil, Idefics3Processor)
+    images = Images(do_image_splitting=True, size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile})
+    processor = Processor(image_processor=images, tokenizer=tokenizer, image_seq_len=(tile // patch // 2) ** 2,
+                          chat_template=IDEFICS3_CHAT)
     return model, processor
 
 
@@ -272,7 +277,7 @@ def _llava_onevision(family: str, texts: Iterable[str], shape: Shape):
     return model, processor
 
 
-FAMILY_BUILDERS = {"idefics3": _idefics3, "llava-next": _llava_next, "llava-onevision": _llava_onevision, "internvl": _internvl, "qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
+FAMILY_BUILDERS = {"idefics3": _idefics3, "smolvlm": _idefics3, "llava-next": _llava_next, "llava-onevision": _llava_onevision, "internvl": _internvl, "qwen2-vl": _qwen, "qwen2.5-vl": _qwen, "qwen3-vl": _qwen}
 
 
 def build_random(family: str, texts: Iterable[str], shape: Shape = Shape(), seed: int = 0):

@@ -110,7 +110,10 @@ class ProcessorTemplate:
         return {"role": "user", "content": parts}
 
     def _render(self, messages: list[dict], generation: bool) -> str:
-        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+        # the processor's template, rendered by its tokenizer: the same text as the processor's own
+        # apply_chat_template, which some processors (SmolVLM2's) cannot run without their video part
+        return self.processor.tokenizer.apply_chat_template(messages, chat_template=self.processor.chat_template,
+                                                            tokenize=False, add_generation_prompt=generation)
 
     def prompt(self, question: str) -> str:
         """The text up to where the assistant's answer begins (the template's generation prompt)."""
