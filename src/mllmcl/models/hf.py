@@ -105,7 +105,8 @@ def _image_seq_len(path: Path) -> int:
     do not say: the vision tower's patches per side, pixel-shuffled by `scale_factor` per side."""
     config = read_json(path / "config.json", "checkpoint configuration")
     vision = config.get("vision_config") or {}
-    return int((vision.get("image_size", 512) // vision.get("patch_size", 16)) ** 2 // config.get("scale_factor", 2) ** 2)
+    side = vision.get("image_size", 512) // vision.get("patch_size", 16)
+    return int(side ** 2 // config.get("scale_factor", 2) ** 2)
 
 
 def image_only(cls: type) -> type:

@@ -185,10 +185,7 @@ class RoutedModel:
     def route_queries(self, queries: Sequence[Query], models: Sequence[str]) -> Routes:
         """`route`, for queries that each name a model: "auto" is routed, an expert or "base" is kept (with
         confidence 1): what `answer_queries` would answer each with, without answering."""
-        for model in set(models):
-            self.check_model(model)
-        forced = [None if m == AUTO else m for m in models]
-        experts, confidence, _ = choose(self.router, queries, self.names, self.threshold, forced)
+        experts, confidence, _ = choose(self.router, queries, self.names, self.threshold, self._forced(models))
         return Routes(experts, confidence)
 
     def answer(self, images: Sequence[ImageLike], questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32,
@@ -200,11 +197,14 @@ class RoutedModel:
     def answer_queries(self, queries: Sequence[Query], max_new_tokens: int | Sequence[int],
                        models: Sequence[str] | None = None) -> RoutedAnswers:
         models = list(models) if models is not None else [AUTO] * len(queries)
+        return route_and_answer(self.ctx, self.router, queries, self.names, [e.adapter for e in self.experts],
+                                max_new_tokens, self.threshold, self._forced(models))
+
+    def _forced(self, models: Sequence[str]) -> list[str | None]:
+        """Each query's forced expert or "base" (None: routed), every name checked first."""
         for model in set(models):
             self.check_model(model)
-        forced = [None if m == AUTO else m for m in models]
-        return route_and_answer(self.ctx, self.router, queries, self.names, [e.adapter for e in self.experts],
-                                max_new_tokens, self.threshold, forced)
+        return [None if m == AUTO else m for m in models]
 
     def release(self, keep: "RoutedModel | None" = None) -> None:
         """Detach this model's expert adapters that `keep` (the model replacing it) does not use."""
