@@ -5,7 +5,7 @@ import torch
 from conftest import colour_examples, random_images
 from mllmcl.core.errors import UserError
 from mllmcl.engine.adapters import add_adapter, load_adapter, save_adapter
-from mllmcl.engine.generate import generate, next_token_logits
+from mllmcl.engine.generate import generate, inference_session, next_token_logits, pooled_features
 from mllmcl.engine.settings import LoraRecipe, TrainConfig
 from mllmcl.engine.train import train
 
@@ -126,6 +126,37 @@ def test_mixed_adapter_batch_equals_a_loop_over_adapters(micro):
         alone_logits = next_token_logits(micro, [images[i] for i in rows], [questions[i] for i in rows],
                                          [name] * len(rows))
         assert torch.allclose(alone_logits, mixed_logits[rows], atol=1e-5)
+
+
+def test_an_inference_session_answers_as_the_per_call_path_in_its_thread_and_in_others(micro):
+    """A server's worker holds a session across batches; its answers, another thread's between them, and
+    everything after it are those of the per-call path."""
+    import threading
+
+    for i, name in enumerate(("t1", "t2")):
+        add_adapter(micro, name, LoraRecipe(projector=name == "t1"))
+        train(micro, colour_examples(32, seed=i), name, FAST)
+    images, questions = random_images(6, seed=4), ["What color is the image?", "Color?"] * 3
+    mix = ["t1", "t2", None, "t2", "t1", None]
+    expected = generate(micro, images, questions, mix, max_new_tokens=5)
+    logits = next_token_logits(micro, images, questions, ["t2"] * 6)
+    features = pooled_features(micro, images, questions)
+    elsewhere: list = []
+    micro.model.train()
+    with inference_session(micro):
+        assert generate(micro, images, questions, mix, max_new_tokens=5) == expected
+        assert torch.allclose(next_token_logits(micro, images, questions, ["t2"] * 6), logits, atol=1e-5)
+        assert torch.allclose(pooled_features(micro, images, questions), features, atol=1e-5)
+        other = threading.Thread(target=lambda: elsewhere.append(generate(micro, images, questions, mix,
+                                                                         max_new_tokens=5)))
+        other.start()
+        other.join()
+        assert generate(micro, images, questions, None, max_new_tokens=5) == \
+            generate(micro, images, questions, ["__base__"] * 6, max_new_tokens=5)
+    assert elsewhere == [expected]
+    assert generate(micro, images, questions, mix, max_new_tokens=5) == expected
+    assert micro.model.training and all(not m.disable_adapters for m in micro.model.modules()
+                                        if hasattr(m, "lora_A"))
 
 
 @pytest.mark.slow

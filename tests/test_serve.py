@@ -104,7 +104,8 @@ def test_route_answer_and_the_open_world_fallback(model):
 
 
 def test_openworld_functions():
-    assert calibrate([0.9, 0.1, 0.5, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4, 1.0], 0.2) == 0.3  # rejects 0.1 and 0.2
+    assert calibrate([0.9, 0.1, 0.5, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4, 1.0], 0.2) == 0.25  # rejects 0.1 and 0.2
+    assert calibrate([0.1, 0.2, 0.2, 0.3], 0.5) == pytest.approx(0.15)  # a tie of the first kept score is kept whole
     assert rejected([0.9, 0.1, 0.5, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4, 1.0], 0.3) == 20.0
     assert calibrate([0.5, 0.6], 0.0) is None and calibrate([], 0.05) is None
     assert auroc([0.9, 0.8], [0.1, 0.2]) == 1.0 and auroc([0.1], [0.9]) == 0.0 and auroc([0.5], [0.5]) == 0.5

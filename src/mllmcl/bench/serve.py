@@ -27,7 +27,7 @@ from mllmcl.report.figures import serving_plot
 from mllmcl.data.records import load_image
 from mllmcl.run.benchmark import prepare_benchmark
 from mllmcl.serve.library import Library
-from mllmcl.serve.routed import RoutedModel
+from mllmcl.serve.routed import RoutedModel, use_threads
 
 
 # --- bench serve ----------------------------------------------------------------------------------------------------
@@ -54,8 +54,9 @@ def _free_port() -> int:
 
 def run_serve_bench(path: str | Path, requests: int, concurrency: Sequence[int], max_batch: int,
                     max_wait_ms: float | None, max_tokens: int, fallback: bool, repeats: int,
-                    out: str | Path | None = None) -> dict:
+                    threads: int | None = None, out: str | Path | None = None) -> dict:
     model = RoutedModel.load(path, fallback=fallback)
+    use_threads(threads)
     images, questions = _inputs(model, requests)
     urls = []
     for image in images:
@@ -78,6 +79,8 @@ def run_serve_bench(path: str | Path, requests: int, concurrency: Sequence[int],
         command += ["--max-wait-ms", str(max_wait_ms)]
     if not fallback:
         command.append("--no-fallback")
+    if threads is not None:
+        command += ["--threads", str(threads)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     url = f"http://127.0.0.1:{port}"

@@ -77,6 +77,9 @@ def register(commands) -> None:
                    help="the server's batching wait (default: the server's own default)")
     q.add_argument("--max-tokens", type=positive_int, default=32, help="answer length of each request (default: %(default)s)")
     q.add_argument("--no-fallback", action="store_true", help="every auto request to an expert (server and offline)")
+    q.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads, server and offline alike (0: every core; default: the library's run "
+                        "setting)")
     q.add_argument("--repeats", type=positive_int, default=3, help="offline runs, the best is kept (default: %(default)s)")
     q.add_argument("--out", default=None, help="also write the figures to this JSON file, and beside it a plot of "
                    "requests/s and latency against clients (the same name, .png)")
@@ -142,7 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     run_serve_bench(args.library, requests=args.requests, concurrency=concurrency, max_batch=args.max_batch,
                     max_wait_ms=args.max_wait_ms, max_tokens=args.max_tokens, fallback=not args.no_fallback,
-                    repeats=args.repeats, out=args.out)
+                    repeats=args.repeats, threads=args.threads, out=args.out)
     return 0
 
 

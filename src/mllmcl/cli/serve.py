@@ -39,6 +39,9 @@ def register(commands) -> None:
                         "(0: only POST /v1/library/reload; default: %(default)s)")
     p.add_argument("--no-fallback", action="store_true",
                    help="route every auto request to an expert, never to the base model")
+    p.add_argument("--threads", type=int, default=serving.threads, metavar="N",
+                   help="torch CPU threads (0: every core; default: the library's run setting, `threads` in its "
+                        "configuration)")
     p.add_argument("--backend", choices=["local", "vllm"], default="local",
                    help="who answers: local (this process, default) or vllm (an OpenAI-compatible engine at "
                         "--upstream serving the adapters of `library export --format vllm`; this process routes)")
@@ -125,7 +128,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(api_key=args.api_key or os.environ.get("MLLMCL_API_KEY") or None,
                              max_tokens=args.max_tokens, max_image_bytes=args.max_image_bytes,
                              max_image_pixels=args.max_image_pixels, max_batch=args.max_batch,
-                             max_wait=args.max_wait_ms / 1000, watch=args.watch, fallback=not args.no_fallback)
+                             max_wait=args.max_wait_ms / 1000, watch=args.watch, fallback=not args.no_fallback,
+                             threads=args.threads)
     upstream = None
     if args.backend == "vllm":
         if not args.upstream:

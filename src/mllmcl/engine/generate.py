@@ -7,6 +7,7 @@ no extra passes: each batch is ordered by adapter and plain LoRA adapters run as
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ from mllmcl.core.parallel import Processes
 from mllmcl.core.progress import progress_bar
 from mllmcl.data.records import ImageLike
 from mllmcl.engine.adapters import BASE, require
-from mllmcl.engine.mixed import mixed_adapters, supports
+from mllmcl.engine.mixed import MixedAdapters, mixed_adapters, supports
 from mllmcl.models.backbone import Backbone
 from mllmcl.models.families import FAMILIES
 
@@ -53,14 +54,58 @@ def _planned_batches(n: int, batch_size: int, names: list[str] | None, group_by_
 Route = Callable[[list[str] | None], dict]
 
 
+@dataclass(frozen=True)
+class _Held:
+    thread: int
+    adapters: frozenset[str]
+    mixer: MixedAdapters
+
+
+_held: dict[int, _Held] = {}  # id(model) -> the session holding it
+
+
+@contextmanager
+def inference_session(backbone: Backbone) -> Iterator[None]:
+    """Within it, this thread's inference calls on `backbone` (generate, next_token_logits, pooled_features)
+    skip their per-call setup: eval mode, no grad, the adapters disabled and the mixed-batch hooks of every
+    adapter loaded now (`engine/mixed.py`) are set up once for the whole session. A server answering batch
+    after batch pays that setup once instead of twice per batch (routing, then answering). Calls from other
+    threads, or naming an adapter loaded later, take the per-call path; so do adapters that are not plain
+    LoRA (the session then holds nothing). The answers are the same either way (tested)."""
+    model = backbone.model
+    adapters = frozenset(backbone.adapter_names)
+    if not adapters or id(model) in _held or not supports(model, adapters):
+        yield
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), mixed_adapters(model, adapters) as mixer:
+            _held[id(model)] = _Held(threading.get_ident(), adapters, mixer)
+            try:
+                yield
+            finally:
+                del _held[id(model)]
+    finally:
+        model.train(was_training)
+
+
 @contextmanager
 def _inference(backbone: Backbone, names: list[str] | None) -> Iterator[Route]:
     """Eval mode and no grad for a whole request whose samples name `names` (None: the base model for all).
     Yields `route(batch_names) -> extra forward kwargs`, called before each batch. With no adapter requested
     the peft wrapper is bypassed (exactly the base model); plain LoRA adapters run as row runs
-    (`engine/mixed.py`), anything else through peft's `adapter_names`."""
+    (`engine/mixed.py`), anything else through peft's `adapter_names`. Inside this thread's
+    `inference_session` the session's hooks serve the request."""
     model = backbone.model
     adapters = set(names or ()) - {BASE}
+    held = _held.get(id(model))
+    if held is not None and held.thread == threading.get_ident() and adapters <= held.adapters:
+        try:
+            yield lambda batch_names: held.mixer.route(batch_names or ()) or {}
+        finally:
+            held.mixer.route(())  # idle hooks add nothing: a call outside the session sees the base model
+        return
     was_training = model.training
     model.eval()
     try:

@@ -42,7 +42,7 @@ from mllmcl.core.errors import UserError
 from mllmcl.serve.batcher import Batcher, Done
 from mllmcl.serve.images import BadImage, decode_image_url
 from mllmcl.serve.library import MANIFEST, Library
-from mllmcl.serve.routed import AUTO, RoutedModel, as_queries
+from mllmcl.serve.routed import AUTO, RoutedModel, as_queries, use_threads
 from mllmcl.serve.settings import ServeSettings
 from mllmcl.serve.upstream import Upstream, UpstreamError
 
@@ -371,6 +371,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, settings:
     """Load `path` (a library or a run folder) and serve it until interrupted (one process); with `upstream`,
     route here and let the upstream engine answer."""
     model = RoutedModel.load(path, fallback=settings.fallback)
+    use_threads(settings.threads)
     app = create_app(model, settings, upstream)
     answered = f", answered by {upstream.url}" if upstream is not None else ""
     print(f"mllmcl serve: {path} (version {model.version}, experts {', '.join(model.names)}{answered}) on "

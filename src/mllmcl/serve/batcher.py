@@ -5,8 +5,11 @@ One worker thread owns the model. It takes every request waiting (up to `max_bat
 requests have arrived since the previous batch ended as that batch answered (those clients send their next
 requests now), waits up to `max_wait` seconds for more; then it answers the batch with `RoutedModel.answer_queries` (each
 query with its own model: auto, base or an expert, and its own token limit). A batch that fails is retried one request at a time, so a request that breaks generation
-fails alone. Swapping in a new version (`swap`) runs in the same thread between two batches: the batch in
-flight finishes on the old version, every later one uses the new one, and no request is dropped."""
+fails alone. While requests keep coming, the worker holds an `inference_session` on the backbone, so the
+setup of an inference call (disabling the adapters, hooking the experts' layers) is paid once per busy
+spell, not twice per batch; it lets go whenever the queue runs dry. Swapping in a new version (`swap`) runs
+in the same thread between two batches: the batch in flight finishes on the old version, every later one
+uses the new one, and no request is dropped."""
 from __future__ import annotations
 
 import queue
@@ -14,10 +17,12 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from mllmcl.data.records import Query
+from mllmcl.engine.generate import inference_session
 from mllmcl.serve.routed import RoutedModel
 
 
@@ -63,6 +68,7 @@ class Batcher:
         self.answered = 0
         self._last_size, self._finished = 0, 0.0
         self._queue: queue.Queue = queue.Queue()
+        self._session: ExitStack | None = None
         self._thread = threading.Thread(target=self._loop, name="mllmcl-batcher", daemon=True)
 
     def start(self) -> "Batcher":
@@ -89,11 +95,15 @@ class Batcher:
     def _loop(self) -> None:
         pending = None
         while True:
+            if pending is None and self._queue.empty():
+                self._let_go()  # idle: the backbone is left as a caller outside the server expects it
             item = pending if pending is not None else self._queue.get()
             pending = None
             if item is _STOP:
+                self._let_go()
                 return
             if isinstance(item, _Swap):
+                self._let_go()
                 self._swap(item)
                 continue
             batch = [item]
@@ -119,6 +129,9 @@ class Batcher:
             return
         model = self.model
         try:
+            if self._session is None:
+                self._session = ExitStack()
+                self._session.enter_context(inference_session(model.backbone))
             done = self._work(model, batch)
         except Exception as err:  # noqa: BLE001 - one bad request must not fail the others
             if len(batch) == 1:
@@ -134,6 +147,11 @@ class Batcher:
         self._last_size, self._finished = len(batch), time.monotonic()  # before any client hears back
         for job, result in zip(batch, done):
             job.future.set_result(result)
+
+    def _let_go(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     @staticmethod
     def _work(model: RoutedModel, batch: list[Job]) -> list[Done]:

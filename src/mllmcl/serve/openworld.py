@@ -12,15 +12,20 @@ import numpy as np
 
 
 def calibrate(confidence: Sequence[float], target_frr: float = 0.05) -> float | None:
-    """The largest threshold that rejects (confidence < threshold) at most `target_frr` of the in-domain
-    `confidence`s; None (no fallback) when there is nothing to calibrate on or the target is 0."""
+    """A threshold that rejects (confidence < threshold) the largest share of the in-domain `confidence`s
+    that is at most `target_frr`, placed halfway between the last score it rejects and the first it keeps:
+    no calibration row sits on it, where the float noise of a different batch (padding, another batch size)
+    would decide its side. None (no fallback) when there is nothing to calibrate on or the target is 0."""
     values = np.sort(np.asarray(confidence, dtype=np.float64))
     if not len(values) or target_frr <= 0:
         return None
     k = int(np.floor(target_frr * len(values) + 1e-9))  # how many may be rejected
     if k >= len(values):
         return float(np.nextafter(values[-1], np.inf))
-    return float(values[k])  # values[:k] (and no tie of values[k]) fall below it
+    below = int(np.searchsorted(values, values[k], side="left"))  # what can be rejected: below values[k] and its ties
+    if below == 0:
+        return float(values[0])  # nothing may be rejected: only what scores below every in-domain row
+    return float((values[below - 1] + values[k]) / 2)
 
 
 def auroc(seen: Sequence[float], unseen: Sequence[float]) -> float | None:

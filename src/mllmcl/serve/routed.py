@@ -32,6 +32,7 @@ from mllmcl.cl.routing.catalog import ROUTERS
 from mllmcl.cl.routing.router import Router
 from mllmcl.core.errors import UserError
 from mllmcl.core.io import is_dir
+from mllmcl.core.parallel import cpu_cores
 from mllmcl.data.mllm_cl import Benchmark, load_layout
 from mllmcl.data.records import ImageLike, Query, split_instruction
 from mllmcl.data.tasks import BUILTIN, FORMAT_INSTRUCTIONS
@@ -225,6 +226,12 @@ def library_context(folder: Path, config: RunConfig, backbone: Backbone | None =
     return Context(backbone, Benchmark(config.setting, Path(folder), ()), config, Path(folder), progress=False)
 
 
+def use_threads(threads: int | None) -> None:
+    """Torch's CPU threads for serving: None keeps what the loaded configuration set, 0 takes every core."""
+    if threads is not None:
+        torch.set_num_threads(threads or cpu_cores())
+
+
 def attach(backbone: Backbone, name: str, folder: Path, sha256: str | None = None) -> str:
     """Load the adapter in `folder` onto `backbone` (once: an adapter of the same name and sha256 is reused);
     returns its name there."""
@@ -245,4 +252,5 @@ def run_descriptions(config: RunConfig) -> dict[str, str]:
     return {s.name: s.description for s in layout.specs}
 
 
-__all__ = ["AUTO", "BASE", "RoutedModel", "Routes", "ServedExpert", "as_queries", "library_context", "servable"]
+__all__ = ["AUTO", "BASE", "RoutedModel", "Routes", "ServedExpert", "as_queries", "library_context", "servable",
+           "use_threads"]

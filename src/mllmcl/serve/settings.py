@@ -18,6 +18,7 @@ class ServeSettings:
     max_wait: float = 0.1          # at most this long a batch waits for the clients the last one answered
     watch: float = 2.0             # seconds between checks of library.json (0: only POST /v1/library/reload)
     fallback: bool = True
+    threads: int | None = None     # torch threads: None keeps the library's run setting, 0 takes every core
 
     @property
     def max_body_bytes(self) -> int:
