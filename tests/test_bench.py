@@ -3,6 +3,8 @@ prints its figures (the figures themselves are timings: never asserted). On the 
 where a benchmark reads one (conftest.py, `served`)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from PIL import Image
 
@@ -69,6 +71,8 @@ def test_bench_serve(served, tmp_path, capsys):
     assert main(["bench", "serve", "--library", str(served["lib"]), "--requests", "2", "--concurrency", "1,2",
                  "--repeats", "1", "--max-tokens", "4", "--out", str(out)]) == 0
     assert "answers = offline" in capsys.readouterr().out and out.is_file()
+    report = json.loads(out.read_text())
+    assert all(level["answers_match_offline"] and 0 < level["worker_busy"] <= 1 for level in report["levels"])
     with Image.open(out.with_suffix(".png")) as plot:  # the figures as a picture, beside the JSON
         assert plot.format == "PNG" and plot.width > 400
 

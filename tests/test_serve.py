@@ -506,3 +506,74 @@ def test_generate_detailed_cuts_each_sample_at_its_own_limit(micro):
         assert alone.stopped or alone.completion_tokens == limit
     assert [g.text for g in generate_detailed(micro, images, questions, max_new_tokens=4)] == \
         generate(micro, images, questions, max_new_tokens=4)
+
+
+class _Echo:
+    """A stand-in for RoutedModel that answers each query with its question (the batcher reads no more)."""
+
+    version = 1
+    backbone = type("NoAdapters", (), {"model": object(), "adapter_names": []})()
+
+    def __init__(self, gate: threading.Event | None = None):
+        self.gate = gate
+
+    def answer_queries(self, queries, limits, models):
+        from types import SimpleNamespace
+
+        from mllmcl.engine.generate import Generation
+
+        if self.gate is not None:
+            self.gate.wait(30)
+        return SimpleNamespace(generations=[Generation(q.question, 1, 1, True) for q in queries],
+                               experts=list(models), confidence=[1.0] * len(queries))
+
+
+def test_a_batcher_on_the_calling_thread_answers_what_is_queued_then_refuses():
+    """`mllmcl serve` runs the batcher on its main thread: a stop answers every request queued before it,
+    and a request after it fails at once with ShuttingDown (a 503), never hangs."""
+    from mllmcl.data.records import Query
+    from mllmcl.serve.batcher import Batcher, ShuttingDown
+
+    gate = threading.Event()
+    batcher = Batcher(_Echo(gate), max_batch=2, max_wait=0.0)
+    queued = [batcher.submit(Query(str(k), None, f"q{k}", ""), "auto", 4) for k in range(5)]
+    batcher.stop()
+    late = batcher.submit(Query("late", None, "late", ""), "auto", 4)
+    assert isinstance(late.exception(timeout=1), ShuttingDown)
+    gate.set()
+    batcher.run()  # returns at the stop, after the five
+    assert [f.result(timeout=1).text for f in queued] == [f"q{k}" for k in range(5)] and batcher.batches == 3
+
+
+@pytest.mark.slow
+def test_mllmcl_serve_answers_then_stops_on_sigterm_and_a_taken_port_is_one_line(served):
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "mllmcl", "serve", str(served["lib"]), "--port", str(port), "--watch", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+        images, questions = inputs("Colors", 1)
+        assert ask(client, "auto", questions[0], images[0]).model == "Colors"
+        taken = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert taken.returncode != 0 and f"could not start on 127.0.0.1:{port}" in taken.stderr
+        assert taken.stderr.strip().splitlines()[-1].startswith("mllmcl: error: the HTTP server could not start")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

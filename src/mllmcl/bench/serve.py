@@ -1,7 +1,7 @@
 """`mllmcl bench serve` (figures in docs/serving.md): a real `mllmcl serve` process on 127.0.0.1 answers the same
 N inputs (held-out rows of the library's experts, sent as PNG data URLs with model "auto") at each concurrency
 level; the client is an asyncio httpx loop in this process (another process than the server, as a deployment
-would be). Reported per level: requests/s, p50 and p95 latency, mean batch size; and the ratio of served
+would be). Reported per level: requests/s, p50 and p95 latency, mean batch size, the share of the time the worker spent computing (the rest it waited for requests); and the ratio of served
 throughput at the highest level to offline batched `RoutedModel.answer` on the same inputs in one call (the
 best of `repeats` offline runs, each served level once: on a shared machine the ratio errs low). The served
 answers are checked to equal the offline ones."""
@@ -98,6 +98,7 @@ def run_serve_bench(path: str | Path, requests: int, concurrency: Sequence[int],
                            "p50_ms": round(1000 * _quantile(latencies, 0.50), 1),
                            "p95_ms": round(1000 * _quantile(latencies, 0.95), 1),
                            "mean_batch": round(requests / max(1, batches), 2),
+                           "worker_busy": round((after["busy_seconds"] - before["busy_seconds"]) / wall, 3),
                            "answers_match_offline": answers == offline.texts})
     finally:
         server.terminate()
@@ -114,10 +115,12 @@ def run_serve_bench(path: str | Path, requests: int, concurrency: Sequence[int],
               "cpu_threads": _threads()}
     print(f"serve benchmark on {path}: {requests} requests (model auto, max_tokens {max_tokens}{', no fallback' if not fallback else ''}), "
           f"server batch <= {max_batch}, {report['cpu_threads']} torch threads")
-    print(f"   {'concurrency':>11} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'mean batch':>10}  answers = offline")
+    print(f"   {'concurrency':>11} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'mean batch':>10} {'busy':>5}  "
+          "answers = offline")
     for level in levels:
         print(f"   {level['concurrency']:>11} {level['requests_per_second']:>8.2f} {level['p50_ms']:>8.1f} "
-              f"{level['p95_ms']:>8.1f} {level['mean_batch']:>10.2f}  {level['answers_match_offline']}")
+              f"{level['p95_ms']:>8.1f} {level['mean_batch']:>10.2f} {level['worker_busy']:>5.0%}  "
+              f"{level['answers_match_offline']}")
     print(f"   offline batched RoutedModel.answer (best of {repeats}): {offline_rate:.2f} samples/s; served at concurrency "
           f"{top['concurrency']} / offline = {report['served_vs_offline']:.3f} (goal >= 0.7)")
     if out:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import signal
 import sys
 import threading
 import time
@@ -39,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mllmcl.cl.routing.answer import BASE
 from mllmcl.core.errors import UserError
-from mllmcl.serve.batcher import Batcher, Done
+from mllmcl.serve.batcher import Batcher, Done, ShuttingDown
 from mllmcl.serve.images import BadImage, decode_image_url
 from mllmcl.serve.library import MANIFEST, Library
 from mllmcl.serve.routed import AUTO, RoutedModel, as_queries, use_threads
@@ -131,15 +132,17 @@ class _BodyLimit:
 
 
 def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings(),
-               upstream: Upstream | None = None) -> FastAPI:
+               upstream: Upstream | None = None, worker: bool = True) -> FastAPI:
     """The FastAPI app serving `model` (a library's version is reloaded from `model.source`). With `upstream`,
-    `model` only routes and the upstream engine answers (serve/upstream.py)."""
+    `model` only routes and the upstream engine answers (serve/upstream.py). `worker=False`: the app starts
+    no thread for its batcher (`app.state.batcher`); the caller runs it (`serve` does, on the main thread)."""
     batcher = Batcher(model, settings.max_batch, settings.max_wait)
     stop = threading.Event()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        batcher.start()
+        if worker:
+            batcher.start()
         watcher = None
         if settings.watch > 0 and Library.exists(model.source):
             watcher = threading.Thread(target=_watch, args=(batcher, settings, stop), daemon=True,
@@ -193,7 +196,7 @@ def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings(),
     async def health() -> dict:
         served = batcher.model
         return {"status": "ok", "version": served.version, "experts": served.names, "batches": batcher.batches,
-                "answered": batcher.answered, "threshold": served.threshold,
+                "answered": batcher.answered, "busy_seconds": round(batcher.busy, 3), "threshold": served.threshold,
                 "upstream": upstream.url if upstream is not None else None}
 
     @app.get("/v1/models", dependencies=[Depends(authorised)])
@@ -236,6 +239,8 @@ def create_app(model: RoutedModel, settings: ServeSettings = ServeSettings(),
                                                                   route_only=upstream is not None))
         except UserError as err:
             raise APIError(400, str(err))
+        except ShuttingDown as err:
+            raise APIError(503, str(err), "server_error", code="shutting_down")
         if upstream is not None:
             return await _forward(upstream, body, limit, done)
         if body.stream:
@@ -372,11 +377,31 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, settings:
     route here and let the upstream engine answer."""
     model = RoutedModel.load(path, fallback=settings.fallback)
     use_threads(settings.threads)
-    app = create_app(model, settings, upstream)
+    app = create_app(model, settings, upstream, worker=False)
+    batcher: Batcher = app.state.batcher
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False))
+    http = threading.Thread(target=server.run, name="mllmcl-http")
     answered = f", answered by {upstream.url}" if upstream is not None else ""
     print(f"mllmcl serve: {path} (version {model.version}, experts {', '.join(model.names)}{answered}) on "
           f"http://{host}:{port}/v1", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+    def shut_down(*_) -> None:  # Ctrl-C or SIGTERM: no new connections; the queued requests are answered
+        server.should_exit = True
+        batcher.stop()
+
+    previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGINT, signal.SIGTERM)}
+    http.start()
+    watch_http = threading.Thread(target=lambda: (http.join(), batcher.stop()), daemon=True)
+    watch_http.start()  # the server failed to start or exited: stop answering too
+    try:
+        batcher.run()  # the model on the main thread: torch's CPU threads run it fastest from there
+    finally:
+        shut_down()
+        http.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not server.started:
+        raise UserError(f"the HTTP server could not start on {host}:{port} (see the message above)")
 
 
 __all__ = ["APIError", "create_app", "serve"]

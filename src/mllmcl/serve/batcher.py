@@ -1,7 +1,8 @@
 """Dynamic batching: requests that arrive together are answered by one generation call with per-sample
 adapters, so throughput grows with concurrency.
 
-One worker thread owns the model. It takes every request waiting (up to `max_batch`) and, until as many
+One thread owns the model: the batcher's own (`start`), or the caller's (`run`; `mllmcl serve` runs it on
+the main thread, where torch's CPU thread pool serves it best: measured in docs/serving.md). It takes every request waiting (up to `max_batch`) and, until as many
 requests have arrived since the previous batch ended as that batch answered (those clients send their next
 requests now), waits up to `max_wait` seconds for more; then it answers the batch with `RoutedModel.answer_queries` (each
 query with its own model: auto, base or an expert, and its own token limit). A batch that fails is retried one request at a time, so a request that breaks generation
@@ -9,7 +10,7 @@ fails alone. While requests keep coming, the worker holds an `inference_session`
 setup of an inference call (disabling the adapters, hooking the experts' layers) is paid once per busy
 spell, not twice per batch; it lets go whenever the queue runs dry. Swapping in a new version (`swap`) runs
 in the same thread between two batches: the batch in flight finishes on the old version, every later one
-uses the new one, and no request is dropped."""
+uses the new one, and no request is dropped. After `stop`, the requests still queued get `ShuttingDown`."""
 from __future__ import annotations
 
 import queue
@@ -24,6 +25,10 @@ from typing import Callable
 from mllmcl.data.records import Query
 from mllmcl.engine.generate import inference_session
 from mllmcl.serve.routed import RoutedModel
+
+
+class ShuttingDown(RuntimeError):
+    """The server stopped before it answered this request."""
 
 
 @dataclass
@@ -66,40 +71,55 @@ class Batcher:
         self.max_wait = max_wait
         self.batches = 0
         self.answered = 0
+        self.busy = 0.0  # seconds spent computing batches: against wall time, how much the worker waited
         self._last_size, self._finished = 0, 0.0
         self._queue: queue.Queue = queue.Queue()
         self._session: ExitStack | None = None
+        self._closing = threading.RLock()  # stop() may run in a signal handler that interrupted stop()
+        self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="mllmcl-batcher", daemon=True)
 
     def start(self) -> "Batcher":
+        """Answer on a thread of the batcher's own."""
         self._thread.start()
         return self
 
+    def run(self) -> None:
+        """Answer on the calling thread until `stop` (instead of `start`)."""
+        self._loop()
+
     def stop(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout=30)
+        """Answer what is queued, then stop; requests that come later get `ShuttingDown`."""
+        with self._closing:
+            if not self._stopped:
+                self._stopped = True
+                self._queue.put(_STOP)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
 
     def submit(self, query: Query, model: str, max_tokens: int, route_only: bool = False) -> Future:
         """Queue one request; the future gives its `Done` (with `route_only`: the expert alone, no text)."""
-        future: Future = Future()
-        self._queue.put(Job(query, model, max_tokens, future, route_only=route_only))
-        return future
+        return self._put(Job(query, model, max_tokens, Future(), route_only=route_only))
 
     def swap(self, load: Callable[[RoutedModel], RoutedModel]) -> Future:
         """Replace the model by `load(current)` between two batches; the future gives the new model."""
-        future: Future = Future()
-        self._queue.put(_Swap(load, future))
-        return future
+        return self._put(_Swap(load, Future()))
+
+    def _put(self, item: "Job | _Swap") -> Future:
+        with self._closing:
+            if self._stopped:
+                item.future.set_exception(ShuttingDown("the server is shutting down"))
+            else:
+                self._queue.put(item)
+        return item.future
 
     # -- the worker
     def _loop(self) -> None:
         pending = None
         while True:
-            if pending is None and self._queue.empty():
-                self._let_go()  # idle: the backbone is left as a caller outside the server expects it
             item = pending if pending is not None else self._queue.get()
             pending = None
-            if item is _STOP:
+            if item is _STOP:  # the last item: `_put` queues nothing after it
                 self._let_go()
                 return
             if isinstance(item, _Swap):
@@ -128,6 +148,7 @@ class Batcher:
         if not batch:
             return
         model = self.model
+        started = time.monotonic()
         try:
             if self._session is None:
                 self._session = ExitStack()
@@ -135,6 +156,7 @@ class Batcher:
             done = self._work(model, batch)
         except Exception as err:  # noqa: BLE001 - one bad request must not fail the others
             if len(batch) == 1:
+                self._let_go_if_idle()
                 batch[0].future.set_exception(err)
                 return
             for job in batch:
@@ -144,9 +166,17 @@ class Batcher:
             return
         self.batches += 1
         self.answered += len(batch)
+        self.busy += time.monotonic() - started
         self._last_size, self._finished = len(batch), time.monotonic()  # before any client hears back
+        self._let_go_if_idle()
         for job, result in zip(batch, done):
             job.future.set_result(result)
+
+    def _let_go_if_idle(self) -> None:
+        """With nothing queued, leave the backbone as a caller outside the server expects it, before anyone
+        hears back (a test, say, that then calls the model itself)."""
+        if self._queue.empty():
+            self._let_go()
 
     def _let_go(self) -> None:
         if self._session is not None:
@@ -195,4 +225,4 @@ def _forward(source: Future, target: Future) -> None:
         target.set_result(source.result())
 
 
-__all__ = ["Batcher", "Done", "Job"]
+__all__ = ["Batcher", "Done", "Job", "ShuttingDown"]
