@@ -385,11 +385,17 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, settings:
     print(f"mllmcl serve: {path} (version {model.version}, experts {', '.join(model.names)}{answered}) on "
           f"http://{host}:{port}/v1", file=sys.stderr)
 
-    def shut_down(*_) -> None:  # Ctrl-C or SIGTERM: no new connections; the queued requests are answered
+    def shut_down() -> None:  # no new connections; the queued requests are answered
         server.should_exit = True
         batcher.stop()
 
-    previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def on_signal(_signum, _frame) -> None:  # Ctrl-C or SIGTERM: shut down; a second one: stop at once
+        if server.should_exit:
+            server.force_exit = True
+            raise KeyboardInterrupt
+        shut_down()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     http.start()
     watch_http = threading.Thread(target=lambda: (http.join(), batcher.stop()), daemon=True)
     watch_http.start()  # the server failed to start or exited: stop answering too
