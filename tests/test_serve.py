@@ -573,7 +573,7 @@ def test_mllmcl_serve_answers_then_stops_on_sigterm_and_a_taken_port_is_one_line
         assert taken.returncode != 0 and f"could not start on 127.0.0.1:{port}" in taken.stderr
         assert taken.stderr.strip().splitlines()[-1].startswith("mllmcl: error: the HTTP server could not start")
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        assert process.wait(timeout=60) == 0 and "Traceback" not in process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()
