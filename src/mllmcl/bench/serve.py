@@ -1,10 +1,11 @@
 """`mllmcl bench serve` (figures in docs/serving.md): a real `mllmcl serve` process on 127.0.0.1 answers the same
 N inputs (held-out rows of the library's experts, sent as PNG data URLs with model "auto") at each concurrency
 level; the client is an asyncio httpx loop in this process (another process than the server, as a deployment
-would be). Reported per level: requests/s, p50 and p95 latency, mean batch size, the share of the time the worker spent computing (the rest it waited for requests); and the ratio of served
-throughput at the highest level to offline batched `RoutedModel.answer` on the same inputs in one call (the
-best of `repeats` offline runs, each served level once: on a shared machine the ratio errs low). The served
-answers are checked to equal the offline ones."""
+would be). Reported per level: requests/s, p50 and p95 latency, mean batch size, the share of the time the
+worker spent computing (the rest it waited for requests); and the ratio of served throughput at the highest
+level to offline batched `RoutedModel.answer` on the same inputs in one call (the best of `repeats` offline
+runs, each served level once: on a shared machine the ratio errs low). The served answers are checked to
+equal the offline ones."""
 from __future__ import annotations
 
 import asyncio

@@ -2,15 +2,17 @@
 adapters, so throughput grows with concurrency.
 
 One thread owns the model: the batcher's own (`start`), or the caller's (`run`; `mllmcl serve` runs it on
-the main thread, where torch's CPU thread pool serves it best: measured in docs/serving.md). It takes every request waiting (up to `max_batch`) and, until as many
-requests have arrived since the previous batch ended as that batch answered (those clients send their next
-requests now), waits up to `max_wait` seconds for more; then it answers the batch with `RoutedModel.answer_queries` (each
-query with its own model: auto, base or an expert, and its own token limit). A batch that fails is retried one request at a time, so a request that breaks generation
-fails alone. While requests keep coming, the worker holds an `inference_session` on the backbone, so the
-setup of an inference call (disabling the adapters, hooking the experts' layers) is paid once per busy
-spell, not twice per batch; it lets go whenever the queue runs dry. Swapping in a new version (`swap`) runs
-in the same thread between two batches: the batch in flight finishes on the old version, every later one
-uses the new one, and no request is dropped. After `stop`, the requests still queued get `ShuttingDown`."""
+the main thread, where torch's CPU thread pool serves it best: docs/serving.md). It takes every request
+waiting (up to `max_batch`) and, until as many requests have arrived since the previous batch ended as that
+batch answered (those clients send their next requests now), waits up to `max_wait` seconds for more; then
+it answers the batch with `RoutedModel.answer_queries` (each query with its own model: auto, base or an
+expert, and its own token limit). A batch that fails is retried one request at a time, so a request that
+breaks generation fails alone. While requests keep coming, the thread holds an `inference_session` on the
+backbone, so the setup of an inference call (disabling the adapters, hooking the experts' layers) is paid
+once per busy spell, not twice per batch; it lets go whenever the queue runs dry. Swapping in a new version
+(`swap`) runs in the same thread between two batches: the batch in flight finishes on the old version,
+every later one uses the new one, and no request is dropped. `stop` answers what is queued; a request that
+comes after it gets `ShuttingDown`."""
 from __future__ import annotations
 
 import queue
