@@ -516,15 +516,26 @@ class _Echo:
 
     def __init__(self, gate: threading.Event | None = None):
         self.gate = gate
+        self.calls: list[list[str]] = []
+
+    def route_queries(self, queries, models):
+        """"auto" goes to the expert the question names before its colon."""
+        from mllmcl.serve.routed import Routes
+
+        return Routes([q.question.split(":")[0] if m == "auto" else m for q, m in zip(queries, models)],
+                      [0.5 if m == "auto" else 1.0 for m in models])
 
     def answer_queries(self, queries, limits, models):
+        """The question back; its token count: 9 for expert Long, 1 for the others."""
         from types import SimpleNamespace
 
         from mllmcl.engine.generate import Generation
 
         if self.gate is not None:
             self.gate.wait(30)
-        return SimpleNamespace(generations=[Generation(q.question, 1, 1, True) for q in queries],
+        self.calls.append(list(models))
+        return SimpleNamespace(generations=[Generation(q.question, 1, 9 if m == "Long" else 1, True)
+                                            for q, m in zip(queries, models)],
                                experts=list(models), confidence=[1.0] * len(queries))
 
 
@@ -577,3 +588,23 @@ def test_mllmcl_serve_answers_then_stops_on_sigterm_and_a_taken_port_is_one_line
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_batch_whose_experts_answer_at_different_lengths_is_answered_in_two_calls():
+    """A batch decodes until its longest answer: once the batcher has seen expert Long answer nine times
+    longer than Short, a batch of both is answered in two calls (short first), each answer still reaching
+    its own request with the router's pick and confidence; a batch of one length stays one call."""
+    from mllmcl.data.records import Query
+    from mllmcl.serve.batcher import Batcher
+
+    model = _Echo()
+    batcher = Batcher(model, max_batch=4, max_wait=0.0)
+    questions = ["Long:a", "Short:b", "Long:c", "Short:d", "Short:e", "Long:f", "Short:g", "Long:h", "Short:i"]
+    futures = [batcher.submit(Query(q, None, q, ""), "auto", 16) for q in questions]
+    batcher.stop()
+    batcher.run()
+    assert model.calls == [["Long", "Short", "Long", "Short"],  # lengths not seen yet: one call
+                           ["Short", "Short"], ["Long", "Long"], ["Short"]]
+    done = [f.result(timeout=1) for f in futures]
+    assert [d.text for d in done] == questions and [d.expert for d in done] == [q.split(":")[0] for q in questions]
+    assert all(d.confidence == 0.5 for d in done) and batcher.batches == 3

@@ -5,14 +5,15 @@ One thread owns the model: the batcher's own (`start`), or the caller's (`run`; 
 the main thread, where torch's CPU thread pool serves it best: docs/serving.md). It takes every request
 waiting (up to `max_batch`) and, until as many requests have arrived since the previous batch ended as that
 batch answered (those clients send their next requests now), waits up to `max_wait` seconds for more; then
-it answers the batch with `RoutedModel.answer_queries` (each query with its own model: auto, base or an
-expert, and its own token limit). A batch that fails is retried one request at a time, so a request that
-breaks generation fails alone. While requests keep coming, the thread holds an `inference_session` on the
-backbone, so the setup of an inference call (disabling the adapters, hooking the experts' layers) is paid
-once per busy spell, not twice per batch; it lets go whenever the queue runs dry. Swapping in a new version
-(`swap`) runs in the same thread between two batches: the batch in flight finishes on the old version,
-every later one uses the new one, and no request is dropped. `stop` answers what is queued; a request that
-comes after it gets `ShuttingDown`."""
+it routes the batch and answers it with `RoutedModel.answer_queries` (each query with its own expert or the
+base model, and its own token limit), in two calls when some of its experts answer at least twice as long
+as the others (a call decodes until its longest answer). A batch that fails is retried one request at a
+time, so a request that breaks generation fails alone. While requests keep coming, the thread holds an
+`inference_session` on the backbone, so the setup of an inference call (disabling the adapters, hooking the
+experts' layers) is paid once per busy spell, not twice per batch; it lets go whenever the queue runs dry.
+Swapping in a new version (`swap`) runs in the same thread between two batches: the batch in flight
+finishes on the old version, every later one uses the new one, and no request is dropped. `stop` answers
+what is queued; a request that comes after it gets `ShuttingDown`."""
 from __future__ import annotations
 
 import queue
@@ -77,6 +78,7 @@ class Batcher:
         self._last_size, self._finished = 0, 0.0
         self._queue: queue.Queue = queue.Queue()
         self._session: ExitStack | None = None
+        self._lengths: dict[str, float] = {}  # expert -> running mean of its answers' tokens
         self._closing = threading.RLock()  # stop() may run in a signal handler that interrupted stop()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="mllmcl-batcher", daemon=True)
@@ -185,9 +187,8 @@ class Batcher:
             self._session.close()
             self._session = None
 
-    @staticmethod
-    def _work(model: RoutedModel, batch: list[Job]) -> list[Done]:
-        """Route the batch's route-only jobs and answer the others, in one call each."""
+    def _work(self, model: RoutedModel, batch: list[Job]) -> list[Done]:
+        """Route the batch, then answer it in one call, or two where its experts' answers differ in length."""
         out: list[Done | None] = [None] * len(batch)
         routed = [k for k, job in enumerate(batch) if job.route_only]
         if routed:
@@ -196,14 +197,31 @@ class Batcher:
                 out[k] = Done("", expert, confidence, 0, 0, True, model.version)
         answered = [k for k, job in enumerate(batch) if not job.route_only]
         if answered:
-            jobs = [batch[k] for k in answered]
-            result = model.answer_queries([j.query for j in jobs], [j.max_tokens for j in jobs],
-                                          [j.model for j in jobs])
-            for i, k in enumerate(answered):
-                g = result.generations[i]
-                out[k] = Done(g.text, result.experts[i], result.confidence[i], g.prompt_tokens, g.completion_tokens,
-                              g.stopped, model.version)
+            routes = model.route_queries([batch[k].query for k in answered], [batch[k].model for k in answered])
+            for group in self._by_length(routes.experts):
+                jobs = [batch[answered[i]] for i in group]
+                result = model.answer_queries([j.query for j in jobs], [j.max_tokens for j in jobs],
+                                              [routes.experts[i] for i in group])
+                for i, g in zip(group, result.generations):
+                    expert = routes.experts[i]
+                    out[answered[i]] = Done(g.text, expert, routes.confidence[i], g.prompt_tokens,
+                                            g.completion_tokens, g.stopped, model.version)
+                    seen = self._lengths.get(expert, float(g.completion_tokens))
+                    self._lengths[expert] = 0.8 * seen + 0.2 * g.completion_tokens
         return out
+
+    def _by_length(self, experts: list[str]) -> list[list[int]]:
+        """The rows of a batch in one group, or two: a batch decodes until its longest answer, so when some of
+        its experts answer at least twice as long as the others (their running mean of answer tokens; an
+        expert not seen yet counts as long), the short ones are answered in a call of their own."""
+        expected = [self._lengths.get(e, float("inf")) for e in experts]
+        levels = sorted(set(expected))
+        cuts = [(b / max(a, 1.0), b) for a, b in zip(levels, levels[1:])]
+        if not cuts or max(cuts)[0] < 2.0:
+            return [list(range(len(experts)))]
+        long_from = max(cuts)[1]
+        return [[i for i, e in enumerate(expected) if e < long_from],
+                [i for i, e in enumerate(expected) if e >= long_from]]
 
     def _swap(self, item: _Swap) -> None:
         if not item.future.set_running_or_notify_cancel():
