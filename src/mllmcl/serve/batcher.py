@@ -188,26 +188,22 @@ class Batcher:
             self._session = None
 
     def _work(self, model: RoutedModel, batch: list[Job]) -> list[Done]:
-        """Route the batch, then answer it in one call, or two where its experts' answers differ in length."""
-        out: list[Done | None] = [None] * len(batch)
-        routed = [k for k, job in enumerate(batch) if job.route_only]
-        if routed:
-            routes = model.route_queries([batch[k].query for k in routed], [batch[k].model for k in routed])
-            for k, expert, confidence in zip(routed, routes.experts, routes.confidence):
-                out[k] = Done("", expert, confidence, 0, 0, True, model.version)
+        """Route the batch in one pass; answer its jobs that are not route-only in one call, or two where
+        their experts' answers differ in length."""
+        routes = model.route_queries([job.query for job in batch], [job.model for job in batch])
+        out = [Done("", expert, confidence, 0, 0, True, model.version)
+               for expert, confidence in zip(routes.experts, routes.confidence)]
         answered = [k for k, job in enumerate(batch) if not job.route_only]
-        if answered:
-            routes = model.route_queries([batch[k].query for k in answered], [batch[k].model for k in answered])
-            for group in self._by_length(routes.experts):
-                jobs = [batch[answered[i]] for i in group]
-                result = model.answer_queries([j.query for j in jobs], [j.max_tokens for j in jobs],
-                                              [routes.experts[i] for i in group])
-                for i, g in zip(group, result.generations):
-                    expert = routes.experts[i]
-                    out[answered[i]] = Done(g.text, expert, routes.confidence[i], g.prompt_tokens,
-                                            g.completion_tokens, g.stopped, model.version)
-                    seen = self._lengths.get(expert, float(g.completion_tokens))
-                    self._lengths[expert] = 0.8 * seen + 0.2 * g.completion_tokens
+        for group in self._by_length([routes.experts[k] for k in answered]):
+            rows = [answered[i] for i in group]
+            result = model.answer_queries([batch[k].query for k in rows], [batch[k].max_tokens for k in rows],
+                                          [routes.experts[k] for k in rows])
+            for k, g in zip(rows, result.generations):
+                expert = routes.experts[k]
+                out[k] = Done(g.text, expert, routes.confidence[k], g.prompt_tokens, g.completion_tokens,
+                              g.stopped, model.version)
+                seen = self._lengths.get(expert, float(g.completion_tokens))
+                self._lengths[expert] = 0.8 * seen + 0.2 * g.completion_tokens
         return out
 
     def _by_length(self, experts: list[str]) -> list[list[int]]:
@@ -218,7 +214,7 @@ class Batcher:
         levels = sorted(set(expected))
         cuts = [(b / max(a, 1.0), b) for a, b in zip(levels, levels[1:])]
         if not cuts or max(cuts)[0] < 2.0:
-            return [list(range(len(experts)))]
+            return [list(range(len(experts)))] if experts else []
         long_from = max(cuts)[1]
         return [[i for i, e in enumerate(expected) if e < long_from],
                 [i for i, e in enumerate(expected) if e >= long_from]]
