@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from mllmcl.cli.options import fractions, positive_int
+from mllmcl.cli.options import fractions, non_negative_int, positive_int
 from mllmcl.core.errors import UserError
 from mllmcl.models.families import FAMILIES
 
@@ -77,7 +77,7 @@ def register(commands) -> None:
                    help="the server's batching wait (default: the server's own default)")
     q.add_argument("--max-tokens", type=positive_int, default=32, help="answer length of each request (default: %(default)s)")
     q.add_argument("--no-fallback", action="store_true", help="every auto request to an expert (server and offline)")
-    q.add_argument("--threads", type=int, default=None, metavar="N",
+    q.add_argument("--threads", type=non_negative_int, default=None, metavar="N",
                    help="torch CPU threads, server and offline alike (0: every core; default: the library's run "
                         "setting)")
     q.add_argument("--repeats", type=positive_int, default=3, help="offline runs, the best is kept (default: %(default)s)")

@@ -7,7 +7,7 @@ import argparse
 import json
 import os
 
-from mllmcl.cli.options import positive_float, positive_int
+from mllmcl.cli.options import non_negative_int, positive_float, positive_int
 from mllmcl.core.errors import UserError
 from mllmcl.serve.library import Library
 from mllmcl.serve.settings import ExpertSettings, GateSettings, ServeSettings
@@ -39,7 +39,7 @@ def register(commands) -> None:
                         "(0: only POST /v1/library/reload; default: %(default)s)")
     p.add_argument("--no-fallback", action="store_true",
                    help="route every auto request to an expert, never to the base model")
-    p.add_argument("--threads", type=int, default=serving.threads, metavar="N",
+    p.add_argument("--threads", type=non_negative_int, default=serving.threads, metavar="N",
                    help="torch CPU threads (0: every core; default: the library's run setting, `threads` in its "
                         "configuration)")
     p.add_argument("--backend", choices=["local", "vllm"], default="local",
