@@ -18,9 +18,17 @@ def test_bench_engine(capsys):
     assert "train: engine / bare" in capsys.readouterr().out
 
 
-def test_bench_routing(served, capsys):
-    assert main(["bench", "routing", "--run", str(served["run"]), "--repeats", "1"]) == 0
-    assert "lookup answers == routed answers: True" in capsys.readouterr().out
+def test_bench_routing(served, capsys, monkeypatch):
+    import mllmcl.cl.routing.answer as answer
+
+    generated = []
+    real = answer.generate_detailed
+    monkeypatch.setattr(answer, "generate_detailed", lambda *a, **k: generated.extend(a[2]) or real(*a, **k))
+    assert main(["bench", "routing", "--run", str(served["run"]), "--repeats", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "lookup answers == routed answers: True" in out
+    samples = int(out.split(": ")[1].split(" test samples")[0])
+    assert len(generated) == 2 * samples  # every repeat answers afresh: no answer comes from the run's memo
 
 
 def test_bench_routers(tmp_path, capsys):

@@ -474,6 +474,27 @@ def test_grid_pooled_image_features_are_the_regions_means_of_the_image_tokens(mi
     assert finer.shape == (3, 25 * width) and torch.isfinite(finer).all()  # fewer tokens than cells: repeated
 
 
+def test_pooled_features_of_a_lower_layer_skip_the_layers_above_and_equal_the_whole_pass(micro):
+    from mllmcl.engine.generate import _prompts, pooled_features
+
+    images, questions = random_images(3, 32), ["a?", "what is it?", "b"]
+    decoder = micro.model.model.language_model.layers
+    assert len(decoder) == 2
+    with torch.inference_mode():
+        whole = micro.model(**_prompts(micro, images, questions), output_hidden_states=True).hidden_states
+    mask = _prompts(micro, images, questions)["attention_mask"].unsqueeze(-1).float()
+    top = []
+    hook = decoder[-1].register_forward_hook(lambda *_: top.append(1))
+    try:
+        for layer in (0, 1, 2, -1, -2, -3):
+            expected = (whole[layer] * mask).sum(1) / mask.sum(1)
+            top.clear()
+            assert torch.allclose(pooled_features(micro, images, questions, layer=layer), expected, atol=1e-5), layer
+            assert bool(top) == (layer in (2, -1)), layer  # the top layer runs only when its output is asked for
+    finally:
+        hook.remove()
+
+
 def test_grid_regions_follow_each_prompts_own_token_layout():
     from mllmcl.engine.generate import _regions
 

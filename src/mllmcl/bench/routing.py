@@ -45,6 +45,7 @@ def run_routing_bench(run_dir: str | Path, method: str, repeats: int) -> dict:
                                     limit[t.name]) for t in tasks}
 
     def routed():
+        ctx.expert_answers.clear()  # MR-LoRA keeps its experts' answers for later steps: time them afresh
         return {t.name: mr.answer(samples[t.name], limit[t.name]).texts for t in tasks}
 
     def lookup():
@@ -75,7 +76,7 @@ def run_routing_bench(run_dir: str | Path, method: str, repeats: int) -> dict:
     print(f"   {'oracle: true task -> its expert (1 stage)':<44}{speed['oracle']:>10.1f}")
     print(f"   {'routed: router pass + chosen experts, live':<44}{speed['routed']:>10.1f}")
     print(f"   {'official lookup: every expert on every set':<44}{speed['lookup']:>10.1f}")
-    print(f"   routed / oracle = {report['routed_vs_oracle']:.3f} (target >= 0.75); "
+    print(f"   routed / oracle = {report['routed_vs_oracle']:.3f} (target >= 0.8); "
           f"routed / lookup = {report['routed_vs_lookup']:.3f}; lookup answers == routed answers: "
           f"{report['lookup_matches_routed']}")
     return report

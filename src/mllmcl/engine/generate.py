@@ -250,7 +250,7 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
             if layer == 0 and tokens == "text":  # the text's input embeddings: no forward pass needed
                 hidden = backbone.model.get_input_embeddings()(batch["input_ids"]).float()
             else:
-                hidden = backbone.model(**batch, output_hidden_states=True).hidden_states[layer].float()
+                hidden = _hidden_states(backbone, batch, layer).float()
             image = (batch["input_ids"] == backbone.image_token_id)
             if grid > 1:
                 pooled = _regions(hidden, image, backbone.image_token_layouts(batch), grid,
@@ -264,6 +264,46 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
             done.update(zip(chunk, pooled.cpu()))
     done = _gather(done, processes)
     return torch.stack([done[i] for i in range(len(questions))]) if questions else torch.empty(0)
+
+
+class _Reached(Exception):
+    """Ends a forward pass from a hook once the layer whose output is wanted has run."""
+
+    def __init__(self, hidden: torch.Tensor):
+        super().__init__()
+        self.hidden = hidden
+
+
+def _hidden_states(backbone: Backbone, batch: dict, layer: int) -> torch.Tensor:
+    """What `model(**batch, output_hidden_states=True).hidden_states[layer]` holds, without computing the
+    layers above `layer` or the vocabulary head: the decoder layer whose output it is (for the input
+    embeddings, image features merged in: the first decoder layer, before it runs) ends the pass. The
+    prototype router reads layer 2 of 4 on the tiny backbone, of 32 on a 7B one. The last layer's output,
+    normalised, takes the whole pass."""
+    model = backbone.model
+    language = FAMILIES.get(backbone.family).language
+    decoder = next((m for name, m in model.named_modules()
+                    if name.endswith(f"{language}.layers") and isinstance(m, torch.nn.ModuleList)), None)
+    depth = len(decoder) if decoder is not None else 0
+    index = layer if layer >= 0 else depth + 1 + layer
+    if not 0 <= index < depth:
+        return model(**batch, output_hidden_states=True, logits_to_keep=1).hidden_states[layer]
+
+    def stop(_module, _inputs, output):
+        raise _Reached(output[0] if isinstance(output, tuple) else output)
+
+    def before(_module, args, kwargs):
+        raise _Reached(args[0] if args else kwargs["hidden_states"])
+
+    hook = (decoder[0].register_forward_pre_hook(before, with_kwargs=True) if index == 0
+            else decoder[index - 1].register_forward_hook(stop))
+    try:
+        model(**batch)
+    except _Reached as reached:
+        return reached.hidden
+    finally:
+        hook.remove()
+    raise RuntimeError(f"backbone {backbone.name}: the forward pass never reached language layer {index}")
 
 
 def _regions(hidden: torch.Tensor, image: torch.Tensor, layouts: list[tuple[int, int]], grid: int,
