@@ -38,6 +38,49 @@ def random_images(n: int, size: int = 32, seed: int = 0) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
 
 
+def check_finished_rows_leave_the_batch(backbone, adapters: list) -> None:
+    """Answers decoded in spells, finished rows dropped between them (`engine/generate.py` `_greedy`), equal
+    one `generate` call per batch cut at each row's limit and first stop token; and rows do leave the batch.
+    `adapters` names one adapter (or BASE) per row, in the order a batch holds them (sorted). An extra stop
+    token taken from the answers themselves makes rows end at different steps even with random weights."""
+    from mllmcl.engine.generate import FIRST_SPELL, _inference, _prompts, _stop_tokens, generate_detailed
+
+    n = len(adapters)
+    images, questions = random_images(n, 56, seed=5), [f"What is shown here, {i}?" for i in range(n)]
+    limits = [2, 3 * FIRST_SPELL, 1, 2 * FIRST_SPELL + 1, FIRST_SPELL + 1][:n]
+    model, tokenizer = backbone.model, backbone.tokenizer
+
+    def one_call() -> list[list[int]]:
+        with _inference(backbone, adapters) as route:
+            batch = _prompts(backbone, images, questions)
+            out = model.generate(**batch, **route(adapters), max_new_tokens=max(limits), do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        stops, rows = _stop_tokens(model, tokenizer), []
+        for k, tokens in enumerate(out[:, batch["input_ids"].shape[1]:].tolist()):
+            tokens = tokens[:limits[k]]
+            end = next((j for j, t in enumerate(tokens) if t in stops), None)
+            rows.append(tokens if end is None else tokens[:end + 1])
+        return rows
+
+    config = model.generation_config
+    original = config.eos_token_id
+    first = one_call()
+    try:
+        config.eos_token_id = [*(original if isinstance(original, list) else [original]), first[1][FIRST_SPELL + 1]]
+        expected = one_call()
+        sizes: list[int] = []
+        hook = model.get_input_embeddings().register_forward_hook(lambda _m, args, _o: sizes.append(len(args[0])))
+        try:
+            answers = generate_detailed(backbone, images, questions, adapters, max_new_tokens=limits, batch_size=n)
+        finally:
+            hook.remove()
+    finally:
+        config.eos_token_id = original
+    assert [a.text for a in answers] == [tokenizer.decode(t, skip_special_tokens=True).strip() for t in expected]
+    assert len(expected[1]) <= FIRST_SPELL + 2 < limits[1]  # the extra stop ends row 1 early
+    assert sizes[0] == n and min(sizes) < n  # finished rows left the batch
+
+
 def colour_examples(n: int, size: int = 32, seed: int = 0) -> list[Example]:
     """A learnable toy task: the image is one flat colour; the answer names it."""
     colours = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 30)}

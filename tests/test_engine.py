@@ -474,6 +474,15 @@ def test_grid_pooled_image_features_are_the_regions_means_of_the_image_tokens(mi
     assert finer.shape == (3, 25 * width) and torch.isfinite(finer).all()  # fewer tokens than cells: repeated
 
 
+def test_finished_rows_leave_the_batch_and_the_answers_stay_those_of_one_call(micro):
+    from conftest import check_finished_rows_leave_the_batch
+
+    for i, name in enumerate(("t1", "t2")):
+        add_adapter(micro, name, LoraRecipe(projector=name == "t1"))
+        train(micro, colour_examples(16, seed=i), name, FAST)
+    check_finished_rows_leave_the_batch(micro, ["__base__", "__base__", "t1", "t1", "t2"])
+
+
 def test_pooled_features_of_a_lower_layer_skip_the_layers_above_and_equal_the_whole_pass(micro):
     from mllmcl.engine.generate import _prompts, pooled_features
 

@@ -95,6 +95,13 @@ def test_mixed_adapter_batches_of_different_image_sizes_answer_as_one_at_a_time(
                      for i, q, a in zip(images, questions, adapters)]
 
 
+def test_finished_rows_leave_the_batch_and_the_answers_stay_those_of_one_call(backbone):
+    from conftest import check_finished_rows_leave_the_batch
+
+    _two_adapters(backbone)
+    check_finished_rows_leave_the_batch(backbone, [BASE, BASE, "one", "one", "two"])
+
+
 def test_an_adapter_saved_and_loaded_answers_the_same(backbone, tmp_path):
     _two_adapters(backbone)
     images, questions = random_images(2, 56), ["What colour?", "Is there a star?"]
