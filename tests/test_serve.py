@@ -590,10 +590,10 @@ def test_mllmcl_serve_answers_then_stops_on_sigterm_and_a_taken_port_is_one_line
             process.kill()
 
 
-def test_a_batch_whose_experts_answer_at_different_lengths_is_answered_in_two_calls():
-    """A batch decodes until its longest answer: once the batcher has seen expert Long answer nine times
-    longer than Short, a batch of both is answered in two calls (short first), each answer still reaching
-    its own request with the router's pick and confidence; a batch of one length stays one call."""
+def test_a_batch_of_several_experts_is_answered_in_one_call():
+    """Rows leave the decoding batch once they end (engine/generate.py), so a batch mixing experts of
+    different answer lengths is one call; each answer still reaches its own request with the router's pick
+    and confidence."""
     from mllmcl.data.records import Query
     from mllmcl.serve.batcher import Batcher
 
@@ -603,8 +603,7 @@ def test_a_batch_whose_experts_answer_at_different_lengths_is_answered_in_two_ca
     futures = [batcher.submit(Query(q, None, q, ""), "auto", 16) for q in questions]
     batcher.stop()
     batcher.run()
-    assert model.calls == [["Long", "Short", "Long", "Short"],  # lengths not seen yet: one call
-                           ["Short", "Short"], ["Long", "Long"], ["Short"]]
+    assert model.calls == [["Long", "Short", "Long", "Short"], ["Short", "Long", "Short", "Long"], ["Short"]]
     done = [f.result(timeout=1) for f in futures]
     assert [d.text for d in done] == questions and [d.expert for d in done] == [q.split(":")[0] for q in questions]
     assert all(d.confidence == 0.5 for d in done) and batcher.batches == 3

@@ -175,9 +175,9 @@ def generate_detailed(backbone: Backbone, images: Sequence[ImageLike], questions
                       adapters: Sequence[str | None] | None = None, max_new_tokens: int | Sequence[int] = 32,
                       batch_size: int = 32, progress: bool = False, group_by_adapter: bool = True,
                       processes: Processes | None = None) -> list[Generation]:
-    """`generate` with token counts, and with a token limit per sample if `max_new_tokens` is a list: a
-    batch decodes up to its longest limit and each answer is cut at its own (greedy decoding makes the first
-    k tokens the same whatever the limit, so requests of different limits share a batch)."""
+    """`generate` with token counts, and with a token limit per sample if `max_new_tokens` is a list: each
+    row decodes up to its own limit and then leaves the batch (greedy decoding makes the first k tokens the
+    same whatever the limit, so requests of different limits share a batch)."""
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images for {len(questions)} questions")
     n = len(questions)

@@ -6,9 +6,8 @@ the main thread, where torch's CPU thread pool serves it best: docs/serving.md).
 waiting (up to `max_batch`) and, until as many requests have arrived since the previous batch ended as that
 batch answered (those clients send their next requests now), waits up to `max_wait` seconds for more; then
 it routes the batch and answers it with `RoutedModel.answer_queries` (each query with its own expert or the
-base model, and its own token limit), in two calls when some of its experts answer at least twice as long
-as the others (a call decodes until its longest answer). A batch that fails is retried one request at a
-time, so a request that breaks generation fails alone. While requests keep coming, the thread holds an
+base model, and its own token limit) in one call, where each row leaves the decoding batch once it has ended
+(`engine/generate.py`). A batch that fails is retried one request at a time, so a request that breaks generation fails alone. While requests keep coming, the thread holds an
 `inference_session` on the backbone, so the setup of an inference call (disabling the adapters, hooking the
 experts' layers) is paid once per busy spell, not twice per batch; it lets go whenever the queue runs dry.
 Swapping in a new version (`swap`) runs in the same thread between two batches: the batch in flight
@@ -78,7 +77,6 @@ class Batcher:
         self._last_size, self._finished = 0, 0.0
         self._queue: queue.Queue = queue.Queue()
         self._session: ExitStack | None = None
-        self._lengths: dict[str, float] = {}  # expert -> running mean of its answers' tokens
         self._closing = threading.RLock()  # stop() may run in a signal handler that interrupted stop()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="mllmcl-batcher", daemon=True)
@@ -188,36 +186,18 @@ class Batcher:
             self._session = None
 
     def _work(self, model: RoutedModel, batch: list[Job]) -> list[Done]:
-        """Route the batch in one pass; answer its jobs that are not route-only in one call, or two where
-        their experts' answers differ in length."""
+        """Route the batch in one pass; answer its jobs that are not route-only in one call."""
         routes = model.route_queries([job.query for job in batch], [job.model for job in batch])
         out = [Done("", expert, confidence, 0, 0, True, model.version)
                for expert, confidence in zip(routes.experts, routes.confidence)]
-        answered = [k for k, job in enumerate(batch) if not job.route_only]
-        for group in self._by_length([routes.experts[k] for k in answered]):
-            rows = [answered[i] for i in group]
+        rows = [k for k, job in enumerate(batch) if not job.route_only]
+        if rows:
             result = model.answer_queries([batch[k].query for k in rows], [batch[k].max_tokens for k in rows],
                                           [routes.experts[k] for k in rows])
             for k, g in zip(rows, result.generations):
-                expert = routes.experts[k]
-                out[k] = Done(g.text, expert, routes.confidence[k], g.prompt_tokens, g.completion_tokens,
+                out[k] = Done(g.text, routes.experts[k], routes.confidence[k], g.prompt_tokens, g.completion_tokens,
                               g.stopped, model.version)
-                seen = self._lengths.get(expert, float(g.completion_tokens))
-                self._lengths[expert] = 0.8 * seen + 0.2 * g.completion_tokens
         return out
-
-    def _by_length(self, experts: list[str]) -> list[list[int]]:
-        """The rows of a batch in one group, or two: a batch decodes until its longest answer, so when some of
-        its experts answer at least twice as long as the others (their running mean of answer tokens; an
-        expert not seen yet counts as long), the short ones are answered in a call of their own."""
-        expected = [self._lengths.get(e, float("inf")) for e in experts]
-        levels = sorted(set(expected))
-        cuts = [(b / max(a, 1.0), b) for a, b in zip(levels, levels[1:])]
-        if not cuts or max(cuts)[0] < 2.0:
-            return [list(range(len(experts)))] if experts else []
-        long_from = max(cuts)[1]
-        return [[i for i, e in enumerate(expected) if e < long_from],
-                [i for i, e in enumerate(expected) if e >= long_from]]
 
     def _swap(self, item: _Swap) -> None:
         if not item.future.set_running_or_notify_cancel():
