@@ -18,7 +18,7 @@ import torch
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from mllmcl.engine.adapters import add_adapter
-from mllmcl.engine.generate import generate
+from mllmcl.engine.generate import _greedy, generate
 from mllmcl.engine.settings import LoraRecipe, TrainConfig
 from mllmcl.engine.train import causal_lm_loss, seed_everything, train
 from mllmcl.models.backbone import Backbone
@@ -69,16 +69,16 @@ def generation_speed(backbone: Backbone, images, questions, adapters, max_new_to
 
 def peft_mixed_speed(backbone: Backbone, images, questions, adapters, max_new_tokens: int,
                      batch_size: int = 32) -> float:
-    """Reference: the same batches through peft's `adapter_names` forward instead of the engine's runs."""
-    tokenizer = backbone.tokenizer
+    """Reference: the same batches, decoded the same way (finished rows leaving the batch), through peft's
+    `adapter_names` forward instead of the engine's runs."""
     backbone.model.eval()
     start = time.perf_counter()
     with torch.inference_mode():
         for first in range(0, len(questions), batch_size):
             rows = slice(first, first + batch_size)
             batch = backbone.encode_prompts(images[rows], questions[rows])
-            backbone.model.generate(**batch, adapter_names=adapters[rows], max_new_tokens=max_new_tokens,
-                                    do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            _greedy(backbone, batch, lambda names: {"adapter_names": names}, list(adapters[rows]),
+                    [max_new_tokens] * len(questions[rows]))
     return len(questions) / (time.perf_counter() - start)
 
 
