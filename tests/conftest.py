@@ -39,7 +39,7 @@ def random_images(n: int, size: int = 32, seed: int = 0) -> list[Image.Image]:
 
 
 def check_finished_rows_leave_the_batch(backbone, adapters: list) -> None:
-    """Answers decoded in spells, finished rows dropped between them (`engine/generate.py` `_greedy`), equal
+    """Answers decoded in spells, finished rows dropped between them (`engine/generate.py` `greedy_tokens`), equal
     one `generate` call per batch cut at each row's limit and first stop token; and rows do leave the batch.
     `adapters` names one adapter (or BASE) per row, in the order a batch holds them (sorted). An extra stop
     token taken from the answers themselves makes rows end at different steps even with random weights."""

@@ -18,7 +18,7 @@ import torch
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from mllmcl.engine.adapters import add_adapter
-from mllmcl.engine.generate import _greedy, generate
+from mllmcl.engine.generate import generate, greedy_tokens
 from mllmcl.engine.settings import LoraRecipe, TrainConfig
 from mllmcl.engine.train import causal_lm_loss, seed_everything, train
 from mllmcl.models.backbone import Backbone
@@ -77,7 +77,7 @@ def peft_mixed_speed(backbone: Backbone, images, questions, adapters, max_new_to
         for first in range(0, len(questions), batch_size):
             rows = slice(first, first + batch_size)
             batch = backbone.encode_prompts(images[rows], questions[rows])
-            _greedy(backbone, batch, lambda names: {"adapter_names": names}, list(adapters[rows]),
+            greedy_tokens(backbone, batch, lambda names: {"adapter_names": names}, list(adapters[rows]),
                     [max_new_tokens] * len(questions[rows]))
     return len(questions) / (time.perf_counter() - start)
 

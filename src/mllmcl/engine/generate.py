@@ -193,7 +193,7 @@ def generate_detailed(backbone: Backbone, images: Sequence[ImageLike], questions
         for rows, names in _mine(list(_planned_batches(n, batch_size, all_names, group_by_adapter)), processes):
             batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
             prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
-            cut = _greedy(backbone, batch, route, names, [limits[i] for i in rows])
+            cut = greedy_tokens(backbone, batch, route, names, [limits[i] for i in rows])
             for k, (i, text) in enumerate(zip(rows, tokenizer.batch_decode(cut, skip_special_tokens=True))):
                 tokens = cut[k]
                 stopped = eos in tokens
@@ -211,7 +211,7 @@ FIRST_SPELL = 4
 """New tokens decoded before the first check for finished rows; each later spell is twice the last."""
 
 
-def _greedy(backbone: Backbone, batch: dict, route: Route, names: list[str] | None,
+def greedy_tokens(backbone: Backbone, batch: dict, route: Route, names: list[str] | None,
             limits: list[int]) -> list[list[int]]:
     """Greedy answer tokens of each row of `batch`, up to its own limit or its end-of-sequence token
     (included). A finished row leaves the batch: `generate` runs in spells of FIRST_SPELL, then twice as many
@@ -305,13 +305,14 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
     if grid > 1 and tokens != "image":
         raise ValueError(f"a grid of regions pools image tokens only, got tokens={tokens!r}")
     done: dict[int, torch.Tensor] = {}
+    decoder = _decoder_layers(backbone)
     with _inference(backbone, None):
         for chunk, _ in _mine(list(_planned_batches(len(questions), batch_size, None)), processes):
             batch = _prompts(backbone, [images[i] for i in chunk], [questions[i] for i in chunk])
             if layer == 0 and tokens == "text":  # the text's input embeddings: no forward pass needed
                 hidden = backbone.model.get_input_embeddings()(batch["input_ids"]).float()
             else:
-                hidden = _hidden_states(backbone, batch, layer).float()
+                hidden = _hidden_states(backbone.model, batch, layer, decoder).float()
             image = (batch["input_ids"] == backbone.image_token_id)
             if grid > 1:
                 pooled = _regions(hidden, image, backbone.image_token_layouts(batch), grid,
@@ -335,16 +336,20 @@ class _Reached(Exception):
         self.hidden = hidden
 
 
-def _hidden_states(backbone: Backbone, batch: dict, layer: int) -> torch.Tensor:
+def _decoder_layers(backbone: Backbone) -> torch.nn.ModuleList | None:
+    """The language model's decoder layers (`…<language>.layers`), or None where none are found."""
+    language = FAMILIES.get(backbone.family).language
+    return next((m for name, m in backbone.model.named_modules()
+                 if name.endswith(f"{language}.layers") and isinstance(m, torch.nn.ModuleList)), None)
+
+
+def _hidden_states(model: torch.nn.Module, batch: dict, layer: int,
+                   decoder: torch.nn.ModuleList | None) -> torch.Tensor:
     """What `model(**batch, output_hidden_states=True).hidden_states[layer]` holds, without computing the
-    layers above `layer` or the vocabulary head: the decoder layer whose output it is (for the input
+    layers above `layer` or the vocabulary head: the `decoder` layer whose output it is (for the input
     embeddings, image features merged in: the first decoder layer, before it runs) ends the pass. The
     prototype router reads layer 2 of 4 on the tiny backbone, of 32 on a 7B one. The last layer's output,
     normalised, takes the whole pass."""
-    model = backbone.model
-    language = FAMILIES.get(backbone.family).language
-    decoder = next((m for name, m in model.named_modules()
-                    if name.endswith(f"{language}.layers") and isinstance(m, torch.nn.ModuleList)), None)
     depth = len(decoder) if decoder is not None else 0
     index = layer if layer >= 0 else depth + 1 + layer
     if not 0 <= index < depth:
@@ -364,7 +369,7 @@ def _hidden_states(backbone: Backbone, batch: dict, layer: int) -> torch.Tensor:
         return reached.hidden
     finally:
         hook.remove()
-    raise RuntimeError(f"backbone {backbone.name}: the forward pass never reached language layer {index}")
+    raise RuntimeError(f"the forward pass never reached language layer {index}")
 
 
 def _regions(hidden: torch.Tensor, image: torch.Tensor, layouts: list[tuple[int, int]], grid: int,
