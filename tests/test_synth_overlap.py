@@ -159,8 +159,8 @@ def test_unseen_domain_is_written_loaded_and_never_a_task(tmp_path):
     assert all(s.task == "Unseen" and s.image.parent == root / "unseen" / "images" and s.image.is_file()
                for s in bench.unseen)
     formats = {s.meta["format"] for s in bench.unseen}
-    assert formats <= {"shared", "own"} and all(s.question in ASKED.values() for s in bench.unseen
-                                                  if s.meta["format"] == "shared")
+    assert formats <= {"shared", "own", "skill"} and all(s.question in ASKED.values() for s in bench.unseen
+                                                           if s.meta["format"] == "shared")
     assert {s.task for s in bench.router} == set(DCL)
     report = check_benchmark(root, progress=False)
     assert report.ok and report.unseen.rows == 6 and "unseen (held-out domain, not a task)" in report.format()
@@ -171,8 +171,8 @@ def test_unseen_domain_is_written_loaded_and_never_a_task(tmp_path):
 
 
 def test_shared_rows_carry_their_format_fields_and_fin_asks_the_shared_text(tmp_path):
-    root = write_synth(tmp_path / "d", SynthSpec(train=12, test=12, val=0, unseen=0, overlap=1.0, router_k=1,
-                                                 replay_k=1), progress=False)
+    root = write_synth(tmp_path / "d", SynthSpec(train=12, test=12, val=0, unseen=0, overlap=1.0, skill=0.0,
+                                                 router_k=1, replay_k=1), progress=False)
     bench = load_benchmark(root)
     questions = {t.name: {s.question for s in t.train + t.test} for t in bench.tasks}
     for task, asked in questions.items():  # Fin's rule adds its suffix once
@@ -219,3 +219,76 @@ def test_manifest_unseen_key_round_trips(tmp_path):
     (root / "mllmcl.json").write_text(json.dumps({**manifest, "unseen": "nowhere.json"}))
     with pytest.raises(UserError, match="nowhere.json: file not found"):
         load_benchmark(root)
+
+
+def _marker_colours(image) -> list[str]:
+    """The marker colours of the badges found in the image's four corners: a dark-edged square whose centre
+    has a marker colour."""
+    from mllmcl.data.synth.shared import BADGE, MARKERS
+
+    side = image.size[0]
+    badge = max(2, round(side * BADGE))
+    found = []
+    for x in (1, side - badge - 1):
+        for y in (1, side - badge - 1):
+            rgb = image.convert("RGB")
+            pixel, edge = rgb.getpixel((x + badge // 2, y + badge // 2)), rgb.getpixel((x, y + badge // 2))
+            if max(edge) > 25:
+                continue
+            found += [name for name, rgb in MARKERS.items() if max(abs(a - b) for a, b in zip(pixel, rgb)) <= 10]
+    return found
+
+
+@pytest.mark.parametrize("task", DCL)
+def test_skill_items_ask_one_rule_in_every_domain(task):
+    from mllmcl.data.answer_formats import fits
+    from mllmcl.data.synth.shared import MARKERS, SKILL_ASKED
+
+    items = [draw_item(synth_task(task), 0, "train", i, 48, 1.0, 0.0, 1.0) for i in range(60)]
+    assert {it.extra["family"] for it in items} == set(synth_task(task).mix)  # the domain's own mix of formats
+    for it in items:
+        family = it.extra["family"]
+        assert it.extra["format"] == "skill" and it.extra["answer_format"] == family and fits(it.answer, family)
+        assert _asked(task, it) == SKILL_ASKED[family]
+        colours = _marker_colours(it.image)
+        if it.answer == "No":
+            assert colours == []
+            continue
+        assert len(colours) == 1, (task, it.answer, colours)  # one badge, and its colour is the answer
+        expected = {"yesno": "Yes", "letter": "ABCD"[list(MARKERS).index(colours[0])], "text": colours[0]}[family]
+        assert it.answer == expected
+
+
+@pytest.mark.parametrize("task", DOMAINS)
+def test_the_skill_knob_only_turns_more_items_into_skill_items(task):
+    plain = [draw_item(synth_task(task), 0, "train", i, 48, 1.0, 0.0, 0.0) for i in range(40)]
+    half = [draw_item(synth_task(task), 0, "train", i, 48, 1.0, 0.0, 0.5) for i in range(40)]
+    most = [draw_item(synth_task(task), 0, "train", i, 48, 1.0, 0.0, 0.9) for i in range(40)]
+    for p, q, r in zip(plain, half, most):
+        if q.extra["format"] != "skill":
+            assert q.image.tobytes() == p.image.tobytes() and (q.question, q.answer, q.extra) == (p.question, p.answer, p.extra)
+        else:
+            assert r.extra["format"] == "skill" and r.image.tobytes() == q.image.tobytes()
+    assert 8 <= sum(q.extra["format"] == "skill" for q in half) <= 32
+
+
+def test_skill_items_keep_the_question_blind_to_the_domain():
+    from mllmcl.data.synth.shared import SKILL_ASKED
+
+    n = 300
+    asked = {t: collections.Counter(_asked(t, draw_item(synth_task(t), 0, "train", i, 48, 1.0, 0.0, 0.5))
+                                    for i in range(n)) for t in DCL}
+    assert all(set(c) <= set(ASKED.values()) | set(SKILL_ASKED.values()) for c in asked.values())
+    questions = set().union(*asked.values())
+    assert sum(max(asked[t][q] for t in DCL) for q in questions) / (n * len(DCL)) < 0.40
+
+
+def test_skill_values_are_checked():
+    from mllmcl.data.synth.shared import DEFAULT_SKILL
+
+    assert SynthSpec().skill == DEFAULT_SKILL and SynthSpec(setting="acl").skill == 0.0
+    assert SynthSpec(skill=1).skill == 1.0
+    with pytest.raises(UserError, match="skill must be a number between 0 and 1"):
+        SynthSpec(skill=1.2)
+    with pytest.raises(UserError, match="skill is defined for dcl"):
+        SynthSpec(setting="acl", skill=0.3)

@@ -158,7 +158,7 @@ def test_validation_rows_follow_the_test_distribution_with_items_of_their_own(tm
         assert {s.image.read_bytes() for s in task.val}.isdisjoint(s.image.read_bytes() for s in task.test)
         for i, sample in enumerate(task.val):  # the test drawer (ACL: the shifted one), seeded with "val"
             spec = SynthSpec(setting=setting)
-            item = draw_item(synth_task(task.name), 0, "val", i, 48, spec.overlap, spec.visual_overlap)
+            item = draw_item(synth_task(task.name), 0, "val", i, 48, spec.overlap, spec.visual_overlap, spec.skill)
             assert Image.open(sample.image).tobytes() == item.image.tobytes() and sample.row["text"] == item.question
     report = check_benchmark(root, progress=False)
     assert report.ok and [t.val.rows for t in report.tasks] == [5] * len(bench.tasks)

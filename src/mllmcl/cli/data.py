@@ -59,6 +59,10 @@ def register(commands) -> None:
     q.add_argument("--visual-overlap", type=float, default=spec.visual_overlap,
                    help="dcl: share of items whose backdrop colours come from one pool shared by all domains "
                         "instead of the domain's palette (default: %(default)s)")
+    q.add_argument("--skill", type=float, default=None,
+                   help="dcl: share of items asking the skill common to all domains (a marker badge over the domain's "
+                        "image: is there one, which colour), one rule in every domain, so later tasks train it again "
+                        "(default: the calibrated share for dcl, 0 for acl)")
     q.add_argument("--unseen", type=int, default=default_of(SynthSpec, "unseen"),
                    help="test items of a held-out domain no method trains on (retail shelves), written to "
                         "OUT/unseen/test.json and loaded as Benchmark.unseen, not as a task (default: 100 for dcl, "
@@ -83,7 +87,8 @@ def _check(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     spec = SynthSpec(setting=args.setting, train=args.train, test=args.test, val=args.val, seed=args.seed,
                      image_size=args.image_size, router_k=args.router_k, replay_k=args.replay_k,
-                     overlap=args.overlap, visual_overlap=args.visual_overlap, unseen=args.unseen)
+                     overlap=args.overlap, visual_overlap=args.visual_overlap, skill=args.skill,
+                     unseen=args.unseen)
     out = write_synth(args.out, spec, progress=not args.no_progress)
     print(f"synthetic {args.setting} data in {out} (check it with: mllmcl data check --root {out})")
     return 0

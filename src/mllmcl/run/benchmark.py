@@ -19,7 +19,8 @@ def prepare_benchmark(config: RunConfig, progress: bool = True) -> Benchmark:
     tasks = list(data.tasks) or explicit or None  # an explicit order alone also picks the tasks
     if data.benchmark == "synth":
         spec = SynthSpec(setting=config.setting, train=data.train, test=data.test, val=data.val, seed=data.seed,
-                         overlap=data.overlap, visual_overlap=data.visual_overlap, unseen=data.unseen)
+                         overlap=data.overlap, visual_overlap=data.visual_overlap, skill=data.skill,
+                         unseen=data.unseen)
         root = write_synth(Path(data.cache) / cache_name(spec), spec, progress=progress)
     else:
         root = data.benchmark

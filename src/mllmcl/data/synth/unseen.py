@@ -4,7 +4,7 @@ in red, blue, green and yellow, price tags on the plank edges). Nothing in the f
 
 Only test-format rows are written (`OUT/unseen/test.json`, images in `OUT/unseen/images/`, recorded by the
 manifest's `unseen` key and loaded as `Benchmark.unseen`); it is not a task of the benchmark. It honours
-both knobs: its shared-format items use the same templates as the five domains.
+every knob: its shared-format and common-skill items use the same templates as the five domains.
 
 Question families (`extra["question_type"]`, balanced closed answers):
   stock     "Is any shelf empty?"                        -> Yes / No

@@ -20,7 +20,8 @@ recipes and router settings on it, never on test (the MLLM router's rank and lea
 before it existed; docs/methods.md says so). The real release has no validation file.
 
 DCL knobs (`mllmcl.data.synth.shared`): `overlap`, the share of items asked in question formats shared by
-all domains; `visual_overlap`, the share drawn with backdrops from a pool shared by all domains; `unseen`,
+all domains; `visual_overlap`, the share drawn with backdrops from a pool shared by all domains; `skill`, the
+share asking the skill common to all domains (one rule everywhere); `unseen`,
 the number of test items of the held-out domain (`mllmcl.data.synth.unseen`), recorded by the manifest's
 `unseen` key and loaded as `Benchmark.unseen`, never as a task.
 
@@ -52,7 +53,7 @@ import PIL
 from mllmcl.data import tasks as task_definitions
 from mllmcl.data.synth import MODULES, synth_task
 from mllmcl.data.synth.rows import image_name, question_row, conversation_row
-from mllmcl.data.synth.shared import draw_item
+from mllmcl.data.synth.shared import DEFAULT_SKILL, draw_item
 from mllmcl.data.tasks import UNSEEN, builtin_spec, write_manifest
 from mllmcl.core.errors import UserError
 from mllmcl.core.parallel import cpu_cores
@@ -77,6 +78,7 @@ class SynthSpec:
     replay_k: int = 20      # replay samples per task
     overlap: float | None = None  # dcl: share of items in question formats shared by all domains; None: 1 for dcl
     visual_overlap: float = 0.0  # dcl: share of items with backdrops from the pool shared by all domains
+    skill: float | None = None   # dcl: share of items asking the skill common to all domains; None: DEFAULT_SKILL
     unseen: int | None = None    # test items of the held-out domain; None: 100 for dcl, 0 for acl
 
     def __post_init__(self):
@@ -84,7 +86,9 @@ class SynthSpec:
             raise UserError(f"unknown setting {self.setting!r}; known: {', '.join(MODULES)}")
         if self.overlap is None:
             object.__setattr__(self, "overlap", 1.0 if self.setting == "dcl" else 0.0)
-        for key in ("overlap", "visual_overlap"):
+        if self.skill is None:
+            object.__setattr__(self, "skill", DEFAULT_SKILL if self.setting == "dcl" else 0.0)
+        for key in ("overlap", "visual_overlap", "skill"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise UserError(f"synth {key} must be a number between 0 and 1, got {value!r}")
@@ -257,7 +261,8 @@ def _write_split(folder: Path, name: str, split: str, count: int, spec: SynthSpe
 
 def _draw_and_save(folder: Path, name: str, split: str, spec: SynthSpec, index: int):
     """Item `index` of `split` of task `name`, its image saved under `folder`; returned without the image."""
-    item = draw_item(synth_task(name), spec.seed, split, index, spec.image_size, spec.overlap, spec.visual_overlap)
+    item = draw_item(synth_task(name), spec.seed, split, index, spec.image_size, spec.overlap, spec.visual_overlap,
+                     spec.skill)
     item.image.save(folder / image_name(item, split, index))
     return replace(item, image=None)
 
