@@ -75,8 +75,8 @@ class DataConfig(Settings):
     """synth only: share of items whose background and palette come from a pool shared by all tasks"""
     skill: float | None = Field(None, ge=0.0, le=1.0)
     """synth only: share of items asking a skill common to all domains, with one rule everywhere (a marker
-    badge over the domain's image), which later tasks train again (default: the calibrated share for dcl;
-    acl has none)"""
+    badge over the domain's image), which later tasks train again (default: 0.5 for dcl, chosen on the
+    validation split; acl has none)"""
     cache: str = "runs/data"
     """synth only: where generated datasets are kept (reused across runs)"""
     train_limit: int = Field(0, ge=0)

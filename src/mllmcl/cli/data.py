@@ -8,6 +8,7 @@ import json
 from mllmcl.cli.options import default_of, positive_int
 from mllmcl.core.errors import UserError
 from mllmcl.data.check import CheckReport, check_benchmark
+from mllmcl.data.synth.shared import DEFAULT_SKILL
 from mllmcl.data.synth.write import SynthSpec, write_synth
 
 
@@ -62,7 +63,7 @@ def register(commands) -> None:
     q.add_argument("--skill", type=float, default=None,
                    help="dcl: share of items asking the skill common to all domains (a marker badge over the domain's "
                         "image: is there one, which colour), one rule in every domain, so later tasks train it again "
-                        "(default: the calibrated share for dcl, 0 for acl)")
+                        f"(default: {DEFAULT_SKILL} for dcl, chosen on the validation split; 0 for acl)")
     q.add_argument("--unseen", type=int, default=default_of(SynthSpec, "unseen"),
                    help="test items of a held-out domain no method trains on (retail shelves), written to "
                         "OUT/unseen/test.json and loaded as Benchmark.unseen, not as a task (default: 100 for dcl, "
