@@ -242,8 +242,14 @@ def _marker_colours(image) -> list[str]:
 @pytest.mark.parametrize("task", DCL)
 def test_skill_items_ask_one_rule_in_every_domain(task):
     from mllmcl.data.answer_formats import fits
+    from mllmcl.data.synth.rows import image_name, question_row
     from mllmcl.data.synth.shared import MARKERS, SKILL_ASKED
+    from mllmcl.eval.scorers import SCORERS
 
+    scorer = SCORERS.build(task.lower())
+    for i in range(20):  # the domain's official rule gives the reference answer full marks
+        it = draw_item(synth_task(task), 0, "test", i, 48, 1.0, 0.0, 1.0)
+        assert scorer.judge(question_row(it, task, i, image_name(it, "test", i)), it.answer) == 1.0
     items = [draw_item(synth_task(task), 0, "train", i, 48, 1.0, 0.0, 1.0) for i in range(60)]
     assert {it.extra["family"] for it in items} == set(synth_task(task).mix)  # the domain's own mix of formats
     for it in items:
