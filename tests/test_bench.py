@@ -32,10 +32,13 @@ def test_bench_routing(served, capsys, monkeypatch):
 
 
 def test_bench_routers(tmp_path, capsys):
+    import json
+
     assert main(["bench", "routers", "--overlaps", "0", "--routers", "prototype[text],prototype[k=4,grid=1]",
-                 "--train", "20", "--cache", str(tmp_path)]) == 0
+                 "--train", "20", "--skill", "0", "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "prototype[text]" in out and "prototype[k=4,grid=1]" in out
+    assert "prototype[text]" in out and "prototype[k=4,grid=1]" in out and "skill 0.0" in out
+    assert [json.loads(p.read_text())["skill"] for p in tmp_path.glob("*/synth.json")] == [0.0]
 
 
 def test_a_router_variant_is_named_or_spelled_out_as_settings():

@@ -60,15 +60,15 @@ def split_routers(routers: str) -> list[str]:
 
 
 def run_routers_bench(overlaps: Sequence[float], seed: int, cache: str, split: str, routers: str | None,
-                      train: int) -> dict:
+                      train: int, skill: float | None = None) -> dict:
     names = split_routers(routers) if routers else list(VARIANTS)
     blocks = {name: variant(name) for name in names}
     backbone = load_backbone("tiny")
-    report: dict = {"split": split, "seed": seed, "overlaps": list(overlaps), "routers": {}}
+    report: dict = {"split": split, "seed": seed, "skill": skill, "overlaps": list(overlaps), "routers": {}}
     with tempfile.TemporaryDirectory() as folder:
         for overlap in overlaps:
             data = {"overlap": overlap, "train": train, "test": 100 if split == "test" else 1, "val": 100,
-                    "unseen": 0, "seed": seed, "cache": cache}
+                    "unseen": 0, "seed": seed, "cache": cache, "skill": skill}
             for name in names:
                 config = load_config(None, {"data": data, "seed": seed, "router": blocks[name]})
                 bench = prepare_benchmark(config, progress=False)
@@ -92,7 +92,7 @@ def run_routers_bench(overlaps: Sequence[float], seed: int, cache: str, split: s
 def print_routers_report(report: dict) -> None:
     overlaps = [str(o) for o in report["overlaps"]]
     print(f"routing accuracy (%) on the {report['split']} split of the five synthetic DCL tasks (chance 20.00), "
-          f"seed {report['seed']}, visual_overlap 0")
+          f"seed {report['seed']}, visual_overlap 0, skill {report['skill'] if report['skill'] is not None else 'default'}")
     print(f"   {'router':<18}" + "".join(f"{'overlap ' + o:>14}" for o in overlaps))
     for name, by_overlap in report["routers"].items():
         print(f"   {name:<18}" + "".join(f"{by_overlap[o]['accuracy']:>14.2f}" for o in overlaps))

@@ -41,6 +41,9 @@ def register(commands) -> None:
     q.add_argument("--train", type=positive_int, default=200,
                    help="training items per task of the synthetic data (the router buffers are drawn from them; "
                         "default: %(default)s)")
+    q.add_argument("--skill", type=float, default=None,
+                   help="share of items asking the skill common to all domains (data.skill; default: the "
+                        "benchmark's default)")
 
     q = bench.add("methods", _methods, "training speed and parameter cost of each continual-learning method "
                   "relative to seq-lora, and answering speed")
@@ -116,7 +119,8 @@ def _routers(args: argparse.Namespace) -> int:
     from mllmcl.bench.routers import print_routers_report, run_routers_bench  # loads torch, as above
 
     print_routers_report(run_routers_bench(overlaps=args.overlaps, seed=args.seed, cache=args.cache,
-                                           split=args.split, routers=args.routers, train=args.train))
+                                           split=args.split, routers=args.routers, train=args.train,
+                                           skill=args.skill))
     return 0
 
 
