@@ -53,9 +53,13 @@ def test_a_router_variant_is_named_or_spelled_out_as_settings():
 
 
 def test_bench_methods(tmp_path, capsys):
-    assert main(["bench", "methods", "--methods", "seq-lora,disco", "--train", "20", "--cache", str(tmp_path)]) == 0
+    import json
+
+    assert main(["bench", "methods", "--methods", "seq-lora,disco", "--train", "20", "--skill", "0",
+                 "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "seq-lora" in out and "disco" in out and "adapter params" in out
+    assert [json.loads(p.read_text())["skill"] for p in tmp_path.glob("*/synth.json")] == [0.0]
 
 
 def test_bench_scale_computes_in_bf16_only_where_it_is_fast(monkeypatch):

@@ -25,13 +25,14 @@ from mllmcl.models.load import load_backbone
 from mllmcl.run.benchmark import eval_rows, prepare_benchmark
 
 
-def run_methods_bench(methods: str | Sequence[str], cache: str, seed: int, train: int) -> dict:
+def run_methods_bench(methods: str | Sequence[str], cache: str, seed: int, train: int,
+                      skill: float | None = None) -> dict:
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     if "seq-lora" not in names:
         names.insert(0, "seq-lora")
     config = load_config(None, {"methods": names, "seed": seed,
                                 "data": {"tasks": ["RS", "Med"], "train": train, "test": 100, "val": 1,
-                                         "unseen": 0, "cache": cache}})
+                                         "unseen": 0, "cache": cache, "skill": skill}})
     bench = prepare_benchmark(config, progress=False)
     backbone = load_backbone("tiny")
     report: dict = {"tasks": bench.names, "train_items": train, "methods": {}}

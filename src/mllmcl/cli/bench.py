@@ -53,6 +53,9 @@ def register(commands) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     q.add_argument("--train", type=positive_int, default=400,
                    help="training items of each of the two tasks (default: %(default)s)")
+    q.add_argument("--skill", type=float, default=None,
+                   help="share of items asking the skill common to all domains (data.skill; default: the "
+                        "benchmark's default)")
 
     q = bench.add("scale", _scale, "the engine at a 7B-class model's shape (random weights, no download): expert "
                   "training, single and routed generation, the MLLM router's pass; samples/s and peak memory")
@@ -127,7 +130,8 @@ def _routers(args: argparse.Namespace) -> int:
 def _methods(args: argparse.Namespace) -> int:
     from mllmcl.bench.methods import print_methods_report, run_methods_bench  # loads torch, as above
 
-    print_methods_report(run_methods_bench(methods=args.methods, cache=args.cache, seed=args.seed, train=args.train))
+    print_methods_report(run_methods_bench(methods=args.methods, cache=args.cache, seed=args.seed, train=args.train,
+                                           skill=args.skill))
     return 0
 
 
