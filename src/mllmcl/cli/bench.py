@@ -10,6 +10,9 @@ from mllmcl.core.errors import UserError
 from mllmcl.models.families import FAMILIES
 
 
+SKILL_HELP = "share of items asking the skill common to all domains (data.skill; default: the benchmark's default)"
+
+
 def register(commands) -> None:
     bench = commands.group("bench", "benchmarks that print figures (docs/engine.md, docs/methods.md)", "BENCHMARK")
     q = bench.add("engine", _engine, "the engine's training loop vs a bare PyTorch loop; one adapter vs mixed "
@@ -41,9 +44,7 @@ def register(commands) -> None:
     q.add_argument("--train", type=positive_int, default=200,
                    help="training items per task of the synthetic data (the router buffers are drawn from them; "
                         "default: %(default)s)")
-    q.add_argument("--skill", type=float, default=None,
-                   help="share of items asking the skill common to all domains (data.skill; default: the "
-                        "benchmark's default)")
+    q.add_argument("--skill", type=float, default=None, help=SKILL_HELP)
 
     q = bench.add("methods", _methods, "training speed and parameter cost of each continual-learning method "
                   "relative to seq-lora, and answering speed")
@@ -53,9 +54,7 @@ def register(commands) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     q.add_argument("--train", type=positive_int, default=400,
                    help="training items of each of the two tasks (default: %(default)s)")
-    q.add_argument("--skill", type=float, default=None,
-                   help="share of items asking the skill common to all domains (data.skill; default: the "
-                        "benchmark's default)")
+    q.add_argument("--skill", type=float, default=None, help=SKILL_HELP)
 
     q = bench.add("scale", _scale, "the engine at a 7B-class model's shape (random weights, no download): expert "
                   "training, single and routed generation, the MLLM router's pass; samples/s and peak memory")
