@@ -78,7 +78,7 @@ def peft_mixed_speed(backbone: Backbone, images, questions, adapters, max_new_to
             rows = slice(first, first + batch_size)
             batch = backbone.encode_prompts(images[rows], questions[rows])
             greedy_tokens(backbone, batch, lambda names: {"adapter_names": names}, list(adapters[rows]),
-                    [max_new_tokens] * len(questions[rows]))
+                          [max_new_tokens] * len(questions[rows]))
     return len(questions) / (time.perf_counter() - start)
 
 

@@ -212,7 +212,7 @@ FIRST_SPELL = 4
 
 
 def greedy_tokens(backbone: Backbone, batch: dict, route: Route, names: list[str] | None,
-            limits: list[int]) -> list[list[int]]:
+                  limits: list[int]) -> list[list[int]]:
     """Greedy answer tokens of each row of `batch`, up to its own limit or its end-of-sequence token
     (included). A finished row leaves the batch: `generate` runs in spells of FIRST_SPELL, then twice as many
     new tokens at a time; after each spell the rows that ended or reached their limit are dropped, from the

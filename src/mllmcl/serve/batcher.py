@@ -7,8 +7,8 @@ waiting (up to `max_batch`) and, until as many requests have arrived since the p
 batch answered (those clients send their next requests now), waits up to `max_wait` seconds for more; then
 it routes the batch and answers it with `RoutedModel.answer_queries` (each query with its own expert or the
 base model, and its own token limit) in one call, where each row leaves the decoding batch once it has ended
-(`engine/generate.py`). A batch that fails is retried one request at a time, so a request that breaks generation fails alone. While requests keep coming, the thread holds an
-`inference_session` on the backbone, so the setup of an inference call (disabling the adapters, hooking the
+(`engine/generate.py`). A batch that fails is retried one request at a time, so a request that breaks
+generation fails alone. While requests keep coming, the thread holds an `inference_session` on the backbone, so the setup of an inference call (disabling the adapters, hooking the
 experts' layers) is paid once per busy spell, not twice per batch; it lets go whenever the queue runs dry.
 Swapping in a new version (`swap`) runs in the same thread between two batches: the batch in flight
 finishes on the old version, every later one uses the new one, and no request is dropped. `stop` answers
@@ -195,8 +195,8 @@ class Batcher:
             result = model.answer_queries([batch[k].query for k in rows], [batch[k].max_tokens for k in rows],
                                           [routes.experts[k] for k in rows])
             for k, g in zip(rows, result.generations):
-                out[k] = Done(g.text, routes.experts[k], routes.confidence[k], g.prompt_tokens, g.completion_tokens,
-                              g.stopped, model.version)
+                out[k] = Done(g.text, routes.experts[k], routes.confidence[k], g.prompt_tokens,
+                              g.completion_tokens, g.stopped, model.version)
         return out
 
     def _swap(self, item: _Swap) -> None:

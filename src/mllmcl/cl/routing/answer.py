@@ -90,8 +90,8 @@ def route_and_answer(ctx: Context, router: Router, queries: Sequence[Query], nam
     adapter = [None if e == BASE else adapter_of[e] for e in experts]
     keys = list(zip(adapter, queries, limits))  # hashed only with a memo: a served query may hold a PIL image
     generations: list = [memo.get(key) for key in keys] if memo is not None else [None] * len(queries)
-    # the queries the base model answers are generated in a call of their own: its answers run long where the
-    # experts' stop after a word, and batches of adapter rows only take the stacked path (engine/mixed.py)
+    # the queries the base model answers are generated in a call of their own: batches of adapter rows only
+    # take the stacked path (engine/mixed.py)
     todo = [i for i, g in enumerate(generations) if g is None]
     groups = [[i for i in todo if adapter[i] is not None], [i for i in todo if adapter[i] is None]]
     for rows in (g for g in groups if g):

@@ -97,11 +97,16 @@ def written_question(task: str, family: str, answer: str, stems: dict[str, str] 
     raise ValueError(f"the prompt rule of {task} changes the shared {family} question; adapt the templates")
 
 
-def shared_item(task: SynthTask, rng: random.Random, size: int, shared_look: bool = False) -> SynthItem:
-    """One shared-format item of `task`: a template drawn by the task's mix, its rule for it, the asked text."""
+def _template(task: SynthTask, rng: random.Random) -> str:
+    """The answer format of a shared or skill item of `task`, drawn by the task's mix."""
     if task.shared is None:
         raise ValueError(f"synthetic task {task.name} has no shared-format rule")
-    family = rng.choices(list(task.mix), weights=list(task.mix.values()))[0]
+    return rng.choices(list(task.mix), weights=list(task.mix.values()))[0]
+
+
+def shared_item(task: SynthTask, rng: random.Random, size: int, shared_look: bool = False) -> SynthItem:
+    """One shared-format item of `task`: a template drawn by the task's mix, its rule for it, the asked text."""
+    family = _template(task, rng)
     item = task.shared(rng, family, size, SHARED_LOOK if shared_look else OWN_LOOK)
     extra = {"question_type": f"shared_{family}", **item.extra, "format": "shared", "family": family,
              "answer_format": family}
@@ -114,9 +119,7 @@ def skill_item(task: SynthTask, rng: random.Random, size: int, shared_look: bool
     """One common-skill item of `task`: a template drawn by the task's mix, over an image of the domain (its
     shared-format drawing, whose own answer is not asked) with a marker badge in one corner, or (yes/no: No)
     none. The rule is the same in every domain."""
-    if task.shared is None:
-        raise ValueError(f"synthetic task {task.name} has no shared-format rule")
-    family = rng.choices(list(task.mix), weights=list(task.mix.values()))[0]
+    family = _template(task, rng)
     image = task.shared(rng, family, size, SHARED_LOOK if shared_look else OWN_LOOK).image
     colour = rng.choice(list(MARKERS))
     present = family != "yesno" or rng.random() < 0.5
