@@ -89,6 +89,37 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_two_writers_of_one_dataset_at_once_both_end_with_the_first_ones_copy(tmp_path, monkeypatch):
+    """Two runs sharing a data cache may draw the same dataset at once: the one that renames second keeps the
+    first one's copy (the same bytes) instead of failing; a different dataset in the way still fails."""
+    import mllmcl.data.synth.write as write
+
+    spec, out = SynthSpec(train=2, test=2, router_k=1, replay_k=1), tmp_path / "d"
+    draw = write._write_into
+
+    def other_process_finishes_first(root, spec_, progress):
+        draw(root, spec_, progress)
+        monkeypatch.setattr(write, "_write_into", draw)
+        write_synth(out, spec_, progress=False)  # the other writer, renaming first
+
+    monkeypatch.setattr(write, "_write_into", other_process_finishes_first)
+    assert write_synth(out, spec, progress=False) == out
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no temporary folder left
+    assert load_benchmark(out).names == list(MODULES["dcl"])
+
+    other = SynthSpec(train=3, test=2, router_k=1, replay_k=1)
+
+    def another_dataset_finishes_first(root, spec_, progress):
+        draw(root, spec_, progress)
+        monkeypatch.setattr(write, "_write_into", draw)
+        write_synth(tmp_path / "e", other, progress=False)
+
+    monkeypatch.setattr(write, "_write_into", another_dataset_finishes_first)
+    with pytest.raises(OSError):
+        write_synth(tmp_path / "e", spec, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "e"]
+
+
 def test_bad_sizes_are_user_errors(tmp_path, capsys):
     assert main(["data", "synth", "--setting", "dcl", "--out", str(tmp_path / "d"), "--train", "5",
                  "--router-k", "9"]) == 2

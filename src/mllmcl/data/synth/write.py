@@ -26,7 +26,9 @@ the number of test items of the held-out domain (`mllmcl.data.synth.unseen`), re
 `unseen` key and loaded as `Benchmark.unseen`, never as a task.
 
 The folder is written under a temporary name and renamed into place when complete, so an interrupted
-run leaves no half-written dataset; asking again for the same dataset returns the existing one.
+run leaves no half-written dataset; asking again for the same dataset returns the existing one, and of two
+processes drawing the same dataset at once (two runs sharing a cache), the one that finishes second keeps
+the first one's copy.
 
 Cache key: a dataset is a function of its `SynthSpec` and of the generator's code, so `synth.json` also
 stores `synth_fingerprint()`, a hash of that code (and of the libraries that draw the pixels). A folder
@@ -179,10 +181,23 @@ def write_synth(out: str | Path, spec: SynthSpec = SynthSpec(), progress: bool =
         if out.exists():
             out.rmdir()  # empty, checked above
         tmp.rename(out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _holds(out, spec):
+            raise
+        # another process (a second run sharing the cache) finished the same dataset first: use its copy
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _holds(out: Path, spec: SynthSpec) -> bool:
+    """Whether `out` holds exactly the dataset `spec`, complete (its spec file is written last)."""
+    try:
+        return json.loads((out / SPEC_FILE).read_text()) == _stamp(spec)
+    except (OSError, ValueError):
+        return False
 
 
 # Below this many images one process draws them all: starting helper processes would cost more.
