@@ -517,3 +517,14 @@ def test_grid_regions_follow_each_prompts_own_token_layout():
     assert cells[1].tolist() == [8.0, 9.0, 10.0, 11.0]
     with pytest.raises(ValueError, match="not the 3x3 its image makes"):
         _regions(hidden, image, [(3, 3), (2, 2)], grid=2)
+
+
+def test_planned_batches_put_prompts_of_like_length_together_and_keep_each_adapter_contiguous():
+    from mllmcl.engine.generate import _planned_batches
+
+    lengths = [50, 10, 40, 20, 30, 60]
+    assert [rows for rows, _ in _planned_batches(6, 2, None, lengths=lengths)] == [[1, 3], [4, 2], [0, 5]]
+    names = ["a", "b", "a", "b", "a", "b"]
+    plan = list(_planned_batches(6, 3, names, group_by_adapter=True, lengths=lengths))
+    assert plan == [([4, 2, 0], ["a", "a", "a"]), ([1, 3, 5], ["b", "b", "b"])]
+    assert sorted(i for rows, _ in _planned_batches(6, 4, names, lengths=lengths) for i in rows) == list(range(6))

@@ -34,12 +34,17 @@ def _adapter_list(backbone: Backbone, adapters: Sequence[str | None] | None, n: 
     return names
 
 
-def _planned_batches(n: int, batch_size: int, names: list[str] | None, group_by_adapter: bool = False):
+def _planned_batches(n: int, batch_size: int, names: list[str] | None, group_by_adapter: bool = False,
+                     lengths: Sequence[int] | None = None):
     """Yield (rows, adapter names of those rows or None for the base model throughout), covering 0..n-1 once.
 
-    Within a batch the rows are ordered by adapter (stable), so each adapter's samples are contiguous;
-    with `group_by_adapter` the whole request is ordered first, so most batches hold a single adapter."""
+    With `lengths` (each row's prompt length, any unit) rows of like length share a batch, so little of a
+    batch is padding: a batch costs its longest row times its size. Within a batch the rows are ordered by
+    adapter (stable), so each adapter's samples are contiguous; with `group_by_adapter` the whole request is
+    ordered by adapter first, so most batches hold a single adapter."""
     order = list(range(n))
+    if lengths is not None:
+        order.sort(key=lambda i: lengths[i])
     if names is not None and group_by_adapter:
         order.sort(key=lambda i: names[i])
     for start in range(0, n, batch_size):
@@ -130,6 +135,12 @@ def _prompts(backbone: Backbone, images: Sequence[ImageLike], questions: Sequenc
     return {k: v.to(backbone.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def _lengths(questions: Sequence[str]) -> list[int]:
+    """Each question's length in characters: a proxy for its prompt's token count that needs no tokenizing
+    (image tokens left out; a fixed-resolution backbone gives every image the same number)."""
+    return [len(q) for q in questions]
+
+
 def _mine(batches: list, processes: Processes | None) -> list:
     """The batches this process computes: all of them, or its share when several processes split the work."""
     return batches if processes is None else [b for _, b in processes.shard(batches)]
@@ -190,7 +201,8 @@ def generate_detailed(backbone: Backbone, images: Sequence[ImageLike], questions
     done: dict[int, Generation] = {}
     bar = _bar(n, progress)
     with _inference(backbone, all_names) as route:
-        for rows, names in _mine(list(_planned_batches(n, batch_size, all_names, group_by_adapter)), processes):
+        for rows, names in _mine(list(_planned_batches(n, batch_size, all_names, group_by_adapter, _lengths(questions))),
+                                   processes):
             batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
             prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
             cut = greedy_tokens(backbone, batch, route, names, [limits[i] for i in rows])
@@ -281,7 +293,7 @@ def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions
     all_names = _adapter_list(backbone, adapters, n)
     done: dict[int, torch.Tensor] = {}
     with _inference(backbone, all_names) as route:
-        for rows, names in _mine(list(_planned_batches(n, batch_size, all_names)), processes):
+        for rows, names in _mine(list(_planned_batches(n, batch_size, all_names, lengths=_lengths(questions))), processes):
             batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
             logits = backbone.model(**batch, **route(names), logits_to_keep=1).logits[:, -1, :].float().cpu()
             if columns is not None:
@@ -307,7 +319,8 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
     done: dict[int, torch.Tensor] = {}
     decoder = _decoder_layers(backbone)
     with _inference(backbone, None):
-        for chunk, _ in _mine(list(_planned_batches(len(questions), batch_size, None)), processes):
+        for chunk, _ in _mine(list(_planned_batches(len(questions), batch_size, None, lengths=_lengths(questions))),
+                                processes):
             batch = _prompts(backbone, [images[i] for i in chunk], [questions[i] for i in chunk])
             if layer == 0 and tokens == "text":  # the text's input embeddings: no forward pass needed
                 hidden = backbone.model.get_input_embeddings()(batch["input_ids"]).float()
