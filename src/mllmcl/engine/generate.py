@@ -201,8 +201,8 @@ def generate_detailed(backbone: Backbone, images: Sequence[ImageLike], questions
     done: dict[int, Generation] = {}
     bar = _bar(n, progress)
     with _inference(backbone, all_names) as route:
-        for rows, names in _mine(list(_planned_batches(n, batch_size, all_names, group_by_adapter, _lengths(questions))),
-                                   processes):
+        plan = _planned_batches(n, batch_size, all_names, group_by_adapter, _lengths(questions))
+        for rows, names in _mine(list(plan), processes):
             batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
             prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
             cut = greedy_tokens(backbone, batch, route, names, [limits[i] for i in rows])
@@ -293,7 +293,8 @@ def next_token_logits(backbone: Backbone, images: Sequence[ImageLike], questions
     all_names = _adapter_list(backbone, adapters, n)
     done: dict[int, torch.Tensor] = {}
     with _inference(backbone, all_names) as route:
-        for rows, names in _mine(list(_planned_batches(n, batch_size, all_names, lengths=_lengths(questions))), processes):
+        plan = _planned_batches(n, batch_size, all_names, lengths=_lengths(questions))
+        for rows, names in _mine(list(plan), processes):
             batch = _prompts(backbone, [images[i] for i in rows], [questions[i] for i in rows])
             logits = backbone.model(**batch, **route(names), logits_to_keep=1).logits[:, -1, :].float().cpu()
             if columns is not None:
@@ -319,8 +320,8 @@ def pooled_features(backbone: Backbone, images: Sequence[ImageLike], questions: 
     done: dict[int, torch.Tensor] = {}
     decoder = _decoder_layers(backbone)
     with _inference(backbone, None):
-        for chunk, _ in _mine(list(_planned_batches(len(questions), batch_size, None, lengths=_lengths(questions))),
-                                processes):
+        plan = _planned_batches(len(questions), batch_size, None, lengths=_lengths(questions))
+        for chunk, _ in _mine(list(plan), processes):
             batch = _prompts(backbone, [images[i] for i in chunk], [questions[i] for i in chunk])
             if layer == 0 and tokens == "text":  # the text's input embeddings: no forward pass needed
                 hidden = backbone.model.get_input_embeddings()(batch["input_ids"]).float()
