@@ -91,8 +91,9 @@ def run_routers_bench(overlaps: Sequence[float], seed: int, cache: str, split: s
 
 def print_routers_report(report: dict) -> None:
     overlaps = [str(o) for o in report["overlaps"]]
+    skill = "default" if report["skill"] is None else report["skill"]
     print(f"routing accuracy (%) on the {report['split']} split of the five synthetic DCL tasks (chance 20.00), "
-          f"seed {report['seed']}, visual_overlap 0, skill {report['skill'] if report['skill'] is not None else 'default'}")
+          f"seed {report['seed']}, visual_overlap 0, skill {skill}")
     print(f"   {'router':<18}" + "".join(f"{'overlap ' + o:>14}" for o in overlaps))
     for name, by_overlap in report["routers"].items():
         print(f"   {name:<18}" + "".join(f"{by_overlap[o]['accuracy']:>14.2f}" for o in overlaps))

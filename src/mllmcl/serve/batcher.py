@@ -8,8 +8,9 @@ batch answered (those clients send their next requests now), waits up to `max_wa
 it routes the batch and answers it with `RoutedModel.answer_queries` (each query with its own expert or the
 base model, and its own token limit) in one call, where each row leaves the decoding batch once it has ended
 (`engine/generate.py`). A batch that fails is retried one request at a time, so a request that breaks
-generation fails alone. While requests keep coming, the thread holds an `inference_session` on the backbone, so the setup of an inference call (disabling the adapters, hooking the
-experts' layers) is paid once per busy spell, not twice per batch; it lets go whenever the queue runs dry.
+generation fails alone. While requests keep coming, the thread holds an `inference_session` on the backbone,
+so the setup of an inference call (disabling the adapters, hooking the experts' layers) is paid once per
+busy spell, not twice per batch; it lets go whenever the queue runs dry.
 Swapping in a new version (`swap`) runs in the same thread between two batches: the batch in flight
 finishes on the old version, every later one uses the new one, and no request is dropped. `stop` answers
 what is queued; a request that comes after it gets `ShuttingDown`."""
