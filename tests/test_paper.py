@@ -64,6 +64,35 @@ def test_the_ability_table_uses_mr_lora_as_its_upper_reference():
     assert "MR-LoRA (the paper's ACL Oracle is not in the data)" in comparison_markdown(comparison)
 
 
+def test_every_published_row_with_per_task_accuracies_has_their_mean_as_its_mfn():
+    checked = 0
+    for setting, table in paper_tables().items():
+        if not isinstance(table, dict):
+            continue  # the source line
+        for name, row in table["rows"].items():
+            if "final" in row:
+                assert list(row["final"]) == table["tasks"], (setting, name)
+                assert statistics.fmean(row["final"].values()) == pytest.approx(row["MFN"], abs=0.006), (setting, name)
+                checked += 1
+    assert checked >= 17  # DCL zero-shot, every ACL row
+
+
+def test_the_ability_table_ranks_the_baselines_both_tables_have():
+    acl = copy.deepcopy(make_results())
+    acl["run"]["setting"] = "acl"
+    for label, mfn in (("o-lora", 52.0), ("sefe", 60.0), ("hide-llava", 20.0)):
+        acl["methods"][label] = copy.deepcopy(acl["methods"]["seq-lora"])
+        acl["methods"][label]["metrics"] = {**acl["methods"][label]["metrics"], "MFN": mfn}
+    comparison = compare([Results.model_validate(acl)])
+    rows = {r["label"]: r for r in comparison["rows"]}
+    assert rows["o-lora"]["paper"]["MFN"] == 37.16 and rows["hide-llava"]["paper_row"] == "HiDe-LLaVA"
+    ranked = ["hide-llava", "seq-lora", "o-lora", "sefe", "mr-lora"]  # the paper's order by MFN, ACL
+    assert [rows[k]["paper"]["MFN"] for k in ranked] == sorted(rows[k]["paper"]["MFN"] for k in ranked)
+    ours = [rows[k]["ours"]["MFN"]["mean"] for k in ranked]
+    assert comparison["spearman_mfn"] == {"rho": pytest.approx(spearman([1, 2, 3, 4, 5], ours)), "n": 5}
+    assert "ϕ-DPO" in comparison["source"] and "Spearman ρ of MFN over the 5 methods" in comparison_markdown(comparison)
+
+
 def test_report_against_paper_prints_and_writes_the_comparison(tmp_path, capsys):
     run = write_run(tmp_path / "run", make_results())
     assert main(["report", str(run), "--against", "paper", "--out", str(tmp_path / "cmp")]) == 0

@@ -31,7 +31,7 @@ ROWS = {"zero-shot": "Zero-shot", "oracle": "Oracle", "seq-lora": "LoRA-FT", "re
 
 def paper_tables() -> dict:
     """The published tables, as shipped with the package."""
-    return json.loads(resources.files("mllmcl.report").joinpath(PAPER_FILE).read_text())
+    return json.loads(resources.files("mllmcl.report").joinpath(PAPER_FILE).read_text(encoding="utf-8"))
 
 
 def paper_row(label: str) -> str | None:
@@ -124,7 +124,8 @@ def compare(runs: Sequence[Results], setting: str | None = None) -> dict:
                      "ours": {key: _stats(v) for key, v in values.items()}})
     ranked = [r for r in rows if r["ours"]["MFN"]["mean"] is not None and r["paper_row"] not in REFERENCES]
     rho = spearman([r["paper"]["MFN"] for r in ranked], [r["ours"]["MFN"]["mean"] for r in ranked])
-    return {"setting": setting, "source": paper_tables()["source"], "runs": len(runs), "upper": upper,
+    source = "; ".join(filter(None, (paper_tables()["source"], table.get("source"))))
+    return {"setting": setting, "source": source, "runs": len(runs), "upper": upper,
             "zero_shot_over_upper": {"paper": paper_zs / paper_top, "ours": _stats(ratios)},
             "rows": rows, "spearman_mfn": {"rho": rho, "n": len(ranked)}}
 
