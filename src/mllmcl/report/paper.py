@@ -80,7 +80,8 @@ def compare(runs: Sequence[Results], setting: str | None = None) -> dict:
     if not runs:
         raise ValueError("compare needs at least one run")
     setting = setting or runs[0].run.setting
-    table = paper_tables().get(setting)
+    tables = paper_tables()
+    table = tables.get(setting)
     if table is None:
         raise ValueError(f"the paper has no table for setting {setting!r}")
     published = table["rows"]
@@ -124,7 +125,7 @@ def compare(runs: Sequence[Results], setting: str | None = None) -> dict:
                      "ours": {key: _stats(v) for key, v in values.items()}})
     ranked = [r for r in rows if r["ours"]["MFN"]["mean"] is not None and r["paper_row"] not in REFERENCES]
     rho = spearman([r["paper"]["MFN"] for r in ranked], [r["ours"]["MFN"]["mean"] for r in ranked])
-    source = "; ".join(filter(None, (paper_tables()["source"], table.get("source"))))
+    source = "; ".join(filter(None, (tables["source"], table.get("source"))))
     return {"setting": setting, "source": source, "runs": len(runs), "upper": upper,
             "zero_shot_over_upper": {"paper": paper_zs / paper_top, "ours": _stats(ratios)},
             "rows": rows, "spearman_mfn": {"rho": rho, "n": len(ranked)}}
